@@ -1,0 +1,1 @@
+"""Benchmark drivers: each prints its figures; none asserts a time."""

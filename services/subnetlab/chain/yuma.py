@@ -1,0 +1,420 @@
+"""Yuma Consensus: one subnet epoch, as subtensor's `epoch` computes it, in vectorised numpy.
+
+The function `epoch` is pure: the same inputs always give the same outputs, with no I/O
+and no hidden state. Every step is a small public function so it can be tested (and read)
+on its own; `docs/consensus.md` gives the formula of each.
+
+Differences from subtensor are deliberate and few:
+- float64 instead of I32F32 fixed point (more precise; results agree to ~1e-6 before
+  the u16 rounding that the chain applies to stored values, which we reproduce);
+- the dense semantics of `epoch_dense` are used for bonds: a bond whose weight is absent
+  decays like one whose weight is an explicit zero (subtensor's sparse path drops it);
+- matrices are computed only over the rows that can hold a validator permit (this epoch
+  or the next): every other row is zero in subtensor too, so this changes nothing but
+  the cost, which falls from n x n to V x n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
+
+Float = NDArray[np.float64]
+Bool = NDArray[np.bool_]
+Int = NDArray[np.int64]
+U16 = NDArray[np.uint16]
+
+
+@dataclass(frozen=True)
+class EpochInputs:
+    """Everything the epoch reads from chain state, for one subnet of n uids.
+
+    `weights` and `bonds` are (n, n) matrices of u16 exactly as the chain stores them:
+    weights row-max-upscaled at set time, bonds as written by the previous epoch.
+    `validator_permit` holds the permits computed by the *previous* epoch: permits lag one
+    epoch, as on the chain. `commit_block` (optional) is, per uid, the block of its oldest
+    unrevealed weight commit, or -1 where there is none; weights committed before a miner
+    registered are masked, as subtensor does under commit-reveal.
+    """
+
+    block: int
+    stake: Float
+    weights: NDArray[np.integer]
+    bonds: NDArray[np.integer]
+    last_update: Int
+    block_at_registration: Int
+    validator_permit: Bool
+    owner_uid: int | None = None
+    commit_block: Int | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.stake.shape[0])
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch writes back, all as proportions in [0, 1] unless said otherwise.
+
+    `server_emission` and `validator_emission` are the shares of the epoch's emission (the
+    82% that is not the owner's cut) that go to each uid as incentive and as dividends;
+    `emission` is their sum. `bonds` is the new (n, n) u16 bond matrix to store.
+    """
+
+    active: Bool
+    stake: Float
+    active_stake: Float
+    validator_permit: Bool
+    consensus: Float
+    validator_trust: Float
+    trust: Float
+    rank: Float
+    incentive: Float
+    dividends: Float
+    server_emission: Float
+    validator_emission: Float
+    emission: Float
+    bonds: U16
+
+
+# --------------------------------------------------------------------------------------
+# Vector helpers
+# --------------------------------------------------------------------------------------
+
+
+def normalize(x: Float) -> Float:
+    """x / sum(x), or x unchanged when the sum is zero (subtensor's `inplace_normalize`)."""
+    total = float(x.sum())
+    return x / total if total != 0.0 else x.copy()
+
+
+def normalize_rows(m: Float) -> Float:
+    """Each row divided by its sum; all-zero rows stay zero."""
+    sums = m.sum(axis=1, keepdims=True)
+    out: Float = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    return out
+
+
+def normalize_columns(m: Float) -> Float:
+    """Each column divided by its sum; all-zero columns stay zero."""
+    sums = m.sum(axis=0, keepdims=True)
+    out: Float = np.divide(m, sums, out=np.zeros_like(m), where=sums != 0)
+    return out
+
+
+def max_upscale_columns(m: Float) -> Float:
+    """Each column divided by its maximum, so the largest entry becomes 1."""
+    maxes = m.max(axis=0, keepdims=True) if m.shape[0] else np.zeros((1, m.shape[1]))
+    return np.divide(m, maxes, out=np.zeros_like(m), where=maxes != 0)
+
+
+def to_u16_proportion(x: Float) -> U16:
+    """A proportion in [0, 1] as the chain stores it: floor(x * 65535), saturating."""
+    return np.clip(np.floor(x * U16_MAX), 0, U16_MAX).astype(np.uint16)
+
+
+def max_upscale_u16(values: NDArray[np.floating] | NDArray[np.integer]) -> U16:
+    """Scale a weight vector so its largest entry is 65535, rounding half away from zero.
+
+    This is what set_weights stores (subtensor's `vec_u16_max_upscale_to_u16`): only the
+    ratios of a validator's weights matter, so the chain keeps them at full u16 precision.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return np.zeros(0, dtype=np.uint16)
+    top = float(v.max())
+    if top <= 0.0:
+        return np.zeros(v.shape, dtype=np.uint16)
+    return np.clip(np.floor(v * U16_MAX / top + 0.5), 0, U16_MAX).astype(np.uint16)
+
+
+# --------------------------------------------------------------------------------------
+# Epoch steps
+# --------------------------------------------------------------------------------------
+
+
+def active_mask(last_update: Int, block: int, activity_cutoff: int) -> Bool:
+    """A uid is active unless its last weight update is more than `activity_cutoff` old."""
+    return ~(last_update + activity_cutoff < block)
+
+
+def normalized_stake(stake: Float, stake_threshold: float) -> Float:
+    """Stake below the threshold counts as zero; the rest is normalised to sum 1."""
+    filtered = np.where(stake < stake_threshold, 0.0, stake).astype(np.float64)
+    return normalize(filtered)
+
+
+def top_k_permits(stake: Float, k: int) -> Bool:
+    """Validator permits: the k largest non-zero stakes.
+
+    Ties are broken as subtensor's stable ascending sort does: among equal stakes the
+    lower uid sorts first and so is the first to be dropped.
+    """
+    n = stake.shape[0]
+    permits: Bool = np.not_equal(stake, 0.0)
+    if n < k:
+        return permits
+    order = np.argsort(stake, kind="stable")
+    permits[order[: n - k]] = False
+    return permits
+
+
+def active_validator_stake(stake: Float, active: Bool, permit: Bool) -> Float:
+    """Stake that votes this epoch: active uids holding a permit, renormalised."""
+    return normalize(np.where(active & permit, stake, 0.0))
+
+
+def masked_weights(
+    weights_rows: Float,
+    rows: Int,
+    permit: Bool,
+    last_update: Int,
+    block_at_registration: Int,
+    owner_uid: int | None = None,
+    commit_block: Int | None = None,
+) -> Float:
+    """The weight rows that count, row-normalised.
+
+    Zeroes rows of validators without a permit, self-weights (except the subnet owner's),
+    weights set at or before the target's registration (they refer to a previous occupant
+    of the uid) and, under commit-reveal, weights committed before the target registered.
+    """
+    w = weights_rows.astype(np.float64, copy=True)
+    w[~permit[rows]] = 0.0
+    self_cols = rows if owner_uid is None else rows[rows != owner_uid]
+    self_rows = (
+        np.arange(rows.shape[0]) if owner_uid is None else np.flatnonzero(rows != owner_uid)
+    )
+    w[self_rows, self_cols] = 0.0
+    outdated = last_update[rows][:, None] <= block_at_registration[None, :]
+    w[outdated] = 0.0
+    if commit_block is not None:
+        committed = commit_block[rows]
+        early = (committed[:, None] >= 0) & (committed[:, None] < block_at_registration[None, :])
+        w[early] = 0.0
+    return normalize_rows(w)
+
+
+def weighted_median_columns(stake: Float, weights: Float, kappa: float) -> Float:
+    """Consensus: per column, the stake-weighted kappa-quantile of the validators' weights.
+
+    Same answer as subtensor's `weighted_median_col`: only rows with positive stake vote;
+    their stake is renormalised; with minority = sum(stake) - kappa the result is the
+    smallest weight v such that the stake voting at most v exceeds the minority (the
+    largest weight when none does).
+    """
+    n_cols = weights.shape[1]
+    voters = np.flatnonzero(stake > 0.0)
+    if voters.size == 0:
+        return np.zeros(n_cols)
+    voting_stake = normalize(stake[voters])
+    minority = float(voting_stake.sum()) - kappa
+    scores = np.ascontiguousarray(weights[voters].T)  # (n_cols, voters): sort each row
+    # Ties need no stable order: equal scores give the same answer whichever comes first.
+    order = np.argsort(scores, axis=1)
+    cumulative = np.cumsum(voting_stake[order], axis=1)
+    above = cumulative > minority
+    first = np.where(above.any(axis=1), above.argmax(axis=1), voters.size - 1)
+    columns = np.arange(n_cols)
+    return scores[columns, order[columns, first]]
+
+
+def clip_to_consensus(weights: Float, consensus: Float) -> Float:
+    """Weights above the consensus of their column are cut down to it."""
+    return np.minimum(weights, consensus[None, :])
+
+
+def interpolate(a: Float, b: Float, ratio: float) -> Float:
+    """a + ratio * (b - a): the bonds penalty blends raw and clipped weights."""
+    if ratio == 0.0:
+        return a
+    if ratio == 1.0:
+        return b
+    return a + ratio * (b - a)
+
+
+def liquid_alpha(
+    weights: Float,
+    bonds: Float,
+    consensus: Float,
+    alpha_low: float,
+    alpha_high: float,
+    steepness: float,
+) -> Float:
+    """Per-entry bond EMA rate (subtensor's `alpha_sigmoid`).
+
+    When a validator buys (weight >= bond) the rate grows with how far its weight runs
+    ahead of consensus; when it sells, with how far its bond exceeds its weight. The
+    distance goes through a sigmoid centred at 0.5 and is mapped into [alpha_low,
+    alpha_high].
+    """
+    # In-place arithmetic: this runs on V x n entries and dominates large epochs.
+    buy = weights - consensus[None, :]
+    np.clip(buy, 0.0, 1.0, out=buy)
+    sell = bonds - weights
+    np.clip(sell, 0.0, 1.0, out=sell)
+    diff = np.where(weights >= bonds, buy, sell)
+    # The sigmoid in float32: its error (< 2e-7) is far below the u16 resolution (1.5e-5)
+    # at which bonds are stored, and it runs three times faster than in float64.
+    sigmoid = diff.astype(np.float32)
+    sigmoid -= np.float32(0.5)
+    sigmoid *= np.float32(-steepness)
+    np.exp(sigmoid, out=sigmoid)
+    sigmoid += np.float32(1.0)
+    np.reciprocal(sigmoid, out=sigmoid)
+    alpha = sigmoid.astype(np.float64)
+    alpha *= alpha_high - alpha_low
+    alpha += alpha_low
+    return np.clip(alpha, alpha_low, alpha_high, out=alpha)
+
+
+def recently_registered(block: int, tempo: int, block_at_registration: Int) -> Bool:
+    """uids registered since the previous epoch: their old bonds belong to someone else."""
+    last_tempo = max(block - tempo, 0)
+    return last_tempo <= block_at_registration
+
+
+def bonds_yuma3(
+    weights_for_bonds: Float,
+    bonds_u16: NDArray[np.integer],
+    consensus: Float,
+    fresh_columns: Bool,
+    hp: Hyperparameters,
+) -> Float:
+    """Yuma3 relative bonds: each entry is the validator's share of the miner, in [0, 1].
+
+    Old bonds (stored u16 proportions) are reset for freshly registered miners, then moved
+    towards the weights by an EMA whose rate is fixed (1 - bonds_moving_avg) or liquid.
+    """
+    old = bonds_u16.astype(np.float64) / U16_MAX
+    old[:, fresh_columns] = 0.0
+    if hp.liquid_alpha and bool(np.any(consensus != 0.0)):
+        alpha = liquid_alpha(
+            weights_for_bonds, old, consensus, hp.alpha_low, hp.alpha_high,
+            hp.alpha_sigmoid_steepness,
+        )
+        bought = alpha * weights_for_bonds
+        np.maximum(bought, 0.0, out=bought)
+        alpha -= 1.0
+        alpha *= -old  # (1 - alpha) * old, reusing the buffer
+        alpha += bought
+        return np.minimum(alpha, 1.0, out=alpha)
+    rate = 1.0 - hp.bonds_moving_avg
+    return rate * weights_for_bonds + (1.0 - rate) * old
+
+
+def bonds_original(
+    weights_for_bonds: Float,
+    bonds_u16: NDArray[np.integer],
+    active_stake: Float,
+    fresh_columns: Bool,
+    bonds_moving_avg: float,
+) -> Float:
+    """Original Yuma bonds: column-normalised EMA of stake-weighted weights."""
+    old = bonds_u16.astype(np.float64)
+    old[:, fresh_columns] = 0.0
+    old = normalize_columns(old)
+    delta = normalize_columns(weights_for_bonds * active_stake[:, None])
+    rate = 1.0 - bonds_moving_avg
+    return normalize_columns(rate * delta + (1.0 - rate) * old)
+
+
+def emission_shares(
+    incentive: Float, dividends: Float, stake: Float, active_stake: Float
+) -> tuple[Float, Float]:
+    """Split the epoch's emission between incentive (miners) and dividends (validators).
+
+    Both are normalised on the sum of incentive plus dividends, so when both exist each
+    side receives half (41% of the subnet's emission each, after the owner's 18%). With
+    no incentive at all (no weights, all outdated or self-weights only) validators
+    receive by active stake, or by stake when no stake is active.
+    """
+    total = float(incentive.sum() + dividends.sum())
+    if total == 0.0:
+        by_stake = stake if float(active_stake.sum()) == 0.0 else active_stake
+        return np.zeros_like(incentive), by_stake.copy()
+    return incentive / total, dividends / total
+
+
+# --------------------------------------------------------------------------------------
+# The epoch
+# --------------------------------------------------------------------------------------
+
+
+def epoch(inputs: EpochInputs, hp: Hyperparameters) -> EpochResult:
+    """Run one Yuma Consensus epoch for a subnet (subtensor's `epoch`)."""
+    n = inputs.n
+    active = active_mask(inputs.last_update, inputs.block, hp.activity_cutoff)
+    stake = normalized_stake(inputs.stake, hp.stake_threshold)
+    permit = inputs.validator_permit.astype(bool)
+    new_permit = top_k_permits(stake, hp.max_allowed_validators)
+    active_stake = active_validator_stake(stake, active, permit)
+
+    # Only rows that hold a permit now or next epoch can carry weights or bonds.
+    rows = np.flatnonzero(permit | new_permit)
+    row_stake = active_stake[rows]
+    weights = masked_weights(
+        np.asarray(inputs.weights)[rows],
+        rows,
+        permit,
+        inputs.last_update,
+        inputs.block_at_registration,
+        inputs.owner_uid,
+        inputs.commit_block,
+    )
+
+    preranks = row_stake @ weights
+    consensus = weighted_median_columns(row_stake, weights, hp.kappa)
+    clipped = clip_to_consensus(weights, consensus)
+    validator_trust = np.zeros(n)
+    validator_trust[rows] = clipped.sum(axis=1)
+    ranks = row_stake @ clipped
+    trust = np.divide(ranks, preranks, out=np.zeros(n), where=preranks != 0)
+    rank = normalize(ranks)
+    incentive = rank
+
+    weights_for_bonds = interpolate(weights, clipped, hp.bonds_penalty)
+    fresh = recently_registered(inputs.block, hp.tempo, inputs.block_at_registration)
+    old_bonds = np.asarray(inputs.bonds)[rows]
+    if hp.yuma3:
+        ema = bonds_yuma3(weights_for_bonds, old_bonds, consensus, fresh, hp)
+        row_dividends = (normalize_columns(ema) @ incentive) * row_stake
+        stored_rows = to_u16_proportion(ema)
+    else:
+        ema = bonds_original(weights_for_bonds, old_bonds, row_stake, fresh, hp.bonds_moving_avg)
+        row_dividends = ema @ incentive
+        stored_rows = to_u16_proportion(max_upscale_columns(ema))
+    dividends = np.zeros(n)
+    dividends[rows] = row_dividends
+    dividends = normalize(dividends)
+
+    server_emission, validator_emission = emission_shares(
+        incentive, dividends, stake, active_stake
+    )
+
+    # Bonds persist for uids that keep a permit; a uid that loses its permit loses them.
+    # Rows outside `rows` never held a permit, so (as on the chain) they hold no bonds.
+    bonds = np.zeros((n, n), dtype=np.uint16)
+    keep = new_permit[rows]
+    bonds[rows[keep]] = stored_rows[keep]
+
+    return EpochResult(
+        active=active,
+        stake=stake,
+        active_stake=active_stake,
+        validator_permit=new_permit,
+        consensus=consensus,
+        validator_trust=validator_trust,
+        trust=trust,
+        rank=rank,
+        incentive=incentive,
+        dividends=dividends,
+        server_emission=server_emission,
+        validator_emission=validator_emission,
+        emission=server_emission + validator_emission,
+        bonds=bonds,
+    )

@@ -1,0 +1,1 @@
+"""The `subnetlab` command line."""

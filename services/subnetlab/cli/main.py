@@ -1,0 +1,34 @@
+"""Entry point of the `subnetlab` command: one Typer app with a sub-app per area."""
+
+from __future__ import annotations
+
+import typer
+
+from subnetlab import __version__
+from subnetlab.cli.bench import bench_app
+from subnetlab.cli.errors import CliError, fail
+from subnetlab.cli.simulate import simulate_app
+
+app = typer.Typer(
+    name="subnetlab",
+    help="Stand up, measure and attack a Bittensor-style incentive network.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def version() -> None:
+    """Print the subnetlab version."""
+    typer.echo(__version__)
+
+
+def run() -> None:
+    """Console-script entry: any CliError becomes one line on stderr and exit code 2."""
+    try:
+        app()
+    except CliError as exc:
+        fail(str(exc))

@@ -1,0 +1,84 @@
+"""`subnetlab simulate yuma`: run a Yuma case file through the chain's own epoch."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from subnetlab.cli.errors import fail
+from subnetlab.sim.yuma_case import CaseError, load_case, parse_case, result_record, run_case
+
+simulate_app = typer.Typer(
+    help="Run consensus experiments without a network.", no_args_is_help=True
+)
+
+BUNDLED_CASE = "kappa_moves_first.json"
+
+
+def bundled_case_text() -> str:
+    """The example case shipped with the package (used when no file is given)."""
+    return resources.files("subnetlab.data").joinpath("cases", BUNDLED_CASE).read_text()
+
+
+@simulate_app.command("yuma")
+def simulate_yuma(
+    case_file: Annotated[
+        Path | None,
+        typer.Argument(help="Case JSON (see docs/consensus.md). Default: a bundled example."),
+    ] = None,
+    table: Annotated[bool, typer.Option("--table", help="Print a table instead of JSON.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw dividends and incentive to this PNG.")
+    ] = None,
+) -> None:
+    """Run a Yuma case and print one JSON object per epoch (or a table, or a plot)."""
+    try:
+        if case_file is None:
+            case = parse_case(json.loads(bundled_case_text()), source=f"bundled {BUNDLED_CASE}")
+        else:
+            case = load_case(case_file)
+    except CaseError as exc:
+        fail(str(exc))
+    records = [result_record(i, r) for i, r in enumerate(run_case(case))]
+    if plot is not None:
+        from subnetlab.sim.plots import plot_case  # matplotlib only when asked for
+
+        try:
+            plot_case(case.name, records, plot)
+        except OSError as exc:
+            fail(f"--plot {plot}: cannot write ({exc.strerror})")
+    if table:
+        print_table(case.name, records)
+    elif plot is None:
+        for record in records:
+            typer.echo(json.dumps(record))
+    else:
+        Console(stderr=True).print(f"plot written to {plot}")
+
+
+def print_table(name: str, records: list[dict[str, Any]]) -> None:
+    """One row per uid per epoch; validators and miners read off the same columns."""
+    table = Table(title=f"Yuma case: {name}", show_lines=False)
+    for column in ("epoch", "uid", "permit", "consensus", "incentive", "dividends", "vtrust",
+                   "emission"):
+        table.add_column(column, justify="right")
+    for record in records:
+        for uid in range(len(record["incentive"])):
+            table.add_row(
+                str(record["epoch"]),
+                str(uid),
+                "yes" if record["validator_permit"][uid] else "",
+                f"{record['consensus'][uid]:.4f}",
+                f"{record['incentive'][uid]:.4f}",
+                f"{record['dividends'][uid]:.4f}",
+                f"{record['validator_trust'][uid]:.4f}",
+                f"{record['emission'][uid]:.4f}",
+                end_section=uid == len(record["incentive"]) - 1,
+            )
+    Console().print(table)

@@ -1,0 +1,98 @@
+"""`subnetlab simulate yuma` and `subnetlab bench epoch`, run as real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRun
+
+CASE = {
+    "name": "two validators, one miner",
+    "hyperparameters": {"max_allowed_validators": 2},
+    "stakes": [3, 1, 0],
+    "epochs": [{"weights": {}}, {"weights": {"0": {"2": 65535}, "1": {"2": 65535}}}, {}],
+}
+
+
+def write(tmp_path: Path, content: object) -> Path:
+    path = tmp_path / "case.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def test_default_case_prints_one_json_object_per_epoch(cli: CliRun) -> None:
+    proc = cli("simulate", "yuma")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["epoch"] for r in records] == list(range(7))
+    assert set(records[0]) == {
+        "epoch", "incentive", "dividends", "consensus", "validator_trust", "validator_permit",
+        "bonds", "emission",
+    }
+    assert records[1]["dividends"][:3] == pytest.approx([0.8, 0.1, 0.1], abs=1e-3)
+    assert len(records[1]["bonds"]) == 5 and len(records[1]["bonds"][0]) == 5
+
+
+def test_case_file_table_and_plot(cli: CliRun, tmp_path: Path) -> None:
+    case = write(tmp_path, CASE)
+    table = cli("simulate", "yuma", str(case), "--table")
+    assert table.returncode == 0, table.stderr
+    assert "two validators, one miner" in table.stdout and "dividends" in table.stdout
+    png = tmp_path / "plot.png"
+    plot = cli("simulate", "yuma", str(case), "--plot", str(png))
+    assert plot.returncode == 0, plot.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not valid JSON"),
+        ({"epochs": [{}]}, "stakes: Field required"),
+        ({**CASE, "stakes": [1, -2, 0]}, "stake of uid 1 is -2"),
+        ({**CASE, "hyperparameters": {"kappa": 1.5}}, "hyperparameters.kappa"),
+        ({**CASE, "hyperparameters": {"kapa": 0.5}}, "hyperparameters.kapa"),
+        ({**CASE, "epochs": [{"weights": {"0": {"7": 1}}}]}, "uid 7 does not exist"),
+        ({**CASE, "epochs": [{"weights": {"0": {"2": 70000}}}]}, "must be in [0, 65535]"),
+        ({**CASE, "epochs": []}, "epochs"),
+    ],
+)
+def test_invalid_case_files_name_the_field_without_traceback(
+    cli: CliRun, tmp_path: Path, content: object, expected: str
+) -> None:
+    proc = cli("simulate", "yuma", str(write(tmp_path, content)))
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") <= 2
+
+
+def test_missing_case_file(cli: CliRun, tmp_path: Path) -> None:
+    proc = cli("simulate", "yuma", str(tmp_path / "nope.json"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_bench_epoch_prints_json_figures(cli: CliRun) -> None:
+    proc = cli("bench", "epoch", "--uids", "64", "--validators", "8", "--repeats", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["uids"] == 64 and figures["validators"] == 8
+    assert figures["median_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--uids", "1"], "--uids 1"),
+        (["--uids", "8", "--validators", "9"], "--validators 9"),
+        (["--repeats", "0"], "--repeats 0"),
+        (["--no-yuma3"], "--liquid-alpha needs --yuma3"),
+    ],
+)
+def test_bench_epoch_rejects_bad_flags(cli: CliRun, args: list[str], expected: str) -> None:
+    proc = cli("bench", "epoch", *args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
