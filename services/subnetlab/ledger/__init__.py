@@ -1,0 +1,1 @@
+"""The chain-ledger service: signed extrinsics in, blocks out, persisted to Redis."""
