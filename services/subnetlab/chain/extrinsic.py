@@ -126,6 +126,9 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
+_INT_ONLY = {int}
+
+
 def _norm(value: object, depth: int) -> Any:
     # Exact-type fast paths first: params are mostly ints, strs and lists of ints (weights),
     # and this runs on every extrinsic the ledger accepts.
@@ -136,7 +139,7 @@ def _norm(value: object, depth: int) -> Any:
         if not _utf8_ok(value):  # type: ignore[arg-type]
             raise _ParamError("string is not encodable as UTF-8 (lone surrogate)")
         return value
-    if t is list and all(type(v) is int for v in value):  # type: ignore[attr-defined]
+    if t is list and set(map(type, value)) <= _INT_ONLY:  # type: ignore[call-overload]
         return list(value)  # type: ignore[call-overload]
     if depth > MAX_PARAMS_DEPTH:
         raise _ParamError(f"nested deeper than {MAX_PARAMS_DEPTH} levels")
@@ -282,7 +285,10 @@ class Extrinsic(BaseModel):
     @property
     def hash(self) -> str:
         """``"0x"`` + blake2b-256 hex of payload || signature: the signed extrinsic's id."""
-        digest = hashlib.blake2b(self.payload() + bytes.fromhex(self.signature), digest_size=32)
+        return self._hash_of(self.payload())
+
+    def _hash_of(self, payload: bytes) -> str:
+        digest = hashlib.blake2b(payload + bytes.fromhex(self.signature), digest_size=32)
         return "0x" + digest.hexdigest()
 
     def verify(self, ss58_format: int = DEFAULT_SS58_FORMAT) -> None:
@@ -291,11 +297,24 @@ class Extrinsic(BaseModel):
         The signer's public key is memoised by the SS58 decoder, so verifying a stream of
         extrinsics from a few accounts costs about one sr25519 verification each.
         """
+        self._verify_payload(self.payload(), ss58_format)
+
+    def verified_hash(self, ss58_format: int = DEFAULT_SS58_FORMAT) -> str:
+        """Verify (as :meth:`verify`) and return :attr:`hash`, encoding the payload once.
+
+        The ledger's door needs both for every extrinsic; the canonical encoding of a
+        256-weight payload costs as much as the signature check, so do it once.
+        """
+        payload = self.payload()
+        self._verify_payload(payload, ss58_format)
+        return self._hash_of(payload)
+
+    def _verify_payload(self, payload: bytes, ss58_format: int) -> None:
         try:
             public_key = ss58_decode(self.signer, ss58_format)
         except InvalidAddress as exc:
             raise BadSigner(exc.reason, f"bad signer: {exc}") from exc
-        if not verify_signature(self.signature, self.payload(), public_key):
+        if not verify_signature(self.signature, payload, public_key):
             raise BadSignature(
                 f"bad signature: not a valid signature by {self.signer} of this "
                 f"{self.call!r} extrinsic (nonce {self.nonce}, chain {self.chain_id!r})"

@@ -1,0 +1,389 @@
+"""The chain's state, as plain mutable data: genesis, accounts, subnets, neurons, stake.
+
+Nothing here has behaviour beyond growing and resetting per-uid columns; the transitions
+(`accounts`, `subnets`, `neurons`, `staking`, `weights`, `blocks`) read and mutate these
+objects, and `codec` serialises them canonically. Mutable dataclasses rather than frozen
+models because the ledger applies thousands of extrinsics per second and must not copy the
+state for each one: transitions validate first and then mutate in place.
+
+Units: balances, stake, burns and emissions are integers in rao (1 token = 10**9 rao).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.keys.ss58 import is_valid_ss58
+
+TOKEN = 10**9
+"""rao per token."""
+
+DEFAULT_TAKE = 0.18
+"""Delegate take of a new hotkey: its owner's cut of the dividends it earns for nominators."""
+
+MAX_TAKE = 0.18
+"""Largest take a hotkey owner may set (subtensor's MaxDelegateTake, 11_796 / 65_535)."""
+
+OWNER_CUT_PERCENT = 18
+"""Share of a subnet's emission that goes to its owner; the rest follows the epoch."""
+
+MAX_PENDING_COMMITS = 10
+"""Unrevealed weight commits one hotkey may hold per subnet (subtensor keeps 10)."""
+
+ROOT_NETUID = 0
+"""Reserved, as Bittensor's root network; user subnets are numbered from 1."""
+
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+
+
+class FaucetConfig(BaseModel):
+    """Testnet faucet: how much one drip mints and how often one account may drip."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    amount: int = Field(1_000 * TOKEN, gt=0, strict=True, description="rao minted per drip.")
+    cooldown_blocks: int = Field(
+        10, ge=0, strict=True, description="Blocks an account waits between two drips."
+    )
+
+
+class Genesis(BaseModel):
+    """The chain's initial state and its fixed economic parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain_id: str = "subnetlab-dev"
+    balances: dict[str, NonNegativeInt] = Field(default_factory=dict)
+    sudo: str | None = None
+    faucet: FaucetConfig | None = None
+    subnet_lock_cost: NonNegativeInt = 100 * TOKEN
+    block_emission: NonNegativeInt = TOKEN
+    default_hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+    @field_validator("balances")
+    @classmethod
+    def _addresses(cls, value: dict[str, int]) -> dict[str, int]:
+        for address in value:
+            if not is_valid_ss58(address):
+                raise ValueError(f"{address!r} is not a valid SS58 address")
+        return value
+
+    @field_validator("sudo")
+    @classmethod
+    def _sudo_address(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_ss58(value):
+            raise ValueError(f"{value!r} is not a valid SS58 address")
+        return value
+
+
+@dataclass(slots=True)
+class Account:
+    """A coldkey's free balance, its extrinsic nonce, and its last faucet drip (-1: never)."""
+
+    balance: int = 0
+    nonce: int = 0
+    last_faucet: int = -1
+
+    def is_default(self) -> bool:
+        """An account in this state is indistinguishable from one that does not exist."""
+        return self.balance == 0 and self.nonce == 0 and self.last_faucet == -1
+
+
+@dataclass(slots=True)
+class HotkeyInfo:
+    """Who owns a hotkey (first registration wins) and the take it charges its nominators."""
+
+    owner: str
+    take: float = DEFAULT_TAKE
+
+
+@dataclass(frozen=True, slots=True)
+class Axon:
+    """Where a neuron serves: a normalised IP, a port, a protocol, and the block it was set."""
+
+    ip: str
+    port: int
+    protocol: str
+    block: int
+
+    def url(self) -> str:
+        """The base URL clients call (IPv6 in brackets)."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{self.protocol}://{host}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with the derived URL for convenience."""
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "protocol": self.protocol,
+            "block": self.block,
+            "url": self.url(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A pending weight commit: its hash, the block and the subnet epoch it was made in."""
+
+    hash: str
+    block: int
+    epoch: int
+
+
+# Per-uid columns: name -> numpy dtype. `block_at_registration`, `last_update` and
+# `last_weights_block` are registration facts; the others are the last epoch's outputs.
+ARRAY_COLUMNS: dict[str, type[np.generic]] = {
+    "block_at_registration": np.int64,
+    "last_update": np.int64,
+    "last_weights_block": np.int64,
+    "validator_permit": np.bool_,
+    "active": np.bool_,
+    "stake_share": np.float64,
+    "incentive": np.float64,
+    "dividends": np.float64,
+    "consensus": np.float64,
+    "validator_trust": np.float64,
+    "trust": np.float64,
+    "rank": np.float64,
+    "emission": np.int64,
+    "pruning_score": np.uint16,
+}
+
+
+def _empty(dtype: type[np.generic]) -> NDArray[Any]:
+    return np.zeros(0, dtype=dtype)
+
+
+@dataclass(slots=True)
+class Neurons:
+    """The uids of one subnet as parallel columns indexed by uid.
+
+    `emission` is in rao (what the uid's hotkey and its nominators received at the last
+    epoch); `pruning_score` is that epoch's emission share max-upscaled to u16, as
+    subtensor stores it. `last_weights_block` is -1 until the uid sets (or commits) weights:
+    it drives the weights rate limit, so the first set after registration is always allowed.
+    `uid_of` is an index (hotkey -> uid), rebuilt on load and not part of the state root.
+    """
+
+    hotkeys: list[str] = field(default_factory=list)
+    coldkeys: list[str] = field(default_factory=list)
+    axons: list[Axon | None] = field(default_factory=list)
+    block_at_registration: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
+    last_update: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
+    last_weights_block: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
+    validator_permit: NDArray[np.bool_] = field(default_factory=lambda: _empty(np.bool_))
+    active: NDArray[np.bool_] = field(default_factory=lambda: _empty(np.bool_))
+    stake_share: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    incentive: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    dividends: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    consensus: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    validator_trust: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    trust: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    rank: NDArray[np.float64] = field(default_factory=lambda: _empty(np.float64))
+    emission: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
+    pruning_score: NDArray[np.uint16] = field(default_factory=lambda: _empty(np.uint16))
+    uid_of: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Number of uids in use."""
+        return len(self.hotkeys)
+
+    def column(self, name: str) -> NDArray[Any]:
+        """A per-uid column by name (see ARRAY_COLUMNS)."""
+        column: NDArray[Any] = getattr(self, name)
+        return column
+
+    def append(self, hotkey: str, coldkey: str, block: int) -> int:
+        """Add a uid at the end with fresh registration facts and zero outputs."""
+        uid = self.n
+        self.hotkeys.append(hotkey)
+        self.coldkeys.append(coldkey)
+        self.axons.append(None)
+        for name, dtype in ARRAY_COLUMNS.items():
+            setattr(self, name, np.append(self.column(name), np.zeros(1, dtype=dtype)))
+        self._fresh(uid, block)
+        self.uid_of[hotkey] = uid
+        return uid
+
+    def replace(self, uid: int, hotkey: str, coldkey: str, block: int) -> str:
+        """Give `uid` to a new hotkey, forgetting everything about its previous occupant."""
+        old = self.hotkeys[uid]
+        del self.uid_of[old]
+        self.hotkeys[uid] = hotkey
+        self.coldkeys[uid] = coldkey
+        self.axons[uid] = None
+        for name in ARRAY_COLUMNS:
+            self.column(name)[uid] = 0
+        self._fresh(uid, block)
+        self.uid_of[hotkey] = uid
+        return old
+
+    def _fresh(self, uid: int, block: int) -> None:
+        self.block_at_registration[uid] = block
+        self.last_update[uid] = block
+        self.last_weights_block[uid] = -1
+
+
+def _empty_matrix() -> NDArray[np.uint16]:
+    return np.zeros((0, 0), dtype=np.uint16)
+
+
+@dataclass(slots=True)
+class Subnet:
+    """One subnet: owner, hyperparameters, emission bookkeeping, neurons, weights and bonds.
+
+    `lock` is the subnet_lock_cost taken from the owner at creation: locked, not burned, so
+    it still counts in total issuance. `pending_emission` accrues every block and is paid
+    out at the subnet's epoch. `weights` and `bonds` are dense (n, n) u16 matrices, row =
+    the uid that set them.
+    """
+
+    netuid: int
+    owner: str
+    hyperparameters: Hyperparameters
+    lock: int
+    created_at: int
+    last_epoch_block: int
+    last_adjustment_block: int
+    pending_emission: int = 0
+    registrations_this_interval: int = 0
+    registrations_this_block: int = 0
+    epochs_run: int = 0
+    neurons: Neurons = field(default_factory=Neurons)
+    weights: NDArray[np.uint16] = field(default_factory=_empty_matrix)
+    bonds: NDArray[np.uint16] = field(default_factory=_empty_matrix)
+
+    @property
+    def epochs(self) -> int:
+        """Alias of `epochs_run` (epochs completed so far = the index of the current one)."""
+        return self.epochs_run
+
+    def grow(self) -> None:
+        """Make room in weights and bonds for one more uid (zero row and column)."""
+        n = self.weights.shape[0]
+        for name in ("weights", "bonds"):
+            grown = np.zeros((n + 1, n + 1), dtype=np.uint16)
+            grown[:n, :n] = getattr(self, name)
+            setattr(self, name, grown)
+
+    def clear_uid(self, uid: int) -> None:
+        """Forget the weights and bonds set by and on `uid` (it changes hands)."""
+        for matrix in (self.weights, self.bonds):
+            matrix[uid, :] = 0
+            matrix[:, uid] = 0
+
+
+@dataclass(slots=True)
+class ChainState:
+    """The whole chain: everything the state root commits to.
+
+    `block` is the block being built: extrinsics applied now execute in it, and
+    `advance_block` opens the next one. Counters: `total_issuance` is every rao in
+    existence (free balances + stake + pending emission + subnet locks); `total_emitted`
+    (block emission), `total_faucet` (faucet mints) and `total_burned` (registration burns)
+    account for every change of it.
+    """
+
+    chain_id: str
+    block: int
+    sudo: str | None
+    faucet: FaucetConfig | None
+    faucet_enabled: bool
+    subnet_lock_cost: int
+    block_emission: int
+    default_hyperparameters: Hyperparameters
+    total_issuance: int
+    total_burned: int = 0
+    total_emitted: int = 0
+    total_faucet: int = 0
+    accounts: dict[str, Account] = field(default_factory=dict)
+    hotkeys: dict[str, HotkeyInfo] = field(default_factory=dict)
+    stake: dict[str, dict[str, int]] = field(default_factory=dict)
+    subnets: dict[int, Subnet] = field(default_factory=dict)
+    commits: dict[tuple[str, int], list[Commit]] = field(default_factory=dict)
+    evidence: dict[tuple[int, str, int], str] = field(default_factory=dict)
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis) -> ChainState:
+        """Block 0: genesis balances and parameters, no subnets."""
+        accounts = {k: Account(balance=v) for k, v in genesis.balances.items() if v > 0}
+        return cls(
+            chain_id=genesis.chain_id,
+            block=0,
+            sudo=genesis.sudo,
+            faucet=genesis.faucet,
+            faucet_enabled=genesis.faucet is not None,
+            subnet_lock_cost=genesis.subnet_lock_cost,
+            block_emission=genesis.block_emission,
+            default_hyperparameters=genesis.default_hyperparameters,
+            total_issuance=sum(genesis.balances.values()),
+            accounts=accounts,
+        )
+
+    # -- small read helpers used by every transition ------------------------------------
+
+    def balance(self, address: str) -> int:
+        """Free balance in rao (0 for an unknown account)."""
+        acct = self.accounts.get(address)
+        return acct.balance if acct is not None else 0
+
+    def nonce(self, address: str) -> int:
+        """Next nonce expected from `address` (0 for an unknown account)."""
+        acct = self.accounts.get(address)
+        return acct.nonce if acct is not None else 0
+
+    def account_for_update(self, address: str) -> Account:
+        """The account record, created if needed (only call after validation succeeded)."""
+        acct = self.accounts.get(address)
+        if acct is None:
+            acct = self.accounts[address] = Account()
+        return acct
+
+    def credit(self, address: str, amount: int) -> None:
+        """Add to a free balance; zero credits create no account."""
+        if amount:
+            self.account_for_update(address).balance += amount
+
+    def debit(self, address: str, amount: int) -> None:
+        """Take from a free balance (the caller checked it suffices)."""
+        if amount:
+            self.accounts[address].balance -= amount
+
+    def next_netuid(self) -> int:
+        """Netuids are 1, 2, 3, ... (0 is the reserved root network)."""
+        return max(self.subnets, default=ROOT_NETUID) + 1
+
+    def total_stake(self, hotkey: str) -> int:
+        """All stake on a hotkey: the sum of its positions."""
+        positions = self.stake.get(hotkey)
+        return sum(positions.values()) if positions else 0
+
+    def stake_of(self, hotkey: str, coldkey: str) -> int:
+        """One stake position (hotkey, coldkey) in rao."""
+        positions = self.stake.get(hotkey)
+        return positions.get(coldkey, 0) if positions else 0
+
+    def add_stake_position(self, hotkey: str, coldkey: str, amount: int) -> None:
+        """Grow a stake position (zero amounts create nothing)."""
+        if amount:
+            positions = self.stake.setdefault(hotkey, {})
+            positions[coldkey] = positions.get(coldkey, 0) + amount
+
+    def remove_stake_position(self, hotkey: str, coldkey: str, amount: int) -> None:
+        """Shrink a stake position, dropping it (and the hotkey's map) when it reaches 0."""
+        positions = self.stake[hotkey]
+        left = positions[coldkey] - amount
+        if left:
+            positions[coldkey] = left
+        else:
+            del positions[coldkey]
+            if not positions:
+                del self.stake[hotkey]

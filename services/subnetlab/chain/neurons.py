@@ -1,0 +1,181 @@
+"""Neuron calls: register (burned registration with pruning) and serve_axon.
+
+Pruning rule when a subnet is full: candidates are the uids out of immunity
+(``block - block_at_registration >= immunity_period``); the one replaced is the minimum of
+``(pruning_score, emission, block_at_registration, uid)``: the lowest pruning score (the
+last epoch's emission share, max-upscaled to u16, as subtensor stores it), then the lower
+emission in rao, then the oldest registration, then the lowest uid. When every uid is
+immune the registration is refused with subnet_full (subtensor would prune an immune uid).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from subnetlab.chain.accounts import Effect, require_balance
+from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.chain.model import Axon, ChainState, HotkeyInfo, Subnet
+from subnetlab.chain.params import Params
+from subnetlab.chain.subnets import get_subnet
+
+AXON_PROTOCOLS = ("http", "https")
+INTERVAL_REGISTRATION_FACTOR = 3
+"""Registrations allowed per adjustment interval, as a multiple of the target (subtensor: 3)."""
+
+
+def uid_to_prune(subnet: Subnet, block: int) -> int | None:
+    """The uid a registration replaces in a full subnet, or None when all are immune."""
+    neurons = subnet.neurons
+    immunity = subnet.hyperparameters.immunity_period
+    best: tuple[int, int, int, int] | None = None
+    for uid in range(neurons.n):
+        registered = int(neurons.block_at_registration[uid])
+        if block - registered < immunity:
+            continue
+        key = (int(neurons.pruning_score[uid]), int(neurons.emission[uid]), registered, uid)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[3]
+
+
+def _check_registration_rate(subnet: Subnet) -> None:
+    hp = subnet.hyperparameters
+    if subnet.registrations_this_block >= hp.max_registrations_per_block:
+        raise ChainError(
+            ErrorCode.TOO_MANY_REGISTRATIONS,
+            f"subnet {subnet.netuid} already took {subnet.registrations_this_block} "
+            f"registration(s) this block (max_registrations_per_block)",
+            "netuid",
+        )
+    interval_cap = INTERVAL_REGISTRATION_FACTOR * hp.target_registrations_per_interval
+    if subnet.registrations_this_interval >= interval_cap:
+        raise ChainError(
+            ErrorCode.TOO_MANY_REGISTRATIONS,
+            f"subnet {subnet.netuid} already took {interval_cap} registrations this "
+            f"adjustment interval (3 x target_registrations_per_interval)",
+            "netuid",
+        )
+
+
+def register(state: ChainState, origin: str, p: Params) -> Effect:
+    """Burn the subnet's current `burn` from the origin coldkey and give `hotkey` a uid."""
+    subnet = get_subnet(state, p)
+    hotkey = p.address("hotkey")
+    p.done()
+    neurons = subnet.neurons
+    if hotkey in neurons.uid_of:
+        raise ChainError(
+            ErrorCode.ALREADY_REGISTERED,
+            f"{hotkey} already holds uid {neurons.uid_of[hotkey]} on subnet {subnet.netuid}",
+            "hotkey",
+        )
+    info = state.hotkeys.get(hotkey)
+    if info is not None and info.owner != origin:
+        raise ChainError(ErrorCode.NOT_OWNER, f"{hotkey} belongs to another coldkey", "hotkey")
+    _check_registration_rate(subnet)
+    burn = subnet.hyperparameters.burn
+    require_balance(state, origin, burn, "burn")
+    block = state.block
+    replace: int | None = None
+    if neurons.n >= subnet.hyperparameters.max_allowed_uids:
+        replace = uid_to_prune(subnet, block)
+        if replace is None:
+            raise ChainError(
+                ErrorCode.SUBNET_FULL,
+                f"subnet {subnet.netuid} is full and every uid is within its immunity period",
+                "netuid",
+            )
+
+    def effect() -> dict[str, Any]:
+        state.debit(origin, burn)
+        state.total_issuance -= burn
+        state.total_burned += burn
+        if info is None:
+            state.hotkeys[hotkey] = HotkeyInfo(owner=origin)
+        replaced: str | None = None
+        if replace is None:
+            uid = neurons.append(hotkey, origin, block)
+            subnet.grow()
+        else:
+            uid = replace
+            replaced = neurons.replace(uid, hotkey, origin, block)
+            subnet.clear_uid(uid)
+            state.commits.pop((replaced, subnet.netuid), None)
+        subnet.registrations_this_block += 1
+        subnet.registrations_this_interval += 1
+        return {"netuid": subnet.netuid, "uid": uid, "burn": burn, "replaced": replaced}
+
+    return effect
+
+
+def adjusted_burn(hp: Hyperparameters, registrations: int) -> int:
+    """Subtensor's burn update: burn * (regs + target) / (2 * target), clamped to bounds.
+
+    Registering more than the target raises the burn, fewer lowers it; exactly the target
+    keeps it. Integer division (towards zero) as the chain does it in u64.
+    """
+    target = hp.target_registrations_per_interval
+    burn = hp.burn * (registrations + target) // (2 * target)
+    return min(max(burn, hp.min_burn), hp.max_burn)
+
+
+def maybe_adjust_burn(subnet: Subnet, block: int) -> None:
+    """At the first block `adjustment_interval` blocks after the last adjustment: adjust."""
+    hp = subnet.hyperparameters
+    if block - subnet.last_adjustment_block < hp.adjustment_interval:
+        return
+    burn = adjusted_burn(hp, subnet.registrations_this_interval)
+    if burn != hp.burn:
+        subnet.hyperparameters = hp.model_copy(update={"burn": burn})
+    subnet.registrations_this_interval = 0
+    subnet.last_adjustment_block = block
+
+
+def _parse_ip(value: str) -> str:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise ChainError(
+            ErrorCode.INVALID_PARAM, f"{value!r} is not an IPv4 or IPv6 address", "ip"
+        ) from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise ChainError(
+            ErrorCode.INVALID_PARAM, f"{ip} cannot be served on (unspecified or multicast)", "ip"
+        )
+    return str(ip)
+
+
+def registered_uid(subnet: Subnet, hotkey: str) -> int:
+    """The uid of a hotkey on the subnet, or not_registered."""
+    uid = subnet.neurons.uid_of.get(hotkey)
+    if uid is None:
+        raise ChainError(
+            ErrorCode.NOT_REGISTERED,
+            f"{hotkey} is not registered on subnet {subnet.netuid}",
+            "origin",
+        )
+    return uid
+
+
+def serve_axon(state: ChainState, origin: str, p: Params) -> Effect:
+    """Publish where a neuron serves; signed by the hotkey itself."""
+    subnet = get_subnet(state, p)
+    hotkey = p.opt_address("hotkey")
+    ip = _parse_ip(p.str_("ip"))
+    port = p.int_("port", lo=1, hi=65535)
+    protocol = p.str_("protocol", default="http", choices=AXON_PROTOCOLS)
+    p.done()
+    if hotkey is not None and hotkey != origin:
+        raise ChainError(
+            ErrorCode.NOT_OWNER, "serve_axon must be signed by the hotkey it serves", "hotkey"
+        )
+    uid = registered_uid(subnet, origin)
+    axon = Axon(ip=ip, port=port, protocol=protocol, block=state.block)
+
+    def effect() -> dict[str, Any]:
+        subnet.neurons.axons[uid] = axon
+        return {"netuid": subnet.netuid, "uid": uid, "url": axon.url()}
+
+    return effect

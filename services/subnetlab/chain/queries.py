@@ -1,0 +1,122 @@
+"""Read-only views of the state for the ledger's API (plain JSON-ready dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.model import ChainState, Subnet
+
+
+def _subnet(state: ChainState, netuid: int) -> Subnet:
+    subnet = state.subnets.get(netuid)
+    if subnet is None:
+        raise ChainError(ErrorCode.UNKNOWN_SUBNET, f"subnet {netuid} does not exist", "netuid")
+    return subnet
+
+
+def metagraph(state: ChainState, netuid: int) -> list[dict[str, Any]]:
+    """Per uid: identity, stake (rao, total on the hotkey), the last epoch's outputs, axon."""
+    subnet = _subnet(state, netuid)
+    nrn = subnet.neurons
+    rows: list[dict[str, Any]] = []
+    for uid, hotkey in enumerate(nrn.hotkeys):
+        axon = nrn.axons[uid]
+        rows.append(
+            {
+                "uid": uid,
+                "hotkey": hotkey,
+                "coldkey": nrn.coldkeys[uid],
+                "stake": state.total_stake(hotkey),
+                "stake_share": float(nrn.stake_share[uid]),
+                "incentive": float(nrn.incentive[uid]),
+                "dividends": float(nrn.dividends[uid]),
+                "emission": int(nrn.emission[uid]),
+                "consensus": float(nrn.consensus[uid]),
+                "validator_trust": float(nrn.validator_trust[uid]),
+                "trust": float(nrn.trust[uid]),
+                "rank": float(nrn.rank[uid]),
+                "validator_permit": bool(nrn.validator_permit[uid]),
+                "active": bool(nrn.active[uid]),
+                "pruning_score": int(nrn.pruning_score[uid]),
+                "last_update": int(nrn.last_update[uid]),
+                "block_at_registration": int(nrn.block_at_registration[uid]),
+                "take": state.hotkeys[hotkey].take,
+                "axon": None if axon is None else axon.to_dict(),
+            }
+        )
+    return rows
+
+
+def account(state: ChainState, address: str) -> dict[str, Any]:
+    """Balance, nonce, stake positions held by this coldkey, and hotkeys it owns."""
+    acct = state.accounts.get(address)
+    positions = [
+        {"hotkey": hotkey, "amount": by_coldkey[address]}
+        for hotkey, by_coldkey in sorted(state.stake.items())
+        if by_coldkey.get(address)
+    ]
+    owned = sorted(hk for hk, info in state.hotkeys.items() if info.owner == address)
+    return {
+        "address": address,
+        "balance": acct.balance if acct else 0,
+        "nonce": acct.nonce if acct else 0,
+        "last_faucet": acct.last_faucet if acct and acct.last_faucet >= 0 else None,
+        "stake": positions,
+        "total_stake": sum(p["amount"] for p in positions),
+        "hotkeys": owned,
+    }
+
+
+def hotkey_info(state: ChainState, hotkey: str) -> dict[str, Any] | None:
+    """Owner, take, total stake, nominators and subnets of a hotkey (None if unknown)."""
+    info = state.hotkeys.get(hotkey)
+    if info is None:
+        return None
+    positions = state.stake.get(hotkey, {})
+    return {
+        "hotkey": hotkey,
+        "owner": info.owner,
+        "take": info.take,
+        "total_stake": sum(positions.values()),
+        "nominators": [{"coldkey": ck, "amount": positions[ck]} for ck in sorted(positions)],
+        "registrations": [
+            {"netuid": netuid, "uid": s.neurons.uid_of[hotkey]}
+            for netuid, s in sorted(state.subnets.items())
+            if hotkey in s.neurons.uid_of
+        ],
+    }
+
+
+def subnet_info(state: ChainState, netuid: int) -> dict[str, Any]:
+    """Owner, hyperparameters, size, emission bookkeeping and epoch schedule of a subnet."""
+    subnet = _subnet(state, netuid)
+    hp = subnet.hyperparameters
+    return {
+        "netuid": subnet.netuid,
+        "owner": subnet.owner,
+        "hyperparameters": hp.model_dump(mode="json"),
+        "n": subnet.neurons.n,
+        "max_allowed_uids": hp.max_allowed_uids,
+        "burn": hp.burn,
+        "lock": subnet.lock,
+        "created_at": subnet.created_at,
+        "pending_emission": subnet.pending_emission,
+        "registrations_this_interval": subnet.registrations_this_interval,
+        "registrations_this_block": subnet.registrations_this_block,
+        "epochs_run": subnet.epochs_run,
+        "last_epoch_block": subnet.last_epoch_block,
+        "next_epoch_block": subnet.last_epoch_block + hp.tempo,
+        "last_adjustment_block": subnet.last_adjustment_block,
+    }
+
+
+def total_holdings(state: ChainState) -> int:
+    """Every rao held anywhere: free + staked + pending emission + subnet locks.
+
+    Equals `state.total_issuance` at all times; the tests assert it after every step.
+    """
+    free = sum(a.balance for a in state.accounts.values())
+    staked = sum(sum(p.values()) for p in state.stake.values())
+    subnets = sum(s.pending_emission + s.lock for s in state.subnets.values())
+    return free + staked + subnets

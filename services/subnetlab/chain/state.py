@@ -1,0 +1,159 @@
+"""The chain's state machine: `apply` an authenticated extrinsic, `advance_block`, and roots.
+
+This is the module the ledger imports. Everything is pure and deterministic: no I/O, no
+clock, no randomness; the ledger verifies signatures and passes the authenticated origin
+(an SS58 address) and the nonce it signed.
+
+`apply` mutates the state in place and returns it. A refused extrinsic raises `ChainError`
+and leaves the state exactly as it was (same state root): each call is planned (every
+check, including the nonce) before anything is written, and the nonce increments only when
+the call succeeds. `execute` does the same and returns the call's result (the new netuid,
+uid, ...) for the ledger's receipts.
+
+Calls and their params (see the module of each for details):
+
+=========================  ============================================================
+transfer                   dest, amount
+faucet                     (none)
+sudo_set_faucet            enabled, amount?, cooldown_blocks?
+create_subnet              hyperparameters? (partial dict)
+set_hyperparameters        netuid, <name>=<value>... (owner or sudo)
+sudo_set_hyperparameters   netuid, <name>=<value>... (sudo)
+register                   netuid, hotkey
+serve_axon                 netuid, ip, port, protocol? ("http"/"https"), hotkey?
+add_stake / remove_stake   hotkey, amount
+set_delegate_take          hotkey, take (0..0.18, the hotkey's owner)
+set_weights                netuid, uids, weights, version_key?
+commit_weights             netuid, commit_hash
+reveal_weights             netuid, uids, weights, salt, version_key?
+commit_evidence            netuid, epoch, digest
+=========================  ============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from subnetlab.chain import accounts, neurons, staking, subnets, weights
+from subnetlab.chain.accounts import Effect
+from subnetlab.chain.blocks import BlockReport, EpochReport, advance_block, run_epoch
+from subnetlab.chain.codec import from_snapshot, state_root, to_snapshot
+from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.model import (
+    MAX_TAKE,
+    TOKEN,
+    ChainState,
+    FaucetConfig,
+    Genesis,
+)
+from subnetlab.chain.params import Params, is_int
+from subnetlab.chain.queries import account, hotkey_info, metagraph, subnet_info, total_holdings
+from subnetlab.chain.weights import weights_commit_hash
+
+account_info = account
+"""Alias of `account` (the ledger API's name)."""
+
+Planner = Callable[[ChainState, str, Params], Effect]
+
+CALLS: dict[str, Planner] = {
+    "transfer": accounts.transfer,
+    "faucet": accounts.faucet,
+    "sudo_set_faucet": accounts.sudo_set_faucet,
+    "create_subnet": subnets.create_subnet,
+    "set_hyperparameters": subnets.set_hyperparameters,
+    "sudo_set_hyperparameters": subnets.sudo_set_hyperparameters,
+    "register": neurons.register,
+    "serve_axon": neurons.serve_axon,
+    "add_stake": staking.add_stake,
+    "remove_stake": staking.remove_stake,
+    "set_delegate_take": staking.set_delegate_take,
+    "set_weights": weights.set_weights,
+    "commit_weights": weights.commit_weights,
+    "reveal_weights": weights.reveal_weights,
+    "commit_evidence": weights.commit_evidence,
+}
+"""Every call the chain accepts, by name."""
+
+
+def genesis_state(genesis: Genesis | None = None) -> ChainState:
+    """The state at block 0 for `genesis` (default: an empty dev chain)."""
+    return ChainState.from_genesis(genesis if genesis is not None else Genesis())
+
+
+def _check_nonce(state: ChainState, origin: str, nonce: object) -> None:
+    if not is_int(nonce):
+        raise ChainError(ErrorCode.INVALID_PARAM, f"must be an integer, got {nonce!r}", "nonce")
+    expected = state.nonce(origin)
+    given = int(nonce)
+    if given < expected:
+        raise ChainError(
+            ErrorCode.STALE_NONCE,
+            f"{given} was already used; the next nonce is {expected}",
+            "nonce",
+        )
+    if given > expected:
+        raise ChainError(
+            ErrorCode.FUTURE_NONCE, f"{given} leaves a gap; the next nonce is {expected}", "nonce"
+        )
+
+
+def plan(state: ChainState, origin: str, nonce: int, call: str, params: object) -> Effect:
+    """Validate an extrinsic completely; the returned effect applies it and cannot fail."""
+    if not isinstance(origin, str) or not origin:
+        raise ChainError(ErrorCode.INVALID_PARAM, "must be an SS58 address", "origin")
+    planner = CALLS.get(call) if isinstance(call, str) else None
+    if planner is None:
+        raise ChainError(ErrorCode.UNKNOWN_CALL, f"{call!r} is not a call of this chain", "call")
+    _check_nonce(state, origin, nonce)
+    effect = planner(state, origin, Params(params))
+
+    def with_nonce() -> dict[str, Any]:
+        result = effect()
+        state.account_for_update(origin).nonce += 1
+        return result
+
+    return with_nonce
+
+
+def execute(
+    state: ChainState, origin: str, nonce: int, call: str, params: object
+) -> dict[str, Any]:
+    """Apply one extrinsic in place and return its result; ChainError leaves state as is."""
+    return plan(state, origin, nonce, call, params)()
+
+
+def apply(state: ChainState, origin: str, nonce: int, call: str, params: object) -> ChainState:
+    """Apply one extrinsic in place and return the (same) state; see `execute`."""
+    execute(state, origin, nonce, call, params)
+    return state
+
+
+__all__ = [
+    "CALLS",
+    "MAX_TAKE",
+    "TOKEN",
+    "BlockReport",
+    "ChainError",
+    "ChainState",
+    "EpochReport",
+    "ErrorCode",
+    "FaucetConfig",
+    "Genesis",
+    "account",
+    "account_info",
+    "advance_block",
+    "apply",
+    "execute",
+    "from_snapshot",
+    "genesis_state",
+    "hotkey_info",
+    "metagraph",
+    "plan",
+    "run_epoch",
+    "state_root",
+    "subnet_info",
+    "to_snapshot",
+    "total_holdings",
+    "weights_commit_hash",
+]
