@@ -46,3 +46,52 @@ def bench_epoch(
             f"median {result.median_ms:.2f} ms, p90 {result.p90_ms:.2f} ms "
             f"over {repeats} runs"
         )
+
+
+@bench_app.command("ledger")
+def bench_ledger(
+    ledger: Annotated[
+        str | None,
+        typer.Option("--ledger", help="A running ledger; default: start a --fast one here."),
+    ] = None,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 20.0,
+    rate: Annotated[float, typer.Option("--rate", help="Offered extrinsics per second.")] = 2500,
+    validators: Annotated[int, typer.Option("--validators", help="set_weights senders.")] = 8,
+    accounts: Annotated[int, typer.Option("--accounts", help="Transfer senders.")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Extrinsics per HTTP request.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Sustained extrinsics/s and submission-to-inclusion time of a ledger."""
+    from subnetlab.bench.ledger_bench import BenchError, run_ledger_bench
+    from subnetlab.bench.processes import started_ledger
+
+    if not 0 < duration <= 3600:
+        fail(f"--duration {duration}: must be in (0, 3600] seconds")
+    if not 0 < rate <= 100_000:
+        fail(f"--rate {rate}: must be in (0, 100000]")
+    if not 1 <= validators <= 1024:
+        fail(f"--validators {validators}: must be in [1, 1024]")
+    if not 2 <= accounts <= 10_000:
+        fail(f"--accounts {accounts}: must be in [2, 10000]")
+    if not 1 <= batch <= 5000:
+        fail(f"--batch {batch}: must be in [1, 5000]")
+    console = Console(stderr=True)
+    with started_ledger(ledger) as url, console.status("starting") as status:
+        try:
+            result = run_ledger_bench(
+                url, duration, rate, validators, accounts, batch,
+                progress=lambda what, _f: status.update(what),
+            )
+        except BenchError as exc:
+            fail(str(exc))
+    figures = result.as_json()
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    Console().print(
+        f"ledger: {figures['extrinsics_per_second']} extrinsics/s sustained "
+        f"(offered {rate:.0f}/s, {result.included} included, {result.refused} refused, "
+        f"{result.failed} failed); inclusion p50 {figures['p50_inclusion_ms']} ms, "
+        f"p99 {figures['p99_inclusion_ms']} ms = {figures['p99_inclusion_blocks']} blocks "
+        f"of {result.block_time_s}s"
+    )

@@ -7,6 +7,7 @@ import typer
 from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
 from subnetlab.cli.errors import CliError, fail
+from subnetlab.cli.ledger_cmds import ledger_app
 from subnetlab.cli.simulate import simulate_app
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bench_app, name="bench")
+app.add_typer(ledger_app, name="ledger")
 
 
 @app.command()

@@ -73,11 +73,19 @@ class BlockStore:
         raw = self.client.get(self._key("height"))
         return 0 if raw is None else int(raw)
 
-    def append_block(self, block: dict[str, Any], snapshot: Snapshot | None = None) -> None:
-        """Write block `block["number"]` atomically; it must follow the stored height."""
-        number = int(block["number"])
+    def append_block(
+        self,
+        number: int,
+        encoded: str,
+        receipt_hashes: list[str],
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """Write block `number` (its JSON, `encoded`) atomically after the stored height.
+
+        The caller encodes the block: the ledger splices the extrinsics' JSON in without
+        decoding and re-encoding them, which is most of a block's bytes.
+        """
         height_key = self._key("height")
-        encoded = json.dumps(block, separators=(",", ":"))
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(height_key)  # type: ignore[no-untyped-call]
@@ -91,8 +99,9 @@ class BlockStore:
                 pipe.multi()
                 pipe.set(self._key("block", number), encoded)
                 pipe.set(height_key, number)
-                receipts = {
-                    r["hash"]: f"{number}:{i}" for i, r in enumerate(block.get("receipts", []))
+                receipts: dict[str | bytes | bytearray | memoryview[int] | int | float,
+                               str | bytes | bytearray | memoryview[int] | int | float] = {
+                    digest: f"{number}:{i}" for i, digest in enumerate(receipt_hashes)
                 }
                 if receipts:
                     pipe.hset(self._key("receipts"), mapping=receipts)

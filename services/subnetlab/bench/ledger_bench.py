@@ -1,0 +1,249 @@
+"""Drive a running ledger with signed extrinsics and measure throughput and inclusion time.
+
+The driver is a separate process talking HTTP, as real clients do. Everything is signed
+before the clock starts (signing is the client's cost, not the ledger's), then sent in
+batches at a fixed offered rate. Inclusion times come from the stored blocks: the block's
+timestamp minus the moment its batch was sent; both clocks are this machine's.
+
+Workload: `set_weights` with 256 weights from V validator hotkeys and `transfer`s among
+many funded accounts, interleaved.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.model import TOKEN
+from subnetlab.keys.keypair import Keypair
+
+WEIGHTS_PER_SET = 256
+
+
+class BenchError(RuntimeError):
+    """The bench could not run (ledger refused the setup, or is unreachable)."""
+
+
+@dataclass(frozen=True)
+class LedgerBenchResult:
+    offered_rate: float
+    submitted: int
+    refused: int
+    included: int
+    failed: int
+    extrinsics_per_second: float
+    p50_inclusion_ms: float
+    p99_inclusion_ms: float
+    block_time_s: float
+    set_weights: int
+    transfers: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "offered_rate": self.offered_rate,
+            "submitted": self.submitted,
+            "refused": self.refused,
+            "included": self.included,
+            "failed": self.failed,
+            "extrinsics_per_second": round(self.extrinsics_per_second, 1),
+            "p50_inclusion_ms": round(self.p50_inclusion_ms, 1),
+            "p99_inclusion_ms": round(self.p99_inclusion_ms, 1),
+            "p99_inclusion_blocks": round(self.p99_inclusion_ms / 1000 / self.block_time_s, 2),
+            "block_time_s": self.block_time_s,
+            "set_weights": self.set_weights,
+            "transfers": self.transfers,
+        }
+
+
+class _Chain:
+    """Just enough of a client for the bench: nonces, batches, waiting for receipts."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=60)
+        try:
+            info = self.http.get("/v1/chain").json()
+        except httpx.HTTPError as exc:
+            raise BenchError(f"cannot reach the ledger at {url}: {exc}") from exc
+        self.chain_id: str = info["chain_id"]
+        self.block_time: float = float(info["block_time"])
+        self.nonces: dict[str, int] = {}
+
+    def nonce(self, key: Keypair) -> int:
+        if key.ss58_address not in self.nonces:
+            account = self.http.get(f"/v1/accounts/{key.ss58_address}").json()
+            self.nonces[key.ss58_address] = int(account["nonce"])
+        value = self.nonces[key.ss58_address]
+        self.nonces[key.ss58_address] = value + 1
+        return value
+
+    def sign(self, key: Keypair, call: str, params: dict[str, Any]) -> Extrinsic:
+        return sign_extrinsic(key, call, params, self.nonce(key), self.chain_id)
+
+    def send(self, batch: list[Extrinsic]) -> list[dict[str, Any]]:
+        body = {"extrinsics": [e.model_dump(mode="json") for e in batch]}
+        response = self.http.post("/v1/extrinsics/batch", json=body)
+        response.raise_for_status()
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    def run_setup(self, extrinsics: list[Extrinsic], what: str) -> None:
+        """Submit and wait until every one is included; any failure stops the bench."""
+        for start in range(0, len(extrinsics), 500):
+            for result in self.send(extrinsics[start : start + 500]):
+                if "error" in result:
+                    raise BenchError(f"setup ({what}) refused: {result['error']}")
+        for ext in extrinsics[-1:]:
+            self.wait(ext.hash, what)
+
+    def wait(self, digest: str, what: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            receipt: dict[str, Any] = self.http.get(f"/v1/extrinsics/{digest}").json()
+            if receipt.get("status") == "included":
+                return receipt
+            if receipt.get("status") == "failed":
+                raise BenchError(f"setup ({what}) failed: {receipt}")
+            time.sleep(self.block_time / 2)
+        raise BenchError(f"setup ({what}) not included within {timeout:.0f}s")
+
+    def latest_block(self) -> int:
+        return int(self.http.get("/v1/blocks/latest").json()["number"])
+
+
+def _send_paced(
+    url: str, stream: list[Extrinsic], rate: float, batch: int, start: float
+) -> tuple[dict[str, float], int]:
+    """Send `stream` in batches at `rate`/s from `start`; return send times and refusals."""
+    chain = _Chain(url)
+    sent_at: dict[str, float] = {}
+    refused = 0
+    for offset in range(0, len(stream), batch):
+        pause = start + offset / rate - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        stamp = time.time()
+        for result in chain.send(stream[offset : offset + batch]):
+            if "error" in result:
+                refused += 1
+            else:
+                sent_at[result["hash"]] = stamp
+    return sent_at, refused
+
+
+def run_ledger_bench(
+    url: str,
+    duration: float = 20.0,
+    rate: float = 2500.0,
+    validators: int = 8,
+    accounts: int = 64,
+    batch: int = 100,
+    weights_share: float = 0.5,
+    senders: int = 4,
+    progress: Callable[[str, float], None] | None = None,
+) -> LedgerBenchResult:
+    """Set up a subnet, then offer `rate` extrinsics/s for `duration` seconds."""
+    say = progress or (lambda _what, _fraction: None)
+    chain = _Chain(url)
+    alice = Keypair.dev("alice")
+    tag = f"{time.time_ns()}"  # fresh keys each run, so reruns on one chain do not clash
+    validator_keys = [Keypair.dev(f"bench-{tag}-validator-{i}") for i in range(validators)]
+    miner_keys = [Keypair.dev(f"bench-{tag}-miner-{i}") for i in range(WEIGHTS_PER_SET)]
+    account_keys = [Keypair.dev(f"bench-{tag}-account-{i}") for i in range(accounts)]
+
+    say("creating the subnet", 0.0)
+    create = chain.sign(alice, "create_subnet", {"hyperparameters": {
+        "max_allowed_uids": validators + WEIGHTS_PER_SET, "weights_rate_limit": 0,
+        "max_registrations_per_block": 4096, "target_registrations_per_interval": 4096,
+        "min_burn": 1, "burn": 1, "max_burn": TOKEN, "immunity_period": 65535,
+    }})
+    chain.run_setup([create], "create_subnet")
+    netuid = max(s["netuid"] for s in chain.http.get("/v1/subnets").json()["subnets"])
+
+    say("registering 256 miners and the validators", 0.1)
+    chain.run_setup(
+        [chain.sign(alice, "register", {"netuid": netuid, "hotkey": k.ss58_address})
+         for k in validator_keys + miner_keys],
+        "register",
+    )
+    say("funding accounts", 0.3)
+    chain.run_setup(
+        [chain.sign(alice, "transfer", {"dest": k.ss58_address, "amount": 1_000 * TOKEN})
+         for k in account_keys + validator_keys],
+        "fund",
+    )
+
+    total = int(duration * rate)
+    say(f"signing {total} extrinsics", 0.4)
+    miner_uids = list(range(validators, validators + WEIGHTS_PER_SET))
+    load: list[Extrinsic] = []
+    n_weights = 0
+    for i in range(total):
+        if (i * weights_share) % 1 + weights_share >= 1:  # spread the share evenly
+            key = validator_keys[i % validators]
+            values = [1 + (i + j) % 65535 for j in range(WEIGHTS_PER_SET)]
+            load.append(chain.sign(key, "set_weights",
+                                   {"netuid": netuid, "uids": miner_uids, "weights": values}))
+            n_weights += 1
+        else:
+            src = account_keys[i % accounts]
+            dest = account_keys[(i * 7 + 1) % accounts]
+            load.append(chain.sign(src, "transfer", {"dest": dest.ss58_address, "amount": 1}))
+
+    say("sending", 0.6)
+    first_block = chain.latest_block() + 1
+    # Several senders, so the driver's encoding overlaps the ledger's work; each sender
+    # owns whole accounts, which keeps every account's nonces in order.
+    streams: list[list[Extrinsic]] = [[] for _ in range(senders)]
+    owner = {k.ss58_address: i % senders for i, k in enumerate(validator_keys + account_keys)}
+    for ext in load:
+        streams[owner[ext.signer]].append(ext)
+    start = time.time()
+    with ThreadPoolExecutor(senders) as pool:
+        outcomes = list(pool.map(
+            lambda stream: _send_paced(url, stream, rate / senders, batch, start), streams
+        ))
+    sent_at = {h: t for stamps, _ in outcomes for h, t in stamps.items()}
+    refused = sum(r for _, r in outcomes)
+
+    say("waiting for inclusion", 0.9)
+    included_at: dict[str, float] = {}
+    failed = 0
+    scanned = first_block
+    deadline = time.monotonic() + 60 + duration
+    while len(included_at) + failed < len(sent_at) and time.monotonic() < deadline:
+        latest = chain.latest_block()
+        for number in range(scanned, latest + 1):
+            block = chain.http.get(f"/v1/blocks/{number}").json()
+            for receipt in block["receipts"]:
+                if receipt["hash"] in sent_at:
+                    if receipt["ok"]:
+                        included_at[receipt["hash"]] = float(block["timestamp"])
+                    else:
+                        failed += 1
+        scanned = latest + 1
+        time.sleep(chain.block_time)
+
+    latencies = sorted((included_at[h] - sent_at[h]) * 1000.0 for h in included_at)
+    if not latencies:
+        raise BenchError("no extrinsic was included")
+    last_inclusion = max(included_at.values())
+    return LedgerBenchResult(
+        offered_rate=rate,
+        submitted=len(sent_at),
+        refused=refused,
+        included=len(included_at),
+        failed=failed,
+        extrinsics_per_second=len(included_at) / (last_inclusion - start),
+        p50_inclusion_ms=statistics.median(latencies),
+        p99_inclusion_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        block_time_s=chain.block_time,
+        set_weights=n_weights,
+        transfers=total - n_weights,
+    )

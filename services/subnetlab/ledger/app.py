@@ -1,0 +1,276 @@
+"""The ledger's HTTP API (FastAPI): submit signed extrinsics, query the chain, follow blocks.
+
+Every error is a JSON body `{"error": {"code", "message", "field"}}` with a 4xx status, so
+clients (the CLI, miners, validators, the operator) can branch on `code`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from subnetlab.chain.state import account_info, metagraph, subnet_info
+from subnetlab.keys.ss58 import is_valid_ss58
+from subnetlab.ledger.node import MAX_EXTRINSIC_BYTES, LedgerNode, Refused
+
+WAIT_TIMEOUT_S = 30.0
+MAX_BATCH = 5_000
+
+
+def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "message": message, "field": field}}
+    )
+
+
+class ApiError(Exception):
+    """Raised by handlers; turned into the JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
+    """The API around one node; with `produce_blocks` the app's lifespan runs the chain."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(node.run()) if produce_blocks else None
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(
+        title="subnetlab ledger",
+        version="1",
+        description="A single-authority chain holding stake, weights and emissions.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return error(422, "invalid_request", str(first.get("msg", "invalid request")), where)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return error(exc.status_code, code, str(exc.detail))
+
+    def refuse(exc: Refused) -> JSONResponse:
+        node.metrics.refused.labels(code=exc.code).inc()
+        return JSONResponse(status_code=exc.status, content=exc.to_dict())
+
+    # --- health --------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        """The chain is loaded and producing blocks."""
+        if not node.ready:
+            return error(503, "not_ready", "the ledger is not producing blocks")
+        return JSONResponse({"status": "ready", "block": node.state.block})
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        node.metrics.pending.set(len(node.pending))
+        return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # --- extrinsics ----------------------------------------------------------------------
+
+    @app.post(
+        "/v1/extrinsics",
+        tags=["extrinsics"],
+        status_code=202,
+        responses={200: {"description": "included (with wait=inclusion)"},
+                   400: {}, 401: {}, 409: {}, 413: {}},
+    )
+    async def submit(
+        request: Request,
+        wait: Annotated[Literal["none", "inclusion"], Query()] = "none",
+    ) -> JSONResponse:
+        """Submit one signed extrinsic (the body is `Extrinsic` JSON)."""
+        body = await request.body()
+        if len(body) > MAX_EXTRINSIC_BYTES:
+            return refuse(Refused(413, "too_large",
+                                  f"body is {len(body)} bytes; at most {MAX_EXTRINSIC_BYTES}"))
+        try:
+            _, digest = node.admit(body)
+        except Refused as exc:
+            return refuse(exc)
+        if wait == "inclusion":
+            receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
+            return JSONResponse(status_code=200, content=receipt)
+        return JSONResponse(status_code=202, content={"hash": digest, "status": "pending"})
+
+    @app.post(
+        "/v1/extrinsics/batch",
+        tags=["extrinsics"],
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["extrinsics"], "properties": {
+                "extrinsics": {"type": "array", "maxItems": MAX_BATCH,
+                               "items": {"type": "object"}}}}}}}},
+        responses={400: {}, 413: {}},
+    )
+    async def submit_batch(request: Request) -> JSONResponse:
+        """Submit many signed extrinsics at once; each gets its own result, in order.
+
+        The body is parsed by hand: validating thousands of weight lists through a
+        pydantic body model would cost more than checking the extrinsics themselves.
+        """
+        raw = await request.body()
+        if len(raw) > MAX_BATCH * MAX_EXTRINSIC_BYTES:
+            return error(413, "too_large", f"batch body is {len(raw)} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error(400, "malformed_batch", f"body is not valid JSON: {exc}")
+        items = body.get("extrinsics") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            return error(400, "malformed_batch", "body must be {\"extrinsics\": [...]}",
+                         "extrinsics")
+        if len(items) > MAX_BATCH:
+            return error(413, "too_large", f"{len(items)} extrinsics; at most {MAX_BATCH}",
+                         "extrinsics")
+        results: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                _, digest = node.admit(item)
+            except Refused as exc:
+                node.metrics.refused.labels(code=exc.code).inc()
+                results.append(exc.to_dict())
+                continue
+            results.append({"hash": digest, "status": "pending"})
+        return JSONResponse({"results": results})
+
+    @app.get("/v1/extrinsics/{digest}", tags=["extrinsics"], responses={404: {}})
+    async def get_receipt(
+        digest: Annotated[str, Path(pattern=r"^0x[0-9a-f]{64}$")],
+    ) -> dict[str, Any]:
+        """The receipt of an extrinsic: pending, included in block N, or failed (code)."""
+        receipt = node.receipt(digest)
+        if receipt is None:
+            raise ApiError(404, "unknown_extrinsic", f"no extrinsic {digest} is known")
+        return receipt
+
+    # --- queries -------------------------------------------------------------------------
+
+    @app.get("/v1/chain", tags=["chain"])
+    async def chain() -> dict[str, Any]:
+        """Chain identity and parameters."""
+        return {
+            "chain_id": node.genesis.chain_id,
+            "genesis_hash": node.genesis_hash,
+            "block": node.state.block,
+            "block_time": node.block_time,
+            "faucet": node.state.faucet_enabled,
+            "sudo": node.genesis.sudo,
+        }
+
+    @app.get("/v1/accounts/{address}", tags=["chain"], responses={400: {}})
+    async def account(address: str) -> dict[str, Any]:
+        """Balance, nonce and stake positions of an account (zero for unknown accounts)."""
+        if not is_valid_ss58(address):
+            raise ApiError(400, "invalid_param", f"{address!r} is not a valid SS58 address",
+                           "address")
+        return account_info(node.state, address)
+
+    def known_subnet(netuid: int) -> int:
+        if netuid not in node.state.subnets:
+            raise ApiError(404, "unknown_subnet", f"subnet {netuid} does not exist", "netuid")
+        return netuid
+
+    @app.get("/v1/subnets", tags=["chain"])
+    async def subnets() -> dict[str, Any]:
+        """Every subnet with its hyperparameters."""
+        return {"subnets": [subnet_info(node.state, n) for n in sorted(node.state.subnets)]}
+
+    @app.get("/v1/subnets/{netuid}", tags=["chain"], responses={404: {}})
+    async def subnet(netuid: Annotated[int, Path(ge=0, le=65535)]) -> dict[str, Any]:
+        """One subnet: owner, hyperparameters, size, epochs, total stake."""
+        return subnet_info(node.state, known_subnet(netuid))
+
+    @app.get("/v1/subnets/{netuid}/metagraph", tags=["chain"], responses={404: {}})
+    async def subnet_metagraph(netuid: Annotated[int, Path(ge=0, le=65535)]) -> dict[str, Any]:
+        """Per uid: keys, stake, consensus outputs of the last epoch, activity, axon."""
+        return {"netuid": netuid, "block": node.state.block,
+                "neurons": metagraph(node.state, known_subnet(netuid))}
+
+    @app.get("/v1/blocks/latest", tags=["blocks"], responses={404: {}})
+    async def latest_block() -> dict[str, Any]:
+        """The newest block header."""
+        if node.latest is None:
+            raise ApiError(404, "no_blocks", "no block has been produced yet")
+        return node.latest.to_dict()
+
+    @app.get("/v1/blocks/{number}", tags=["blocks"], responses={404: {}})
+    async def block(number: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+        """A block with its extrinsics and receipts."""
+        stored = node.store.block(number)
+        if stored is None:
+            raise ApiError(404, "unknown_block", f"block {number} does not exist", "number")
+        return stored
+
+    @app.get("/v1/evidence/{netuid}", tags=["chain"], responses={404: {}})
+    async def evidence(
+        netuid: Annotated[int, Path(ge=0, le=65535)],
+        hotkey: Annotated[str | None, Query()] = None,
+        epoch: Annotated[int | None, Query(ge=0)] = None,
+    ) -> dict[str, Any]:
+        """Evidence digests committed by validators, optionally for one hotkey / epoch."""
+        known_subnet(netuid)
+        digests = [
+            {"hotkey": hk, "epoch": ep, "digest": digest}
+            for (net, hk, ep), digest in sorted(node.state.evidence.items())
+            if net == netuid and (hotkey is None or hk == hotkey)
+            and (epoch is None or ep == epoch)
+        ]
+        return {"digests": digests}
+
+    @app.get("/v1/stream/blocks", tags=["blocks"])
+    async def stream_blocks(request: Request) -> StreamingResponse:
+        """Server-sent events: one `block` event per new block header."""
+        queue = node.subscribe()
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                if node.latest is not None:
+                    yield _sse(node.latest.to_dict())
+                while not await request.is_disconnected():
+                    try:
+                        header = await asyncio.wait_for(queue.get(), timeout=15.0)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield _sse(header)
+            finally:
+                node.unsubscribe(queue)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _sse(header: dict[str, Any]) -> bytes:
+    return f"event: block\ndata: {json.dumps(header)}\n\n".encode()

@@ -1,0 +1,1 @@
+"""Measurements shared by the services: concentration indices and metric helpers."""
