@@ -18,17 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.model import TOKEN
 from subnetlab.keys.keypair import Keypair
+from subnetlab.local.bootstrap import BenchError, SetupClient
 
 WEIGHTS_PER_SET = 256
 
 
-class BenchError(RuntimeError):
-    """The bench could not run (ledger refused the setup, or is unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -62,66 +59,11 @@ class LedgerBenchResult:
         }
 
 
-class _Chain:
-    """Just enough of a client for the bench: nonces, batches, waiting for receipts."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=60)
-        try:
-            info = self.http.get("/v1/chain").json()
-        except httpx.HTTPError as exc:
-            raise BenchError(f"cannot reach the ledger at {url}: {exc}") from exc
-        self.chain_id: str = info["chain_id"]
-        self.block_time: float = float(info["block_time"])
-        self.nonces: dict[str, int] = {}
-
-    def nonce(self, key: Keypair) -> int:
-        if key.ss58_address not in self.nonces:
-            account = self.http.get(f"/v1/accounts/{key.ss58_address}").json()
-            self.nonces[key.ss58_address] = int(account["nonce"])
-        value = self.nonces[key.ss58_address]
-        self.nonces[key.ss58_address] = value + 1
-        return value
-
-    def sign(self, key: Keypair, call: str, params: dict[str, Any]) -> Extrinsic:
-        return sign_extrinsic(key, call, params, self.nonce(key), self.chain_id)
-
-    def send(self, batch: list[Extrinsic]) -> list[dict[str, Any]]:
-        body = {"extrinsics": [e.model_dump(mode="json") for e in batch]}
-        response = self.http.post("/v1/extrinsics/batch", json=body)
-        response.raise_for_status()
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
-
-    def run_setup(self, extrinsics: list[Extrinsic], what: str) -> None:
-        """Submit and wait until every one is included; any failure stops the bench."""
-        for start in range(0, len(extrinsics), 500):
-            for result in self.send(extrinsics[start : start + 500]):
-                if "error" in result:
-                    raise BenchError(f"setup ({what}) refused: {result['error']}")
-        for ext in extrinsics[-1:]:
-            self.wait(ext.hash, what)
-
-    def wait(self, digest: str, what: str, timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            receipt: dict[str, Any] = self.http.get(f"/v1/extrinsics/{digest}").json()
-            if receipt.get("status") == "included":
-                return receipt
-            if receipt.get("status") == "failed":
-                raise BenchError(f"setup ({what}) failed: {receipt}")
-            time.sleep(self.block_time / 2)
-        raise BenchError(f"setup ({what}) not included within {timeout:.0f}s")
-
-    def latest_block(self) -> int:
-        return int(self.http.get("/v1/blocks/latest").json()["number"])
-
-
 def _send_paced(
     url: str, stream: list[Extrinsic], rate: float, batch: int, start: float
 ) -> tuple[dict[str, float], int]:
     """Send `stream` in batches at `rate`/s from `start`; return send times and refusals."""
-    chain = _Chain(url)
+    chain = SetupClient(url)
     sent_at: dict[str, float] = {}
     refused = 0
     for offset in range(0, len(stream), batch):
@@ -150,7 +92,7 @@ def run_ledger_bench(
 ) -> LedgerBenchResult:
     """Set up a subnet, then offer `rate` extrinsics/s for `duration` seconds."""
     say = progress or (lambda _what, _fraction: None)
-    chain = _Chain(url)
+    chain = SetupClient(url)
     alice = Keypair.dev("alice")
     tag = f"{time.time_ns()}"  # fresh keys each run, so reruns on one chain do not clash
     validator_keys = [Keypair.dev(f"bench-{tag}-validator-{i}") for i in range(validators)]

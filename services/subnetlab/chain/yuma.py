@@ -16,6 +16,7 @@ Differences from subtensor are deliberate and few:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,9 @@ def to_u16_proportion(x: Float) -> U16:
     return np.clip(np.floor(x * U16_MAX), 0, U16_MAX).astype(np.uint16)
 
 
-def max_upscale_u16(values: NDArray[np.floating] | NDArray[np.integer]) -> U16:
+def max_upscale_u16(
+    values: NDArray[np.floating] | NDArray[np.integer] | Sequence[float],
+) -> U16:
     """Scale a weight vector so its largest entry is 65535, rounding half away from zero.
 
     This is what set_weights stores (subtensor's `vec_u16_max_upscale_to_u16`): only the

@@ -62,8 +62,9 @@ def bench_ledger(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sustained extrinsics/s and submission-to-inclusion time of a ledger."""
-    from subnetlab.bench.ledger_bench import BenchError, run_ledger_bench
+    from subnetlab.bench.ledger_bench import run_ledger_bench
     from subnetlab.bench.processes import started_ledger
+    from subnetlab.local.bootstrap import BenchError
 
     if not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
@@ -94,4 +95,42 @@ def bench_ledger(
         f"{result.failed} failed); inclusion p50 {figures['p50_inclusion_ms']} ms, "
         f"p99 {figures['p99_inclusion_ms']} ms = {figures['p99_inclusion_blocks']} blocks "
         f"of {result.block_time_s}s"
+    )
+
+
+@bench_app.command("protocol")
+def bench_protocol(
+    requests: Annotated[int, typer.Option("--requests", help="Timed requests per route.")] = 4000,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Latency and throughput of signed (Epistula) vs plain requests to one handler."""
+    from subnetlab.bench.protocol_bench import (
+        BenchError,
+        run_protocol_bench,
+        started_protocol_server,
+    )
+
+    if not 10 <= requests <= 1_000_000:
+        fail(f"--requests {requests}: must be in [10, 1000000]")
+    if not 1 <= concurrency <= 1024:
+        fail(f"--concurrency {concurrency}: must be in [1, 1024]")
+    console = Console(stderr=True)
+    with console.status(f"{requests} plain + {requests} signed requests, {concurrency} in flight"):
+        try:
+            with started_protocol_server() as url:
+                result = run_protocol_bench(url, requests, concurrency)
+        except BenchError as exc:
+            fail(str(exc))
+    figures = result.as_json()
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    plain, signed = result.plain, result.signed
+    Console().print(
+        f"plain:  p50 {plain.p50_ms:.2f} ms, p99 {plain.p99_ms:.2f} ms, {plain.rps:.0f} req/s\n"
+        f"signed: p50 {signed.p50_ms:.2f} ms, p99 {signed.p99_ms:.2f} ms, {signed.rps:.0f} req/s\n"
+        f"signed/plain throughput {result.throughput_ratio:.3f}, "
+        f"p50 overhead {result.signed_overhead_p50_ms:+.3f} ms "
+        f"({requests} requests per route, {concurrency} in flight)"
     )

@@ -8,6 +8,7 @@ from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
 from subnetlab.cli.errors import CliError, fail
 from subnetlab.cli.ledger_cmds import ledger_app
+from subnetlab.cli.neuron_cmds import audit, miner_app, validator_app
 from subnetlab.cli.simulate import simulate_app
 
 app = typer.Typer(
@@ -20,6 +21,9 @@ app = typer.Typer(
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(miner_app, name="miner")
+app.add_typer(validator_app, name="validator")
+app.command("audit")(audit)
 
 
 @app.command()

@@ -1,0 +1,187 @@
+"""What the signed protocol costs: plain vs signed requests to the same handler.
+
+One server process (:mod:`subnetlab.bench.protocol_server`) and one ``httpx.AsyncClient``
+in this process. The two routes are measured in alternating rounds (plain, signed, signed,
+plain, ...) so that drift in the machine's load hits both alike. A signed request's time
+starts before it is signed: signing is part of the signed path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from subnetlab.bench.processes import free_port
+from subnetlab.bench.protocol_server import BENCH_VALIDATORS, miner_key, neuron_key
+from subnetlab.keys import Keypair
+from subnetlab.protocol import encode_json, signed_post
+
+__all__ = ["BenchError", "ProtocolBenchResult", "RouteFigures", "run_protocol_bench"]
+
+# A small chat-completions-like body: the size of a short organic request.
+_BODY = {
+    "model": "bench",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    "max_tokens": 16,
+}
+_ROUND_SIZE = 200  # requests per route per round: short rounds, many alternations
+_MAX_ROUNDS = 50
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not produce figures (server did not start, requests failed)."""
+
+
+@dataclass(frozen=True)
+class RouteFigures:
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    rps: float
+
+    def as_json(self) -> dict[str, float]:
+        return {"p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
+                "rps": round(self.rps, 1)}
+
+
+@dataclass(frozen=True)
+class ProtocolBenchResult:
+    plain: RouteFigures
+    signed: RouteFigures
+    concurrency: int
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.signed.rps / self.plain.rps
+
+    @property
+    def signed_overhead_p50_ms(self) -> float:
+        return self.signed.p50_ms - self.plain.p50_ms
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "plain": self.plain.as_json(),
+            "signed": self.signed.as_json(),
+            "throughput_ratio": round(self.throughput_ratio, 3),
+            "signed_overhead_p50_ms": round(self.signed_overhead_p50_ms, 3),
+            "requests": self.plain.requests,
+            "concurrency": self.concurrency,
+        }
+
+
+@contextmanager
+def started_protocol_server(timeout: float = 30.0) -> Iterator[str]:
+    """Start the benchmark server in a child process; yield its base URL; stop it."""
+    with tempfile.TemporaryDirectory(prefix="subnetlab-bench-") as tmp:
+        port = free_port()
+        log = Path(tmp) / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "subnetlab.bench.protocol_server", "--port", str(port)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise BenchError(f"the bench server exited: {log.read_text()[-1000:]}")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the bench server did not start within {timeout:.0f}s")
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+Send = Callable[[int], Awaitable[httpx.Response]]
+
+
+async def _round(send: Send, count: int, concurrency: int) -> tuple[list[float], float]:
+    """``count`` requests from ``concurrency`` workers: (latencies in ms, elapsed s)."""
+    latencies: list[float] = []
+    next_index = iter(range(count))
+    failures: list[str] = []
+
+    async def worker() -> None:
+        for index in next_index:
+            start = time.perf_counter()
+            response = await send(index)
+            latencies.append((time.perf_counter() - start) * 1000.0)
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise BenchError(f"{len(failures)} of {count} requests failed, first: {failures[0]}")
+    return latencies, elapsed
+
+
+def _figures(latencies: list[float], elapsed: float) -> RouteFigures:
+    ordered = sorted(latencies)
+    p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+    return RouteFigures(len(ordered), statistics.median(ordered), p99, len(ordered) / elapsed)
+
+
+async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchResult:
+    miner = miner_key().ss58_address
+    validators: list[Keypair] = [neuron_key(uid) for uid in range(BENCH_VALIDATORS)]
+    plain_headers = {"Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+        async def send_plain(_index: int) -> httpx.Response:
+            return await client.post(f"{base}/plain", content=encode_json(_BODY),
+                                     headers=plain_headers)
+
+        async def send_signed(index: int) -> httpx.Response:
+            key = validators[index % len(validators)]
+            return await signed_post(client, f"{base}/signed", key, miner, _BODY)
+
+        warmup = max(concurrency, min(500, requests // 5))
+        await _round(send_plain, warmup, concurrency)
+        await _round(send_signed, warmup, concurrency)
+        samples: dict[str, tuple[list[float], float]] = {"plain": ([], 0.0), "signed": ([], 0.0)}
+        sends = {"plain": send_plain, "signed": send_signed}
+        rounds = max(2, min(_MAX_ROUNDS, requests // _ROUND_SIZE))
+        for number in range(rounds):
+            count = requests // rounds + (1 if number < requests % rounds else 0)
+            order = ("plain", "signed") if number % 2 == 0 else ("signed", "plain")
+            for route in order:
+                latencies, elapsed = await _round(sends[route], count, concurrency)
+                total, seconds = samples[route]
+                total.extend(latencies)
+                samples[route] = (total, seconds + elapsed)
+    return ProtocolBenchResult(
+        plain=_figures(*samples["plain"]),
+        signed=_figures(*samples["signed"]),
+        concurrency=concurrency,
+    )
+
+
+def run_protocol_bench(base: str, requests: int, concurrency: int) -> ProtocolBenchResult:
+    """Measure ``requests`` plain and ``requests`` signed calls against a running server."""
+    return asyncio.run(_bench(base, requests, concurrency))

@@ -1,0 +1,264 @@
+"""`subnetlab miner serve`, `subnetlab validator run` and `subnetlab audit`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subnetlab.cli.errors import fail
+from subnetlab.keys.keypair import Keypair
+
+miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True)
+validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True)
+
+DEFAULT_LEDGER = os.environ.get("SUBNETLAB_LEDGER", "http://127.0.0.1:9944")
+
+Ledger = Annotated[str, typer.Option("--ledger", help="Ledger URL.")]
+Netuid = Annotated[int, typer.Option("--netuid", help="Subnet.", min=1, max=65535)]
+DevKey = Annotated[
+    str | None, typer.Option("--dev-key", help="Use the dev key of this name (local testnets).")
+]
+Wallet = Annotated[str | None, typer.Option("--wallet", help="Wallet name.")]
+Hotkey = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
+Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
+Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+
+
+def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair:
+    """The neuron's hotkey: a dev key, or a wallet's hotkey file."""
+    if dev_key and wallet:
+        fail("--dev-key and --wallet are exclusive: pick one")
+    if dev_key:
+        return Keypair.dev(dev_key)
+    if wallet:
+        try:
+            from subnetlab.wallet import (  # type: ignore[import-not-found,unused-ignore]
+                load_hotkey as load_wallet_hotkey,
+            )
+        except ImportError:
+            fail("wallets are not available in this build; use --dev-key")
+        try:
+            key: Keypair = load_wallet_hotkey(wallet, hotkey)
+        except (OSError, ValueError) as exc:
+            fail(f"--wallet {wallet} --hotkey {hotkey}: {exc}")
+        return key
+    fail("a hotkey is needed: --wallet NAME [--hotkey NAME] or --dev-key NAME")
+
+
+@miner_app.command("serve")
+def miner_serve(
+    netuid: Netuid = 1,
+    ledger: Ledger = DEFAULT_LEDGER,
+    dev_key: DevKey = None,
+    wallet: Wallet = None,
+    hotkey: Hotkey = "default",
+    host: Host = "127.0.0.1",
+    port: Port = 8091,
+    external_host: Annotated[
+        str | None, typer.Option("--external-host", help="Address published with serve_axon.")
+    ] = None,
+    backend: Annotated[str, typer.Option("--backend", help="vllm | openai | sim")] = "sim",
+    backend_url: Annotated[
+        str | None, typer.Option("--backend-url", help="vllm/openai server base URL.")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="Model name for vllm/openai.")] = "default",
+    accuracy: Annotated[
+        float,
+        typer.Option("--accuracy", help="sim: probability of a right answer.", min=0, max=1),
+    ] = 0.95,
+    ttft: Annotated[
+        float, typer.Option("--ttft", help="sim: seconds to first token.", min=0)
+    ] = 0.03,
+    tokens_per_s: Annotated[
+        float, typer.Option("--tokens-per-s", help="sim: generation speed.", min=1)
+    ] = 400.0,
+    behaviour: Annotated[
+        str, typer.Option("--behaviour", help="honest|lazy|copycat|passthrough|sybil")
+    ] = "honest",
+    copy_from: Annotated[
+        str | None, typer.Option("--copy-from", help="copycat: the engine URL it copies.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Serve a miner: publish the axon, follow the chain, answer signed requests."""
+    import uvicorn
+
+    from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
+    from subnetlab.miner.server import MINER_BEHAVIOURS, Miner, create_miner_app
+    from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicFailed
+    from subnetlab.neuron.follower import ChainFollower
+    from subnetlab.protocol.guard import RequestGuard
+    from subnetlab.protocol.metagraph import StaticMetagraph
+    from subnetlab.protocol.priority import StakePriorityGate
+    from subnetlab.telemetry.logs import configure_logging
+
+    configure_logging(log_level)
+    if behaviour not in MINER_BEHAVIOURS:
+        fail(f"--behaviour {behaviour}: must be one of {', '.join(MINER_BEHAVIOURS)}")
+    keypair = load_hotkey(dev_key, wallet, hotkey)
+    engine: Backend
+    if backend == "sim":
+        engine = SimBackend(SimModel(ttft_s=ttft, tokens_per_s=tokens_per_s,
+                                     default_accuracy=accuracy), name=keypair.ss58_address[:8])
+    elif backend in ("vllm", "openai"):
+        if not backend_url:
+            fail(f"--backend {backend} needs --backend-url")
+        engine = (VllmBackend(backend_url, model) if backend == "vllm"
+                  else OpenAIBackend(backend_url, model, os.environ.get("OPENAI_API_KEY")))
+    else:
+        fail(f"--backend {backend}: must be one of vllm, openai, sim")
+    if behaviour == "copycat" and not copy_from:
+        fail("--behaviour copycat needs --copy-from URL (the engine it copies)")
+    guard = RequestGuard(keypair.ss58_address, StaticMetagraph())
+    miner = Miner(keypair.ss58_address, engine, guard, StakePriorityGate(concurrency, 256),
+                  behaviour, OpenAIBackend(copy_from, model) if copy_from else None)
+    app = create_miner_app(miner)
+
+    async def on_metagraph(metagraph: dict[str, object]) -> None:
+        guard.replace_metagraph(StaticMetagraph.from_neurons(metagraph["neurons"]))  # type: ignore[arg-type]
+
+    follower = ChainFollower(ledger, netuid, on_metagraph)
+    writer = ChainWriter(ledger, keypair)
+
+    @app.on_event("startup")
+    async def start() -> None:
+        try:
+            await writer.submit("serve_axon", {"netuid": netuid, "ip": external_host or host,
+                                               "port": port, "protocol": "http"})
+        except ExtrinsicFailed as exc:
+            raise SystemExit(f"error: serve_axon refused: {exc}") from None
+        app.state.follow = asyncio.create_task(follower.run())
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@validator_app.command("run")
+def validator_run(
+    netuid: Netuid = 1,
+    ledger: Ledger = DEFAULT_LEDGER,
+    dev_key: DevKey = None,
+    wallet: Wallet = None,
+    hotkey: Hotkey = "default",
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Evidence store; default: embedded.")
+    ] = None,
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Gateway port.", min=1, max=65535)] = 8092,
+    behaviour: Annotated[
+        str, typer.Option("--behaviour", help="honest|weight-copier|cabal|lazy")
+    ] = "honest",
+    sample_size: Annotated[int, typer.Option("--sample-size", min=1)] = 4,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Per query, seconds.", min=0.01)
+    ] = 5.0,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between rounds.")] = 1.0,
+    cabal: Annotated[str, typer.Option("--cabal", help="cabal: miner uids to boost, 1,2,3")] = "",
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="Gateway default: broadcast|best-of-n|spot-check")
+    ] = "broadcast",
+    fan_out: Annotated[
+        int, typer.Option("--fan-out", help="Gateway: miners per request.", min=1)
+    ] = 3,
+    api_keys_file: Annotated[
+        Path | None, typer.Option("--api-keys-file", help="One key per line.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
+    import uvicorn
+
+    from subnetlab.cli.ledger_cmds import resolve_redis
+    from subnetlab.miner.backends import SimBackend, SimModel
+    from subnetlab.telemetry.logs import configure_logging
+    from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
+    from subnetlab.validator.loop import Validator, ValidatorConfig
+
+    configure_logging(log_level)
+    keypair = load_hotkey(dev_key, wallet, hotkey)
+    try:
+        cabal_uids = frozenset(int(x) for x in cabal.split(",") if x.strip())
+    except ValueError:
+        fail(f"--cabal {cabal!r}: must be comma-separated uids, e.g. 1,2,3")
+    keys = _api_keys(api_keys_file)
+    try:
+        config = ValidatorConfig(keypair, netuid, ledger, resolve_redis(redis_url, None),
+                                 behaviour, sample_size, timeout, interval, cabal=cabal_uids)
+        gateway = GatewayConfig(keys, SimBackend(SimModel(default_accuracy=1.0), "reference"),
+                                strategy, fan_out)
+    except ValueError as exc:
+        fail(str(exc))
+    validator = Validator(config)
+    app = create_gateway_app(validator, gateway)
+
+    @app.on_event("startup")
+    async def start() -> None:
+        app.state.loop = asyncio.create_task(validator.run())
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _api_keys(path: Path | None) -> frozenset[str]:
+    """Gateway API keys: a file (one per line), else SUBNETLAB_API_KEYS (comma-separated)."""
+    if path is not None:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            fail(f"--api-keys-file {path}: {exc.strerror}")
+        keys = frozenset(line.strip() for line in lines if line.strip())
+    else:
+        keys = frozenset(k.strip() for k in os.environ.get("SUBNETLAB_API_KEYS", "").split(",")
+                         if k.strip())
+    if not keys:
+        fail("the gateway needs API keys: --api-keys-file FILE or SUBNETLAB_API_KEYS=k1,k2")
+    return keys
+
+
+def audit(
+    netuid: Annotated[int, typer.Argument(help="Subnet.")],
+    validator: Annotated[str, typer.Option("--validator", help="The validator's hotkey (SS58).")],
+    epoch: Annotated[int, typer.Option("--epoch", help="Epoch index of the evidence.", min=0)],
+    ledger: Ledger = DEFAULT_LEDGER,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Evidence store; default: embedded.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute a validator's weights from its evidence and compare with what it set."""
+    import json
+
+    import httpx
+    import redis
+
+    from subnetlab.cli.ledger_cmds import resolve_redis
+    from subnetlab.validator.evidence import audit_document, load_evidence
+
+    try:
+        response = httpx.get(f"{ledger}/v1/evidence/{netuid}",
+                             params={"hotkey": validator, "epoch": epoch}, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the ledger at {ledger}: {exc}")
+    if response.status_code != 200:
+        fail(f"ledger refused: {response.json().get('error', {}).get('message')}")
+    digests = response.json()["digests"]
+    if not digests:
+        fail(f"no evidence committed by {validator} on subnet {netuid} for epoch {epoch}")
+    digest = digests[0]["digest"]
+    document = load_evidence(redis.Redis.from_url(resolve_redis(redis_url, None)), digest)
+    if document is None:
+        fail(f"evidence {digest} is committed on chain but missing from the evidence store")
+    result = audit_document(document, digest)
+    if as_json:
+        typer.echo(json.dumps({"ok": result.ok, "digest": digest, "reasons": result.reasons,
+                               "recomputed": result.recomputed, "claimed": result.claimed}))
+    else:
+        verdict = "MATCH" if result.ok else "MISMATCH"
+        typer.echo(f"{verdict}: evidence {digest} ({len(document.get('records', []))} records)")
+        for reason in result.reasons:
+            typer.echo(f"  - {reason}")
+    if not result.ok:
+        raise typer.Exit(1)

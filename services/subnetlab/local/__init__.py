@@ -1,0 +1,1 @@
+"""Running a whole testnet on one machine: bootstrap the chain, start neuron processes."""

@@ -1,0 +1,1 @@
+"""What miners and validators share: following the chain, their process plumbing."""

@@ -1,0 +1,78 @@
+"""The signed request protocol between validators and miners (Epistula-style, version 2).
+
+Validator side::
+
+    async with httpx.AsyncClient() as client:
+        response = await signed_post(client, f"{axon}/v1/chat/completions", validator_key,
+                                     miner_hotkey, {"model": ..., "messages": [...]})
+
+Miner side (one guard and one gate per miner; refresh the view from the ledger's blocks)::
+
+    guard = RequestGuard(miner_key.ss58_address, StaticMetagraph.from_neurons(rows))
+    gate = StakePriorityGate(concurrency=8, max_queue=64)
+
+    body = await request.body()                             # the raw bytes, parsed once
+    try:
+        admission = guard.check(request.headers, body)      # raises Refusal
+        async with gate.slot(admission.stake):              # raises QueueFull
+            return await serve(json.loads(body), admission)
+    except QueueFull as full:
+        refusal = busy_refusal(full)                        # 429 busy
+    except Refusal as refused:
+        refusal = refused
+    return JSONResponse(refusal.as_json(), status_code=refusal.status)
+
+    guard.replace_metagraph(StaticMetagraph.from_neurons(new_rows))  # on each new metagraph
+
+The exact scheme, the order of checks and the reasons are in ``docs/protocol.md``.
+"""
+
+from subnetlab.protocol.client import encode_json, signed_post
+from subnetlab.protocol.epistula import (
+    EPISTULA_VERSION,
+    HEADER_NAMES,
+    MalformedHeaders,
+    SignedRequest,
+    parse_headers,
+    sign_request,
+    signing_message,
+    verify_request,
+    verify_signature,
+)
+from subnetlab.protocol.guard import (
+    DEFAULT_FRESHNESS_MS,
+    Admission,
+    Refusal,
+    RefusalCode,
+    RequestGuard,
+    busy_refusal,
+)
+from subnetlab.protocol.limits import RateLimit
+from subnetlab.protocol.metagraph import CallerInfo, MetagraphView, StaticMetagraph
+from subnetlab.protocol.priority import QueueFull, StakePriorityGate
+
+__all__ = [
+    "DEFAULT_FRESHNESS_MS",
+    "EPISTULA_VERSION",
+    "HEADER_NAMES",
+    "Admission",
+    "CallerInfo",
+    "MalformedHeaders",
+    "MetagraphView",
+    "QueueFull",
+    "RateLimit",
+    "Refusal",
+    "RefusalCode",
+    "RequestGuard",
+    "SignedRequest",
+    "StakePriorityGate",
+    "StaticMetagraph",
+    "busy_refusal",
+    "encode_json",
+    "parse_headers",
+    "sign_request",
+    "signed_post",
+    "signing_message",
+    "verify_request",
+    "verify_signature",
+]

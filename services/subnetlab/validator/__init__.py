@@ -1,0 +1,1 @@
+"""The validator: tasks, scoring, weights, evidence and the organic gateway."""

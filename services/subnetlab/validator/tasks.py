@@ -1,0 +1,124 @@
+"""Verifiable synthetic tasks: the validator knows the right answer without any model.
+
+Each kind generates a prompt and its ground truth from a seed, so a task is reproducible
+from its evidence record (kind + seed) alone: an auditor regenerates it and re-scores the
+stored response. The simulated miner backend uses `solve` to play a model of a given
+accuracy; a real model just reads the prompt.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+KINDS = ("arithmetic", "string", "sorting", "extraction")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: what to ask, what the right answer is, and how to rebuild it."""
+
+    kind: str
+    seed: int
+    prompt: str
+    expected: str
+
+
+def _passages() -> list[str]:
+    text = resources.files("subnetlab.data").joinpath("passages.txt").read_text()
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def _arithmetic(rng: random.Random) -> tuple[str, str]:
+    a, b, c = rng.randint(2, 999), rng.randint(2, 99), rng.randint(1, 999)
+    op = rng.choice(["+", "-", "*"])
+    value = {"+": a + b, "-": a - b, "*": a * b}[op] + c
+    return f"Compute ({a} {op} {b}) + {c}. Answer with the number only.", str(value)
+
+
+def _string(rng: random.Random) -> tuple[str, str]:
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(5, 12)))
+    how = rng.choice(["reverse", "upper", "vowels"])
+    if how == "reverse":
+        return f"Reverse the string '{word}'. Answer with the result only.", word[::-1]
+    if how == "upper":
+        return f"Write '{word}' in upper case. Answer with the result only.", word.upper()
+    stripped = re.sub("[aeiou]", "", word)
+    return f"Remove every vowel from '{word}'. Answer with the result only.", stripped
+
+
+def _sorting(rng: random.Random) -> tuple[str, str]:
+    numbers = [rng.randint(-99, 999) for _ in range(rng.randint(4, 9))]
+    listed = ", ".join(map(str, numbers))
+    answer = ", ".join(map(str, sorted(numbers)))
+    return f"Sort ascending: {listed}. Answer with the numbers separated by ', '.", answer
+
+
+def _extraction(rng: random.Random) -> tuple[str, str]:
+    passage = rng.choice(_passages())
+    years = re.findall(r"\b(1[5-9]\d\d|20\d\d)\b", passage)
+    if years:
+        return (f"Text: {passage}\nWhich is the first year mentioned in the text? "
+                "Answer with the year only.", years[0])
+    words = passage.split()
+    return (f"Text: {passage}\nWhat is the third word of the text? Answer with the word only.",
+            words[2].strip(".,;:"))
+
+
+_GENERATORS = {"arithmetic": _arithmetic, "string": _string, "sorting": _sorting,
+               "extraction": _extraction}
+
+
+def generate(kind: str, seed: int) -> Task:
+    """The task of `kind` for `seed` (same inputs, same task, on any machine)."""
+    if kind not in _GENERATORS:
+        raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(KINDS)}")
+    prompt, expected = _GENERATORS[kind](random.Random(f"{kind}:{seed}"))
+    return Task(kind, seed, prompt, expected)
+
+
+def normalise(answer: str) -> str:
+    """Compare answers loosely: case, surrounding space and trailing dots do not matter."""
+    return answer.strip().strip(".").strip().lower()
+
+
+def is_correct(task: Task, answer: str) -> bool:
+    return normalise(answer) == normalise(task.expected)
+
+
+_ARITH = re.compile(r"Compute \((-?\d+) ([+\-*]) (-?\d+)\) \+ (-?\d+)\.")
+_REVERSE = re.compile(r"Reverse the string '([a-z]+)'")
+_UPPER = re.compile(r"Write '([a-z]+)' in upper case")
+_VOWELS = re.compile(r"Remove every vowel from '([a-z]+)'")
+_SORT = re.compile(r"Sort ascending: ([-\d, ]+)\.")
+_TEXT = re.compile(r"Text: (.*)\n", re.S)
+
+
+def solve(prompt: str) -> str | None:
+    """The right answer to a prompt made by `generate`, or None for anything else.
+
+    This is what a perfect model would answer; the simulated backend uses it to play a
+    model of a chosen accuracy, and the tests use it as an oracle.
+    """
+    if m := _ARITH.search(prompt):
+        a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+        return str({"+": a + b, "-": a - b, "*": a * b}[op] + c)
+    if m := _REVERSE.search(prompt):
+        return m[1][::-1]
+    if m := _UPPER.search(prompt):
+        return m[1].upper()
+    if m := _VOWELS.search(prompt):
+        return re.sub("[aeiou]", "", m[1])
+    if m := _SORT.search(prompt):
+        numbers = sorted(int(x) for x in m[1].split(","))
+        return ", ".join(map(str, numbers))
+    if m := _TEXT.search(prompt):
+        passage = m[1]
+        if "first year" in prompt:
+            years = re.findall(r"\b(1[5-9]\d\d|20\d\d)\b", passage)
+            return years[0] if years else None
+        words = passage.split()
+        return words[2].strip(".,;:") if len(words) > 2 else None
+    return None

@@ -1,0 +1,55 @@
+"""From scores to weights: moving scores, and what each validator behaviour sets.
+
+Pure functions of their inputs (plus an explicit RNG for the lazy behaviour), so the
+audit can recompute the weights a validator set from its evidence alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from subnetlab.chain.yuma import max_upscale_u16
+
+BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
+DEFAULT_ALPHA = 0.1
+
+
+def update_moving_scores(
+    previous: Mapping[int, float], scores: Mapping[int, float], alpha: float = DEFAULT_ALPHA
+) -> dict[int, float]:
+    """EMA per miner: s <- (1 - alpha) s + alpha * score; unqueried miners keep theirs.
+
+    A miner never scored before starts from its first score, not from zero, so a new
+    miner is judged on its work rather than on its absence.
+    """
+    moving = dict(previous)
+    for uid, score in scores.items():
+        moving[uid] = score if uid not in moving else (1 - alpha) * moving[uid] + alpha * score
+    return moving
+
+
+def honest_weights(moving: Mapping[int, float]) -> dict[int, int]:
+    """Weights proportional to moving scores, max-upscaled to u16 as the chain stores them."""
+    uids = sorted(moving)
+    values = max_upscale_u16([max(0.0, moving[u]) for u in uids])
+    return {u: int(v) for u, v in zip(uids, values, strict=True)}
+
+
+def cabal_weights(moving: Mapping[int, float], cabal: set[int]) -> dict[int, int]:
+    """All weight on the cabal's miners, whatever they scored (the attack being measured)."""
+    members = sorted(u for u in moving if u in cabal) or sorted(cabal)
+    return {u: 65535 for u in members}
+
+
+def copier_weights(consensus: Mapping[int, float]) -> dict[int, int]:
+    """The chain's last consensus as weights: earns like the majority without any work."""
+    uids = sorted(u for u, c in consensus.items() if c > 0)
+    values = max_upscale_u16([consensus[u] for u in uids])
+    return {u: int(v) for u, v in zip(uids, values, strict=True) if v > 0}
+
+
+def lazy_weights(miner_uids: list[int], rng: random.Random) -> dict[int, int]:
+    """Random weights over the miners: no queries, no information."""
+    values = max_upscale_u16([rng.random() for _ in miner_uids])
+    return {u: int(v) for u, v in zip(sorted(miner_uids), values, strict=True)}
