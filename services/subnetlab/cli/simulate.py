@@ -82,3 +82,33 @@ def print_table(name: str, records: list[dict[str, Any]]) -> None:
                 end_section=uid == len(record["incentive"]) - 1,
             )
     Console().print(table)
+
+
+@simulate_app.command("copier")
+def simulate_copier(
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs per run.", min=2)] = 40,
+    rotate_every: Annotated[
+        int, typer.Option("--rotate-every", help="Epochs between changes of the best miner.",
+                          min=1)
+    ] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """What a weight-copying validator earns with commit-reveal off and on."""
+    from subnetlab.sim.copier import run_copier_experiment
+
+    results = [run_copier_experiment(cr, epochs, rotate_every=rotate_every, seed=seed)
+               for cr in (False, True)]
+    if as_json:
+        for result in results:
+            typer.echo(json.dumps(result.as_json()))
+        return
+    table = Table(title="weight copier vs honest validators (equal stake)")
+    for column in ("commit-reveal", "epochs", "copier dividends", "honest dividends (mean)",
+                   "copier / honest"):
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row("on" if r.commit_reveal else "off", str(r.epochs),
+                      f"{r.copier_dividends:.3f}", f"{r.honest_dividends:.3f}",
+                      f"{r.relative_yield:.3f}")
+    Console().print(table)
