@@ -90,7 +90,7 @@ def miner_serve(
 
     from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
     from subnetlab.miner.server import MINER_BEHAVIOURS, Miner, create_miner_app
-    from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicFailed
+    from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
     from subnetlab.neuron.follower import ChainFollower
     from subnetlab.protocol.guard import RequestGuard
     from subnetlab.protocol.metagraph import StaticMetagraph
@@ -130,7 +130,7 @@ def miner_serve(
         try:
             await writer.submit("serve_axon", {"netuid": netuid, "ip": external_host or host,
                                                "port": port, "protocol": "http"})
-        except ExtrinsicFailed as exc:
+        except ExtrinsicError as exc:
             raise SystemExit(f"error: serve_axon refused: {exc}") from None
         app.state.follow = asyncio.create_task(follower.run())
 

@@ -17,7 +17,7 @@ from subnetlab.chain.extrinsic import sign_extrinsic
 from subnetlab.keys.keypair import Keypair
 
 
-class ExtrinsicFailed(RuntimeError):
+class ExtrinsicError(RuntimeError):
     """The ledger refused the extrinsic, or included it as failed."""
 
     def __init__(self, call: str, code: str, message: str) -> None:
@@ -46,7 +46,7 @@ class ChainWriter:
         self.nonce = int(account["nonce"])
 
     async def submit(self, call: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Sign, submit, wait for inclusion; raise ExtrinsicFailed with the chain's code."""
+        """Sign, submit, wait for inclusion; raise ExtrinsicError with the chain's code."""
         async with self.lock:
             for attempt in (1, 2):
                 if self.nonce is None or self.chain_id is None:
@@ -62,12 +62,12 @@ class ChainWriter:
                     if error.get("code") in ("stale_nonce", "future_nonce") and attempt == 1:
                         self.nonce = None
                         continue
-                    raise ExtrinsicFailed(call, str(error.get("code")), str(error.get("message")))
+                    raise ExtrinsicError(call, str(error.get("code")), str(error.get("message")))
                 self.nonce += 1  # included or failed, the nonce is consumed
                 if body.get("status") == "failed":
-                    raise ExtrinsicFailed(call, str(body.get("code")), str(body.get("message")))
+                    raise ExtrinsicError(call, str(body.get("code")), str(body.get("message")))
                 return body
-        raise ExtrinsicFailed(call, "nonce", "could not agree on a nonce with the ledger")
+        raise ExtrinsicError(call, "nonce", "could not agree on a nonce with the ledger")
 
     async def aclose(self) -> None:
         await self.http.aclose()

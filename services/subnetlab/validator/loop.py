@@ -23,7 +23,7 @@ import redis
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
-from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicFailed
+from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.protocol.client import signed_post
 from subnetlab.validator.evidence import round_scores, store_evidence
@@ -234,7 +234,7 @@ class Validator:
             else:
                 await self.writer.submit("set_weights", {"netuid": self.config.netuid,
                                                          "uids": uids, "weights": values})
-        except ExtrinsicFailed as exc:
+        except ExtrinsicError as exc:
             log.warning("weights not set: %s", exc)
             self.metrics.weight_sets.labels(outcome=exc.code).inc()
             return False
@@ -253,7 +253,7 @@ class Validator:
                 await self.writer.submit("reveal_weights", {
                     "netuid": self.config.netuid, "uids": reveal["uids"],
                     "weights": reveal["weights"], "salt": reveal["salt"], "version_key": 0})
-            except ExtrinsicFailed as exc:
+            except ExtrinsicError as exc:
                 log.warning("reveal failed: %s", exc)
 
     async def _commit_evidence(self, epoch: int, weights: dict[int, int]) -> None:
@@ -268,7 +268,7 @@ class Validator:
         try:
             await self.writer.submit("commit_evidence", {
                 "netuid": self.config.netuid, "epoch": epoch, "digest": digest})
-        except ExtrinsicFailed as exc:
+        except ExtrinsicError as exc:
             log.warning("evidence not committed: %s", exc)
         self.records = []
         self.moving_before = dict(self.moving)
