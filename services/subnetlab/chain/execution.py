@@ -11,6 +11,12 @@ Rules:
 - the block opens first, as subtensor's `on_initialize` does: the number advances,
   emission accrues and every subnet whose tempo has come runs its epoch; then the
   extrinsics apply, in order, at that block number.
+
+The two steps are separate functions because the live ledger runs them at different
+moments: it opens block N+1 right after sealing block N, so that extrinsics arriving in
+between are checked at the door against the state they will really execute in, and applies
+them only when it produces the block. The order of operations on the state is the same as
+`execute_block`'s, which is what the audit replays; so the state roots are the same too.
 """
 
 from __future__ import annotations
@@ -82,6 +88,14 @@ def apply_extrinsic(
 
 
 @dataclass(frozen=True)
+class OpenedBlock:
+    """What opening a block did (emission, epochs) and how long it took (mostly epochs)."""
+
+    report: BlockReport
+    seconds: float
+
+
+@dataclass(frozen=True)
 class BlockOutcome:
     """A block's receipts, what opening it did (emission, epochs) and how long that took."""
 
@@ -90,22 +104,37 @@ class BlockOutcome:
     open_seconds: float
 
 
+def open_block(state: ChainState) -> OpenedBlock:
+    """Start the next block: the number advances, emission accrues, due epochs run."""
+    started = time.perf_counter()
+    report = advance_block(state)
+    return OpenedBlock(report, time.perf_counter() - started)
+
+
+def apply_extrinsics(
+    state: ChainState,
+    extrinsics: list[Extrinsic],
+    hashes: list[str] | None = None,
+    trusted: bool = False,
+) -> list[Receipt]:
+    """Apply a block's extrinsics in order to an opened block; one receipt each.
+
+    `hashes` (the extrinsics' hashes, when the caller has them) saves recomputing them.
+    """
+    digests = hashes if hashes is not None else [ext.hash for ext in extrinsics]
+    return [
+        apply_extrinsic(state, ext, i, digest, trusted)
+        for i, (ext, digest) in enumerate(zip(extrinsics, digests, strict=True))
+    ]
+
+
 def execute_block(
     state: ChainState,
     extrinsics: list[Extrinsic],
     hashes: list[str] | None = None,
     trusted: bool = False,
 ) -> BlockOutcome:
-    """Open the next block (emission, epochs), then apply its extrinsics in order.
-
-    `hashes` (the extrinsics' hashes, when the caller has them) saves recomputing them.
-    """
-    started = time.perf_counter()
-    report = advance_block(state)
-    open_seconds = time.perf_counter() - started
-    digests = hashes if hashes is not None else [ext.hash for ext in extrinsics]
-    receipts = [
-        apply_extrinsic(state, ext, i, digest, trusted)
-        for i, (ext, digest) in enumerate(zip(extrinsics, digests, strict=True))
-    ]
-    return BlockOutcome(receipts, report, open_seconds)
+    """Open the next block, then apply its extrinsics: a stored block, replayed."""
+    opened = open_block(state)
+    receipts = apply_extrinsics(state, extrinsics, hashes, trusted)
+    return BlockOutcome(receipts, opened.report, opened.seconds)

@@ -1,13 +1,30 @@
-"""One way to fail on the command line: a single clear line, a non-zero exit, no traceback."""
+"""One way to fail on the command line: a single clear line, a non-zero exit, no traceback.
+
+Library code raises exceptions that say what is wrong (a wallet that does not exist, a
+weight that is not a number); the commands never print them themselves. :func:`checked`
+is the one place where such an exception becomes ``error: ...`` on stderr and exit code
+2, so every command fails the same way and none needs its own try/except.
+
+Click's own usage errors (a missing or unknown option, a value of the wrong type) would
+otherwise be a multi-line usage box; commands built with :class:`OneLineCommand`, in
+groups built with :class:`OneLineGroup`, report them as one line too.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 stderr = Console(stderr=True)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -16,5 +33,49 @@ class CliError(Exception):
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print `error: message` to stderr and exit with `code`."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def checked(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call ``func``; a user error it raises becomes ``error: ...`` and exit code 2.
+
+    User errors are :class:`CliError` and ``ValueError`` (the wallet, the input parsers
+    and the address decoder all raise subclasses of it, with a message meant for people)
+    and ``OSError`` (a key file that cannot be read or written: the message names it).
+    """
+    try:
+        return func(*args, **kwargs)
+    except (CliError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or 'file'}: {exc.strerror or exc}")
+
+
+def _usage(exc: click.UsageError, ctx: click.Context) -> NoReturn:
+    fail(f"{exc.format_message().rstrip('.')} (see `{ctx.command_path} --help`)")
+
+
+class OneLineCommand(TyperCommand):
+    """A command whose usage errors are one ``error:`` line (``--help`` is unchanged)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage(exc, ctx)
+
+
+class OneLineGroup(TyperGroup):
+    """A command group whose "no such command" is one ``error:`` line.
+
+    Running the group with no arguments still shows its help (``no_args_is_help``).
+    """
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            _usage(exc, ctx)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from subnetlab.cli.errors import fail
+
+if TYPE_CHECKING:
+    from subnetlab.ledger.store import BlockStore
 
 ledger_app = typer.Typer(help="Run and audit the chain-ledger.", no_args_is_help=True)
 
@@ -42,6 +47,36 @@ def resolve_redis(redis_url: str | None, data_dir: Path | None) -> str:
     return url
 
 
+@contextmanager
+def redis_errors(url: str) -> Iterator[None]:
+    """Turn what Redis and the store raise into one `error:` line and exit code 2.
+
+    Exit 1 stays reserved for a failed audit; a traceback is never the answer.
+    """
+    import redis
+
+    from subnetlab.ledger.store import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        fail(str(exc))
+    except redis.RedisError as exc:
+        fail(f"cannot use redis at {url}: {exc}")
+    except OSError as exc:
+        fail(f"cannot reach redis at {url}: {exc}")
+
+
+def open_store(url: str, chain_id: str) -> BlockStore:
+    """The chain's store in Redis at `url`; a URL Redis cannot parse names --redis-url."""
+    from subnetlab.ledger.store import BlockStore
+
+    try:
+        return BlockStore.from_url(url, chain_id)
+    except ValueError as exc:
+        fail(f"--redis-url {url!r}: {exc}")
+
+
 @ledger_app.command("serve")
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
@@ -68,7 +103,6 @@ def serve(
     from subnetlab.ledger.app import create_app
     from subnetlab.ledger.genesis import GenesisError, dev_genesis, load_genesis
     from subnetlab.ledger.node import LedgerNode
-    from subnetlab.ledger.store import BlockStore, StoreError
     from subnetlab.telemetry.logs import configure_logging
 
     configure_logging(log_level)
@@ -78,21 +112,27 @@ def serve(
     except GenesisError as exc:
         fail(str(exc))
     url = resolve_redis(redis_url, data_dir)
-    try:
-        store = BlockStore.from_url(url, genesis.chain_id)
+    store = open_store(url, genesis.chain_id)
+    with redis_errors(url):
         node = LedgerNode(store, genesis, block_time=0.25 if fast else block_time,
                           snapshot_every=snapshot_every)
-    except StoreError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot reach redis at {url}: {exc}")
-    except Exception as exc:  # redis.ConnectionError and friends
-        if type(exc).__module__.startswith("redis"):
-            fail(f"cannot use redis at {url}: {exc}")
-        raise
     log.info("ledger %s listening on http://%s:%d (block time %.2fs)", genesis.chain_id, host,
              port, node.block_time)
-    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False)
+
+    def shut_down() -> None:  # block production stopped: end the process (crash-only)
+        server.should_exit = True
+
+    app = create_app(node, on_stop=shut_down)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=5,
+    ))
+    server.run()
+    if not server.started:  # uvicorn logged why (e.g. the port is taken)
+        fail(f"could not listen on http://{host}:{port}")
+    if node.failure is not None:
+        fail(f"block production stopped: {node.failure}; restart the ledger to replay the "
+             "stored chain")
 
 
 @ledger_app.command("verify")
@@ -101,20 +141,18 @@ def verify(
     data_dir: DataDir = None,
     chain_id: ChainId = "subnetlab-dev",
 ) -> None:
-    """Replay the whole block log from genesis and check every state root."""
-    from subnetlab.ledger.store import BlockStore, StoreError
+    """Replay the whole block log from genesis: state roots, receipts and block hashes."""
     from subnetlab.ledger.verify import verify_chain
 
     url = resolve_redis(redis_url, data_dir)
-    store = BlockStore.from_url(url, chain_id)
+    store = open_store(url, chain_id)
     console = Console()
-    try:
-        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("blocks", total=store.height())
-            result = verify_chain(store, lambda done, total: bar.update(task, completed=done))
-    except StoreError as exc:
-        fail(str(exc))
+    with redis_errors(url), Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("blocks", total=store.height())
+        result = verify_chain(store, lambda done, total: bar.update(task, completed=done))
     if result.ok:
         console.print(f"height {result.height} OK")
     else:

@@ -1,29 +1,35 @@
 """The ledger's HTTP API (FastAPI): submit signed extrinsics, query the chain, follow blocks.
 
 Every error is a JSON body `{"error": {"code", "message", "field"}}` with a 4xx status, so
-clients (the CLI, miners, validators, the operator) can branch on `code`.
+clients (the CLI, miners, validators, the operator) can branch on `code`. The one 5xx is
+503 `not_ready`: block production stopped (the store failed), and every `/v1/` request is
+refused until the process, which exits, is restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.state import account_info, metagraph, subnet_info
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.node import MAX_EXTRINSIC_BYTES, LedgerNode, Refused
 
 WAIT_TIMEOUT_S = 30.0
 MAX_BATCH = 5_000
+EXTRINSIC_SCHEMA = Extrinsic.model_json_schema()
+"""The body of POST /v1/extrinsics, for the OpenAPI document."""
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -40,21 +46,41 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
-    """The API around one node; with `produce_blocks` the app's lifespan runs the chain."""
+def create_app(
+    node: LedgerNode, produce_blocks: bool = True, on_stop: Callable[[], None] | None = None
+) -> FastAPI:
+    """The API around one node; with `produce_blocks` the app's lifespan runs the chain.
+
+    `on_stop` is called once block production has stopped for good (the node failed);
+    the server uses it to shut down, so that the process exits and is restarted.
+    """
+
+    async def produce() -> None:
+        await node.run()  # returns only when block production stopped
+        if on_stop is not None:
+            on_stop()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(node.run()) if produce_blocks else None
+        task = asyncio.create_task(produce()) if produce_blocks else None
         yield
         if task is not None:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def running(request: Request) -> None:
+        """Refuse every `/v1/` request once the node stopped: its state is not stored."""
+        if node.failure is not None and request.url.path.startswith("/v1/"):
+            refusal = node.not_ready()
+            raise ApiError(refusal.status, refusal.code, refusal.message)
 
     app = FastAPI(
         title="subnetlab ledger",
         version="1",
         description="A single-authority chain holding stake, weights and emissions.",
         lifespan=lifespan,
+        dependencies=[Depends(running)],
     )
 
     @app.exception_handler(ApiError)
@@ -87,8 +113,9 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
     async def readyz() -> JSONResponse:
         """The chain is loaded and producing blocks."""
         if not node.ready:
-            return error(503, "not_ready", "the ledger is not producing blocks")
-        return JSONResponse({"status": "ready", "block": node.state.block})
+            refusal = node.not_ready()
+            return error(refusal.status, refusal.code, refusal.message)
+        return JSONResponse({"status": "ready", "block": node.height})
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
@@ -102,8 +129,13 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
         "/v1/extrinsics",
         tags=["extrinsics"],
         status_code=202,
+        # declared, not validated by FastAPI: the handler parses the bytes itself, so each
+        # fault gets its own code; the schema lets clients and fuzzers build real bodies
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": EXTRINSIC_SCHEMA}}}},
         responses={200: {"description": "included (with wait=inclusion)"},
-                   400: {}, 401: {}, 409: {}, 413: {}},
+                   400: {}, 401: {}, 403: {}, 409: {}, 413: {}, 429: {},
+                   503: {"description": "block production stopped (not_ready)"}},
     )
     async def submit(
         request: Request,
@@ -116,11 +148,11 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
                                   f"body is {len(body)} bytes; at most {MAX_EXTRINSIC_BYTES}"))
         try:
             _, digest = node.admit(body)
+            if wait == "inclusion":
+                receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
+                return JSONResponse(status_code=200, content=receipt)
         except Refused as exc:
             return refuse(exc)
-        if wait == "inclusion":
-            receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
-            return JSONResponse(status_code=200, content=receipt)
         return JSONResponse(status_code=202, content={"hash": digest, "status": "pending"})
 
     @app.post(
@@ -130,13 +162,14 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
             "schema": {"type": "object", "required": ["extrinsics"], "properties": {
                 "extrinsics": {"type": "array", "maxItems": MAX_BATCH,
                                "items": {"type": "object"}}}}}}}},
-        responses={400: {}, 413: {}},
+        responses={400: {}, 413: {}, 503: {"description": "block production stopped"}},
     )
     async def submit_batch(request: Request) -> JSONResponse:
         """Submit many signed extrinsics at once; each gets its own result, in order.
 
         The body is parsed by hand: validating thousands of weight lists through a
         pydantic body model would cost more than checking the extrinsics themselves.
+        Each item is held to the single-extrinsic size limit (`too_large` in its result).
         """
         raw = await request.body()
         if len(raw) > MAX_BATCH * MAX_EXTRINSIC_BYTES:
@@ -145,6 +178,8 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return error(400, "malformed_batch", f"body is not valid JSON: {exc}")
+        except RecursionError:  # the parser's own depth guard: hostile nesting
+            return error(400, "malformed_batch", "body is not valid JSON: nested too deeply")
         items = body.get("extrinsics") if isinstance(body, dict) else None
         if not isinstance(items, list):
             return error(400, "malformed_batch", "body must be {\"extrinsics\": [...]}",
@@ -181,7 +216,7 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
         return {
             "chain_id": node.genesis.chain_id,
             "genesis_hash": node.genesis_hash,
-            "block": node.state.block,
+            "block": node.height,
             "block_time": node.block_time,
             "faucet": node.state.faucet_enabled,
             "sudo": node.genesis.sudo,
@@ -213,7 +248,7 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
     @app.get("/v1/subnets/{netuid}/metagraph", tags=["chain"], responses={404: {}})
     async def subnet_metagraph(netuid: Annotated[int, Path(ge=0, le=65535)]) -> dict[str, Any]:
         """Per uid: keys, stake, consensus outputs of the last epoch, activity, axon."""
-        return {"netuid": netuid, "block": node.state.block,
+        return {"netuid": netuid, "block": node.height,
                 "neurons": metagraph(node.state, known_subnet(netuid))}
 
     @app.get("/v1/blocks/latest", tags=["blocks"], responses={404: {}})
@@ -262,6 +297,8 @@ def create_app(node: LedgerNode, produce_blocks: bool = True) -> FastAPI:
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
+                    if header is None:
+                        break  # block production stopped
                     yield _sse(header)
             finally:
                 node.unsubscribe(queue)

@@ -24,7 +24,8 @@ class LedgerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.height = Gauge("subnetlab_block_height", "Newest block number.", registry=r)
+        self.height = Gauge("subnetlab_block_height", "Newest sealed (stored) block number.",
+                            registry=r)
         self.extrinsics = Counter(
             "subnetlab_extrinsics", "Extrinsics processed in blocks, by call and result.",
             ("call", "result"), registry=r,
@@ -34,7 +35,8 @@ class LedgerMetrics:
             ("code",), registry=r,
         )
         self.block_seconds = Histogram(
-            "subnetlab_block_production_seconds", "Time to apply, finalise and persist a block.",
+            "subnetlab_block_production_seconds",
+            "Time to apply, seal and persist a block, then open the next one.",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
         )
         self.epoch_seconds = Histogram(
@@ -70,13 +72,17 @@ class LedgerMetrics:
     def extrinsic(self, call: str, result: str) -> None:
         self.extrinsics.labels(call=call, result=result).inc()
 
-    def block(self, state: ChainState, seconds: float) -> None:
+    def block(self, state: ChainState, height: int, seconds: float) -> None:
         self.block_seconds.observe(seconds)
-        self.observe_state(state)
+        self.observe_state(state, height)
 
-    def observe_state(self, state: ChainState) -> None:
-        """Refresh height, per-neuron series and concentration indices from the state."""
-        self.height.set(state.block)
+    def observe_state(self, state: ChainState, height: int) -> None:
+        """Refresh height, per-neuron series and concentration indices from the state.
+
+        `height` is the sealed block; `state` may be one block ahead (the node's open
+        block), so its own block number is not the chain's height.
+        """
+        self.height.set(height)
         seen: set[tuple[str, str, str]] = set()
         for netuid in sorted(state.subnets):
             neurons = metagraph(state, netuid)

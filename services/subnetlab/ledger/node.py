@@ -4,12 +4,24 @@ One writer, one asyncio loop: request handlers and the block producer never run 
 same time, so the in-memory state needs no locks and every block is applied in one piece.
 A block is written to Redis (atomically, see `store.py`) *before* any of its receipts is
 reported or its header is streamed: an extrinsic reported "included" survives a crash.
+
+The node keeps an *open block*. Right after sealing block N (apply its extrinsics, compute
+the root, persist), it opens N+1 (`open_block`: the number advances, emission accrues,
+due epochs run), so `state` is always the state the next extrinsics will execute in: the
+door dry-runs against it, and producing a block applies the queue to it and seals it. The
+*sealed* height (`height`) is what the API and the metrics report as the chain's block.
+Replay (`execute_block` = open + apply) performs the same steps in the same order, so the
+node and `ledger verify` compute the same state roots.
+
+Crash-only: when a block cannot be persisted (or block production fails in any other way),
+the in-memory state is ahead of the store and cannot be trusted. The node stops: it
+refuses everything with 503 `not_ready`, answers its waiters the same, and its process
+exits non-zero, so a supervisor restarts it and it replays the stored chain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -19,12 +31,13 @@ from typing import Any
 
 from subnetlab.chain.codec import from_snapshot, state_root, to_snapshot
 from subnetlab.chain.errors import ChainError, ErrorCode
-from subnetlab.chain.execution import Receipt, execute_block
+from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, open_block
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic, MalformedExtrinsic
 from subnetlab.chain.model import ChainState, Genesis
 from subnetlab.chain.state import CALLS, plan
 from subnetlab.ledger.metrics import LedgerMetrics
 from subnetlab.ledger.store import BlockStore, Snapshot, StoreError
+from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
 
 log = logging.getLogger(__name__)
 
@@ -66,47 +79,35 @@ class BlockHeader:
         }
 
 
-def genesis_hash(genesis: Genesis) -> str:
-    """The identity of a chain: the hash of its canonical genesis document."""
-    encoded = json.dumps(genesis.model_dump(mode="json"), sort_keys=True).encode()
-    return "0x" + hashlib.blake2b(encoded, digest_size=32).hexdigest()
+def replay(store: BlockStore, genesis: Genesis) -> tuple[ChainState, str, int]:
+    """Rebuild the sealed state from the newest snapshot plus the blocks after it.
 
-
-def block_hash(number: int, parent_hash: str, root: str, ext_hashes: list[str]) -> str:
-    """Hash of a block header: number, parent, state root and the ordered extrinsics."""
-    body = json.dumps([number, parent_hash, root, ext_hashes], separators=(",", ":")).encode()
-    return "0x" + hashlib.blake2b(body, digest_size=32).hexdigest()
-
-
-def replay(store: BlockStore, genesis: Genesis) -> tuple[ChainState, str]:
-    """Rebuild the state from the newest snapshot plus the blocks after it.
-
-    Every replayed block's state root is checked against the stored one; a mismatch means
-    the store was tampered with or the code changed its rules, and is refused.
+    Returns the state, the newest block's hash and the height. Every replayed block is
+    checked as the audit checks it (`check_block`: state root, receipts, hash chain); a
+    mismatch means the store was tampered with or the code changed its rules, and is
+    refused.
     """
     snapshot = store.latest_snapshot()
     if snapshot is None:
         state = ChainState.from_genesis(genesis)
         parent = genesis_hash(genesis)
-        start = 1
+        height = 0
     else:
         state = from_snapshot(snapshot.data)
         if state_root(state) != snapshot.state_root:
             raise StoreError(f"snapshot at block {snapshot.number} does not match its state root")
         stored = store.block(snapshot.number)
-        parent = stored["hash"] if stored else genesis_hash(genesis)
-        start = snapshot.number + 1
-    for block in store.blocks(start):
-        extrinsics = [Extrinsic.from_dict(e) for e in block["extrinsics"]]
-        execute_block(state, extrinsics)
-        root = state_root(state)
-        if root != block["state_root"]:
-            raise StoreError(
-                f"block {block['number']}: replayed state root {root} differs from the "
-                f"stored {block['state_root']}"
-            )
+        if stored is None:
+            raise StoreError(f"block {snapshot.number} of the snapshot is missing from the store")
+        parent = stored["hash"]
+        height = snapshot.number
+    for block in store.blocks(height + 1):
+        height += 1
+        reason = check_block(state, block, height, parent)
+        if reason is not None:
+            raise StoreError(f"block {height}: {reason}")
         parent = block["hash"]
-    return state, parent
+    return state, parent, height
 
 
 @dataclass
@@ -130,33 +131,51 @@ class LedgerNode:
     waiters: dict[str, list[asyncio.Future[tuple[int, Receipt]]]] = field(
         default_factory=dict, init=False
     )
-    subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set, init=False)
+    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(
+        default_factory=set, init=False
+    )
     latest: BlockHeader | None = field(default=None, init=False)
-    ready: bool = field(default=False, init=False)
+    height: int = field(default=0, init=False)
+    """The sealed height: the newest block in the store. `state` is one block ahead."""
+    failure: str | None = field(default=None, init=False)
+    """Why block production stopped; None while the node runs (see `stop`)."""
 
     def __post_init__(self) -> None:
         self.store.write_genesis(self.genesis.model_dump(mode="json"))
-        self.state, self.parent_hash = replay(self.store, self.genesis)
-        height = self.store.height()
-        if height:
-            stored = self.store.block(height)
+        self.genesis_hash = genesis_hash(self.genesis)
+        self.state, self.parent_hash, self.height = replay(self.store, self.genesis)
+        if self.height:
+            stored = self.store.block(self.height)
             if stored is not None:
                 self.latest = _header(stored)
-        self.genesis_hash = genesis_hash(self.genesis)
-        self.metrics.observe_state(self.state)
-        self.ready = True
-        log.info("ledger at block %d (chain %s)", self.state.block, self.genesis.chain_id)
+        self._observe_opening(open_block(self.state))
+        self.metrics.observe_state(self.state, self.height)
+        log.info("ledger at block %d (chain %s)", self.height, self.genesis.chain_id)
+
+    @property
+    def ready(self) -> bool:
+        """Loaded and producing blocks: false for good once block production stopped."""
+        return self.failure is None
+
+    def not_ready(self) -> Refused:
+        """The refusal for everything once block production stopped (see `stop`)."""
+        return Refused(503, "not_ready",
+                       f"the ledger stopped producing blocks and must restart: {self.failure}")
 
     # --- admission ---------------------------------------------------------------------
 
     def admit(self, body: bytes | dict[str, Any]) -> tuple[Extrinsic, str]:
         """Check an extrinsic at the door and queue it; return it with its hash.
 
-        `Refused` says why not; then nothing was queued and nothing changed.
+        `Refused` says why not; then nothing was queued and nothing changed. A parsed
+        body (a batch item) is measured as compact JSON, the form a block stores.
         """
-        if isinstance(body, bytes) and len(body) > MAX_EXTRINSIC_BYTES:
+        if self.failure is not None:
+            raise self.not_ready()
+        size = len(body) if isinstance(body, bytes) else _json_size(body)
+        if size > MAX_EXTRINSIC_BYTES:
             raise Refused(413, "too_large",
-                          f"extrinsic is {len(body)} bytes; at most {MAX_EXTRINSIC_BYTES}")
+                          f"extrinsic is {size} bytes; at most {MAX_EXTRINSIC_BYTES}")
         try:
             ext = (
                 Extrinsic.from_json(body) if isinstance(body, bytes) else Extrinsic.from_dict(body)
@@ -194,11 +213,14 @@ class LedgerNode:
         return ext, digest
 
     def _dry_run(self, ext: Extrinsic, on_chain_nonce: int) -> None:
-        """Plan the call against the current state: refuse now what would surely fail.
+        """Plan the call against the open block: refuse now what would surely fail.
 
-        Planning validates everything and writes nothing. Extrinsics queued before this
-        one are not taken into account, so one can still fail in its block (its receipt
-        then says why); everything wrong on its own is refused here, with a 4xx.
+        The open block is the state the extrinsic executes in (its number, its per-block
+        counters, the epochs that ran when it opened), so rate limits and per-block
+        registration limits are judged for the right block. Planning validates everything
+        and writes nothing. Extrinsics queued before this one are not taken into account,
+        so one can still fail in its block (its receipt then says why); everything wrong
+        on its own is refused here, with a 4xx.
         """
         try:
             plan(self.state, ext.signer, on_chain_nonce, ext.call, ext.params)
@@ -208,13 +230,12 @@ class LedgerNode:
     # --- blocks ------------------------------------------------------------------------
 
     def produce_block(self) -> BlockHeader:
-        """Apply the queue, finalise, persist; only then report receipts and the header."""
+        """Apply the queue to the open block, seal, persist; report; open the next block."""
         started = time.perf_counter()
         batch = self.pending[: self.max_block_extrinsics]
         extrinsics = [ext for ext, _ in batch]
         hashes = [digest for _, digest in batch]
-        outcome = execute_block(self.state, extrinsics, hashes, trusted=True)
-        receipts = outcome.receipts
+        receipts = apply_extrinsics(self.state, extrinsics, hashes, trusted=True)
         number = self.state.block
         root = state_root(self.state)
         digest = block_hash(number, self.parent_hash, root, hashes)
@@ -225,9 +246,10 @@ class LedgerNode:
                    + ",".join(ext.model_dump_json() for ext in extrinsics) + "]}")
         snapshot = None
         if self.snapshot_every and number % self.snapshot_every == 0:
-            snapshot = Snapshot(number, root, to_snapshot(self.state))
+            snapshot = Snapshot(number, root, to_snapshot(self.state))  # the sealed state
         # durable before anything is reported
         self.store.append_block(number, encoded, hashes, snapshot)
+        self.height = number
 
         del self.pending[: len(batch)]
         for ext, ext_hash in batch:
@@ -245,11 +267,9 @@ class LedgerNode:
                     future.set_result((number, receipt))
         self.parent_hash = digest
         self.latest = header
-        self.metrics.block(self.state, time.perf_counter() - started)
-        for report in outcome.report.epochs:  # opening the block is almost all epoch work
-            self.metrics.epoch_seconds.labels(netuid=str(report.netuid)).observe(
-                outcome.open_seconds / len(outcome.report.epochs)
-            )
+        # before any waiter or request runs again: they all see block number + 1 open
+        self._observe_opening(open_block(self.state))
+        self.metrics.block(self.state, self.height, time.perf_counter() - started)
         for queue in list(self.subscribers):
             if queue.full():
                 self.subscribers.discard(queue)  # a stalled client does not stall the chain
@@ -257,25 +277,58 @@ class LedgerNode:
                 queue.put_nowait(header.to_dict())
         return header
 
+    def _observe_opening(self, opened: OpenedBlock) -> None:
+        """Epoch durations: opening a block is almost all epoch work, shared among them."""
+        for report in opened.report.epochs:
+            self.metrics.epoch_seconds.labels(netuid=str(report.netuid)).observe(
+                opened.seconds / len(opened.report.epochs)
+            )
+
     def _remember(self, number: int, receipt: Receipt) -> None:
         self.receipts[receipt.hash] = (number, receipt)
         while len(self.receipts) > RECENT_RECEIPTS:
             self.receipts.popitem(last=False)
 
     async def run(self) -> None:
-        """Produce a block every `block_time` seconds, on a fixed schedule."""
+        """Produce a block every `block_time` seconds, on a fixed schedule, until stopped.
+
+        Returns only once block production failed (see `stop`); the caller then ends the
+        process, non-zero, so that a supervisor restarts it.
+        """
         next_at = time.monotonic() + self.block_time
-        while True:
+        while self.failure is None:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             next_at += self.block_time
             try:
                 self.produce_block()
-            except StoreError:
-                log.exception("cannot persist the block; stopping block production")
-                self.ready = False
-                raise
+            except StoreError as exc:
+                self.stop(f"cannot persist block {self.height + 1}: {exc}")
+            except Exception as exc:  # any other fault leaves the state half-applied too
+                log.exception("block production failed")
+                self.stop(f"block {self.height + 1} failed: {type(exc).__name__}: {exc}")
             if time.monotonic() > next_at + self.block_time:
                 next_at = time.monotonic()  # fell behind: do not burst to catch up
+
+    def stop(self, reason: str) -> None:
+        """Stop for good: refuse everything, answer waiters `not_ready`, end block streams.
+
+        The open state may hold a block that was applied but never stored, so nothing is
+        served from it any more; the store is the truth, and a restart replays it.
+        """
+        if self.failure is not None:
+            return
+        self.failure = reason
+        log.error("block production stopped: %s", reason)
+        refusal = self.not_ready()
+        for futures in self.waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(refusal)
+        self.waiters.clear()
+        for queue in list(self.subscribers):
+            if not queue.full():
+                queue.put_nowait(None)  # end of stream
+        self.subscribers.clear()
 
     # --- receipts ----------------------------------------------------------------------
 
@@ -297,7 +350,12 @@ class LedgerNode:
         return receipt_view(number, receipt)
 
     async def wait_for(self, digest: str, timeout: float) -> dict[str, Any] | None:
-        """Wait until the extrinsic is in a stored block, or the timeout passes."""
+        """Wait until the extrinsic is in a stored block, or the timeout passes.
+
+        Raises `Refused` (503 `not_ready`) when block production stops meanwhile.
+        """
+        if self.failure is not None:
+            raise self.not_ready()
         current = self.receipt(digest)
         if current is None or current["status"] != "pending":
             return current
@@ -309,12 +367,13 @@ class LedgerNode:
             return self.receipt(digest)
         return receipt_view(number, receipt)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue of new block headers; None marks the end (block production stopped)."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=256)
         self.subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self.subscribers.discard(queue)
 
 
@@ -353,3 +412,14 @@ def _header(block: dict[str, Any]) -> BlockHeader:
         state_root=block["state_root"], extrinsics_count=block["extrinsics_count"],
         timestamp=block["timestamp"],
     )
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of `value` as compact JSON (what a block stores); unencodable values count 0.
+
+    Values JSON cannot encode are refused later, by the extrinsic parser, with their field.
+    """
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError):
+        return 0

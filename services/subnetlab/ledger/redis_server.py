@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,26 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    def _client(self) -> redis.Redis:
+        """A one-shot client that never retries: a closed socket answers at once.
+
+        redis-py retries failed commands with backoff by default, which turned a server
+        that was just shut down (or never started) into seconds of waiting.
+        """
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1,
+                           retry=Retry(NoBackoff(), 0))
+
     def is_running(self) -> bool:
         """True when a server answers PING on our socket."""
         if not self.socket.exists():
             return False
+        client = self._client()
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            return bool(client.ping())
         except redis.RedisError:
             return False
+        finally:
+            client.close()
 
     def ensure_running(self, timeout: float = 10.0) -> str:
         """Start the server unless it already runs; return its URL."""
@@ -91,8 +105,10 @@ class EmbeddedRedis:
         if not self.is_running():
             return
         # the server closes the connection as it exits
+        client = self._client()
         with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(unix_socket_path=str(self.socket)).shutdown(nosave=True)
+            client.shutdown(nosave=True)
+        client.close()
         pidfile = self.data_dir / "redis.pid"
         if pidfile.exists():
             pidfile.unlink(missing_ok=True)

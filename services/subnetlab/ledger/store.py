@@ -24,7 +24,7 @@ import redis
 
 
 class StoreError(RuntimeError):
-    """The Redis store is inconsistent with what this ledger expects."""
+    """The Redis store is inconsistent with what this ledger expects, or refused a write."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ class BlockStore:
         """Write block `number` (its JSON, `encoded`) atomically after the stored height.
 
         The caller encodes the block: the ledger splices the extrinsics' JSON in without
-        decoding and re-encoding them, which is most of a block's bytes.
+        decoding and re-encoding them, which is most of a block's bytes. Every failure,
+        Redis's own included (connection lost, write refused), is a `StoreError`: the block
+        may or may not be stored, which only a restart (replaying the store) settles.
         """
         height_key = self._key("height")
         with self.client.pipeline(transaction=True) as pipe:
@@ -117,6 +119,8 @@ class BlockStore:
                     f"block {number}: the chain height changed while writing; another "
                     "ledger is writing this chain"
                 ) from exc
+            except redis.RedisError as exc:
+                raise StoreError(f"block {number}: redis failed the write: {exc}") from exc
 
     def block(self, number: int) -> dict[str, Any] | None:
         raw = self.client.get(self._key("block", number))

@@ -1,0 +1,323 @@
+"""The ledger's HTTP API on its happy paths, against a real ledger process and a real Redis.
+
+One ledger (fast blocks) serves the whole module; a subnet with small hyperparameters
+(tempo 5, no weights rate limit) is set up once: two registered hotkeys with stake, the
+first setting weights on both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from subnetlab.keys.keypair import Keypair
+from tests.integration.chainclient import DEV_BALANCE, TOKEN, ChainClient, address
+from tests.integration.conftest import LedgerProcess
+
+ALICE, BOB, CHARLIE, DAVE = (Keypair.dev(n) for n in ("alice", "bob", "charlie", "dave"))
+TEMPO = 5
+VALIDATOR_STAKE = 3_000 * TOKEN
+MINER_STAKE = 1_000 * TOKEN
+
+
+@dataclass
+class Net:
+    ledger: LedgerProcess
+    chain: ChainClient
+    netuid: int
+    validator: Keypair  # uid 0, most stake, sets weights
+    miner: Keypair  # uid 1
+    weights_block: int
+
+
+@pytest.fixture(scope="module")
+def net(module_ledger: LedgerProcess) -> Iterator[Net]:
+    chain = ChainClient(module_ledger.url)
+    netuid = chain.create_subnet(ALICE, {
+        "tempo": TEMPO, "weights_rate_limit": 0, "immunity_period": 100,
+        "max_registrations_per_block": 8,
+    })
+    validator, miner = Keypair.dev("api-validator"), Keypair.dev("api-miner")
+    for hotkey in (validator, miner):
+        chain.call(CHARLIE, "register", {"netuid": netuid, "hotkey": hotkey.ss58_address})
+    chain.call(CHARLIE, "add_stake", {"hotkey": validator.ss58_address, "amount": VALIDATOR_STAKE})
+    chain.call(CHARLIE, "add_stake", {"hotkey": miner.ss58_address, "amount": MINER_STAKE})
+    receipt = chain.call(validator, "set_weights",
+                         {"netuid": netuid, "uids": [0, 1], "weights": [1, 3]})
+    yield Net(module_ledger, chain, netuid, validator, miner, int(receipt["block"]))
+    chain.close()
+
+
+def test_health_and_readiness(net: Net) -> None:
+    health = net.chain.http.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok"}
+    ready = net.chain.http.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert isinstance(body["block"], int) and body["block"] >= 1
+
+
+def test_chain_info(net: Net) -> None:
+    info = net.chain.get_json("/v1/chain")
+    assert info["chain_id"] == "subnetlab-dev"
+    assert info["genesis_hash"].startswith("0x") and len(info["genesis_hash"]) == 66
+    assert info["block_time"] == 0.25  # --fast
+    assert info["faucet"] is True
+    assert info["sudo"] == ALICE.ss58_address
+    # blocks keep coming
+    assert net.chain.wait_for_height(info["block"] + 2, timeout=10) >= info["block"] + 2
+
+
+def test_accounts(net: Net) -> None:
+    ferdie = net.chain.account(Keypair.dev("ferdie"))  # a dev account no test touches
+    assert ferdie["balance"] == DEV_BALANCE
+    assert ferdie["nonce"] == 0
+    assert ferdie["stake"] == [] and ferdie["total_stake"] == 0
+    stranger = net.chain.account(Keypair.dev("api-never-seen"))
+    assert (stranger["balance"], stranger["nonce"], stranger["stake"]) == (0, 0, [])
+    # the coldkey that staked sees its positions and the hotkeys it owns
+    charlie = net.chain.account(CHARLIE)
+    positions = {p["hotkey"]: p["amount"] for p in charlie["stake"]}
+    assert positions[net.validator.ss58_address] >= VALIDATOR_STAKE
+    assert positions[net.miner.ss58_address] >= MINER_STAKE
+    assert set(charlie["hotkeys"]) >= {net.validator.ss58_address, net.miner.ss58_address}
+    bad = net.chain.http.get("/v1/accounts/not-an-address")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_param"
+
+
+def test_transfer_with_wait_inclusion(net: Net) -> None:
+    chain = net.chain
+    dest = Keypair.dev("api-transfer-dest")
+    before, nonce = chain.balance(DAVE), chain.nonce(DAVE)
+    ext = chain.sign(DAVE, "transfer", {"dest": dest.ss58_address, "amount": 12_345})
+    response = chain.submit(ext, wait=True)
+    assert response.status_code == 200, response.text
+    receipt = response.json()
+    assert receipt["status"] == "included"
+    assert receipt["hash"] == ext.hash
+    assert isinstance(receipt["block"], int) and receipt["block"] >= 1
+    assert receipt["code"] is None
+
+    # the receipt endpoint says the same
+    again = chain.receipt(ext.hash)
+    assert again.status_code == 200
+    assert again.json() == receipt
+
+    # the block holds the extrinsic, byte for byte what was signed, with its receipt
+    block = chain.block(receipt["block"])
+    assert block["number"] == receipt["block"]
+    index = receipt["index"]
+    assert json.loads(ext.to_json()) == block["extrinsics"][index]
+    assert block["receipts"][index]["hash"] == ext.hash
+    assert block["receipts"][index]["ok"] is True
+
+    assert chain.balance(DAVE) == before - 12_345
+    assert chain.nonce(DAVE) == nonce + 1
+    assert chain.balance(dest) == 12_345
+
+
+def test_submit_without_wait_is_pending_then_included(net: Net) -> None:
+    chain = net.chain
+    ext = chain.sign(DAVE, "transfer", {"dest": address(BOB), "amount": 7})
+    response = chain.submit(ext, wait=False)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"hash": ext.hash, "status": "pending"}
+    deadline = time.monotonic() + 10
+    while True:
+        receipt = chain.receipt(ext.hash)
+        assert receipt.status_code == 200, receipt.text
+        if receipt.json()["status"] != "pending":
+            break
+        assert time.monotonic() < deadline, "still pending after 10 s"
+        time.sleep(0.05)
+    assert receipt.json()["status"] == "included"
+    assert ext.hash in {r["hash"] for r in chain.block(receipt.json()["block"])["receipts"]}
+
+
+def test_subnet_metagraph_and_epochs(net: Net) -> None:
+    chain = net.chain
+    info = chain.subnet(net.netuid)
+    assert info["owner"] == ALICE.ss58_address
+    assert info["hyperparameters"]["tempo"] == TEMPO
+    assert info["hyperparameters"]["weights_rate_limit"] == 0
+    assert info["n"] == 2
+    assert net.netuid in {s["netuid"] for s in chain.get_json("/v1/subnets")["subnets"]}
+
+    neurons = chain.metagraph(net.netuid)
+    assert [n["uid"] for n in neurons] == [0, 1]
+    assert [n["hotkey"] for n in neurons] == [net.validator.ss58_address, net.miner.ss58_address]
+    assert all(n["coldkey"] == CHARLIE.ss58_address for n in neurons)
+    assert neurons[0]["stake"] >= VALIDATOR_STAKE and neurons[1]["stake"] >= MINER_STAKE
+    assert neurons[0]["last_update"] == net.weights_block
+
+    # a few epochs later the weights have been turned into incentive and dividends
+    epochs = info["epochs_run"]
+    deadline = time.monotonic() + 30
+    while True:
+        info = chain.subnet(net.netuid)
+        neurons = chain.metagraph(net.netuid)
+        if info["epochs_run"] >= epochs + 3 and neurons[1]["incentive"] > 0:
+            break
+        assert time.monotonic() < deadline, f"no incentive after epochs: {neurons}"
+        time.sleep(0.2)
+    assert neurons[0]["validator_permit"] is True
+    assert neurons[0]["dividends"] > 0
+    assert neurons[1]["incentive"] > neurons[0]["incentive"]  # weights were 1:3
+    assert neurons[0]["stake"] > VALIDATOR_STAKE  # dividends are paid as stake
+
+
+def test_set_weights_then_metagraph_last_update(net: Net) -> None:
+    chain = net.chain
+    receipt = chain.call(net.miner, "set_weights",  # the validator's view: keeps uid 1 ahead
+                         {"netuid": net.netuid, "uids": [0, 1], "weights": [1, 3]})
+    neurons = chain.metagraph(net.netuid)
+    assert neurons[1]["last_update"] == receipt["block"]
+
+
+def test_blocks_latest_and_by_number(net: Net) -> None:
+    chain = net.chain
+    latest = chain.get_json("/v1/blocks/latest")
+    assert {"number", "hash", "parent_hash", "state_root", "extrinsics_count",
+            "timestamp"} <= set(latest)
+    number = latest["number"]
+    assert number >= 2
+    stored = chain.block(number)
+    assert stored["hash"] == latest["hash"]
+    assert stored["parent_hash"] == chain.block(number - 1)["hash"]
+    assert len(stored["extrinsics"]) == stored["extrinsics_count"] == len(stored["receipts"])
+
+    # the block where the weights were set holds that extrinsic and its receipt
+    weights_block = chain.block(net.weights_block)
+    calls = [(e["call"], e["signer"]) for e in weights_block["extrinsics"]]
+    assert ("set_weights", net.validator.ss58_address) in calls
+
+    missing = chain.http.get("/v1/blocks/99999999")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "unknown_block"
+    assert chain.http.get("/v1/blocks/0").status_code == 422
+
+
+def test_unknown_things_are_404_with_codes(net: Net) -> None:
+    http = net.chain.http
+    unknown = http.get("/v1/extrinsics/0x" + "ab" * 32)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_extrinsic"
+    bad_digest = http.get("/v1/extrinsics/0x1234")
+    assert bad_digest.status_code == 422
+    assert bad_digest.json()["error"]["code"] == "invalid_request"
+    subnet = http.get("/v1/subnets/999/metagraph")
+    assert subnet.status_code == 404
+    assert subnet.json()["error"]["code"] == "unknown_subnet"
+
+
+def test_block_stream(net: Net) -> None:
+    numbers: list[int] = []
+    started = time.monotonic()
+    with net.chain.block_stream() as headers:
+        for header in headers:
+            assert {"number", "hash", "parent_hash", "state_root"} <= set(header)
+            numbers.append(header["number"])
+            if len(numbers) == 4:
+                break
+    assert time.monotonic() - started < 15
+    assert numbers == sorted(set(numbers)), f"block numbers not strictly increasing: {numbers}"
+    assert numbers[-1] - numbers[0] == 3, f"blocks were skipped: {numbers}"
+
+
+def _metric(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+            **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"{name}{labels} not in /metrics"
+    return samples[key]
+
+
+def _gini(amounts: list[float]) -> float:
+    xs = sorted(amounts)
+    n, total = len(xs), sum(xs)
+    if n == 0 or total <= 0:
+        return 0.0
+    return 2 * sum((i + 1) * x for i, x in enumerate(xs)) / (n * total) - (n + 1) / n
+
+
+def test_metrics(net: Net) -> None:
+    chain = net.chain
+    chain.call(DAVE, "transfer", {"dest": address(BOB), "amount": 1})
+    label = str(net.netuid)
+    for _ in range(20):  # read metrics between two epochs, so stakes do not move under us
+        before = [n["stake"] for n in chain.metagraph(net.netuid)]
+        samples = chain.metrics()
+        height = chain.height()
+        if [n["stake"] for n in chain.metagraph(net.netuid)] == before:
+            break
+    else:
+        pytest.fail("stakes kept moving while reading /metrics")
+
+    assert 1 <= _metric(samples, "subnetlab_block_height") <= height
+    assert _metric(samples, "subnetlab_extrinsics_total", call="transfer", result="ok") >= 1
+    assert _metric(samples, "subnetlab_extrinsics_total", call="set_weights", result="ok") >= 1
+    gini = _metric(samples, "subnetlab_gini", netuid=label, of="stake")
+    assert gini == pytest.approx(_gini([s / TOKEN for s in before]), abs=1e-9)
+    assert 0 < gini < 1  # 3000 vs 1000 tokens (plus what the epochs paid)
+    assert _metric(samples, "subnetlab_nakamoto_coefficient", netuid=label, of="stake") == 1
+    assert _metric(samples, "subnetlab_gini", netuid=label, of="emission") >= 0
+    assert _metric(samples, "subnetlab_nakamoto_coefficient", netuid=label, of="emission") >= 1
+    stake = _metric(samples, "subnetlab_neuron_stake", netuid=label, uid="0",
+                    hotkey=net.validator.ss58_address)
+    assert stake == pytest.approx(before[0] / TOKEN)
+
+
+# --- the door plans against the open block: the one the extrinsic will execute in ---------
+
+
+def test_register_right_after_another_registration_is_admitted(net: Net) -> None:
+    """max_registrations_per_block=1: a registration in block B must not block one in B+1."""
+    chain = net.chain
+    netuid = chain.create_subnet(ALICE, {"tempo": 10_000, "immunity_period": 100})
+    refused: list[str] = []
+    for i in range(3):
+        first = Keypair.dev(f"api-door-a{i}")
+        second = Keypair.dev(f"api-door-b{i}")
+        chain.wait_blocks(1)  # a block with no registration in it yet
+        chain.call(BOB, "register", {"netuid": netuid, "hotkey": first.ss58_address})
+        # submitted right after block B was stored: it can only land in block B+1
+        response = chain.submit(
+            chain.sign(BOB, "register", {"netuid": netuid, "hotkey": second.ss58_address}),
+            wait=True,
+        )
+        if response.status_code != 200:
+            refused.append(response.text)
+    assert not refused, f"registrations for the next block refused at the door: {refused}"
+
+
+def test_set_weights_admitted_when_the_next_block_is_out_of_the_rate_limit(net: Net) -> None:
+    """weights_rate_limit=L, weights set in block B: a set_weights for block B+L is valid."""
+    chain = net.chain
+    limit = 4
+    netuid = chain.create_subnet(ALICE, {"tempo": 10_000, "weights_rate_limit": limit})
+    hotkey = Keypair.dev("api-door-rate")
+    chain.call(BOB, "register", {"netuid": netuid, "hotkey": hotkey.ss58_address})
+    params = {"netuid": netuid, "uids": [0], "weights": [1]}
+    set_at = chain.call(hotkey, "set_weights", params)["block"]
+    refused: list[str] = []
+    attempts = 0
+    with chain.block_stream() as headers:
+        for header in headers:
+            if header["number"] != set_at + limit - 1:
+                continue
+            # block set_at + limit - 1 is stored: this one goes into block set_at + limit
+            attempts += 1
+            response = chain.submit(chain.sign(hotkey, "set_weights", params), wait=True)
+            if response.status_code == 200:
+                set_at = response.json()["block"]
+            else:
+                refused.append(f"would execute in block {set_at + limit}: {response.text}")
+            if refused or attempts == 3:
+                break
+    assert not refused, f"set_weights refused although out of the rate limit: {refused}"

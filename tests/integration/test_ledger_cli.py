@@ -1,0 +1,128 @@
+"""`subnetlab ledger serve|verify` fail like a CLI should: one `error:` line, no traceback.
+
+Each command runs as a real subprocess with HOME pointing into the test's tmp dir, so a
+mistake can never start (or touch) an embedded Redis under the real ~/.subnetlab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import redis
+
+from subnetlab.ledger.genesis import dev_genesis
+from subnetlab.ledger.store import BlockStore
+from tests.integration.chainclient import run_cli
+from tests.integration.conftest import RedisServer, free_port
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return {**os.environ, "HOME": str(home), "SUBNETLAB_HOME": str(home), "COLUMNS": "300"}
+
+
+def assert_one_error_line(stderr: str, stdout: str, *fragments: str) -> str:
+    """stderr is exactly one non-blank line, `error: ...`, holding every fragment."""
+    assert "Traceback" not in stderr + stdout, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{stderr}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+def serve(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    result = run_cli(["ledger", "serve", "--port", str(free_port()), *args], env=env, cwd=cwd,
+                     timeout=30)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_serve_with_missing_genesis_file(env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "genesis.json"
+    code, out, err = serve(["--genesis", str(missing), "--redis-url", UNREACHABLE], env,
+                           tmp_path)
+    assert code != 0
+    assert_one_error_line(err, out, str(missing), "no such file")
+
+
+def test_serve_with_genesis_that_is_not_json(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "genesis.json"
+    path.write_text('{"chain_id": "x",\n  "balances": {oops}}')
+    code, out, err = serve(["--genesis", str(path), "--redis-url", UNREACHABLE], env, tmp_path)
+    assert code != 0
+    assert_one_error_line(err, out, str(path), "not valid JSON", "line 2")
+
+
+@pytest.mark.parametrize("genesis, fragments", [
+    ({"balances": {"not-an-address": 5}}, ("balances", "not-an-address", "SS58")),
+    ({"sudo": "5Gnope"}, ("sudo", "5Gnope", "SS58")),
+    ({"balances": {dev_genesis().sudo: -5}}, ("balances",)),
+    ({"chain_id": "x", "block_emission": "lots"}, ("block_emission",)),
+], ids=["bad_balance_address", "bad_sudo_address", "negative_balance", "wrong_type"])
+def test_serve_with_invalid_genesis(
+    env: dict[str, str], tmp_path: Path, genesis: dict[str, object], fragments: tuple[str, ...]
+) -> None:
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(genesis))
+    code, out, err = serve(["--genesis", str(path), "--redis-url", UNREACHABLE], env, tmp_path)
+    assert code != 0
+    assert_one_error_line(err, out, str(path), *fragments)
+
+
+def test_serve_with_unreachable_redis(env: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = serve(["--redis-url", UNREACHABLE], env, tmp_path)
+    assert code != 0
+    assert_one_error_line(err, out, "redis", UNREACHABLE, "refused")
+
+
+def test_serve_on_a_redis_holding_another_genesis(
+    env: dict[str, str], tmp_path: Path, system_redis: RedisServer
+) -> None:
+    """Same chain id, different genesis: refused, never mixed into the stored chain."""
+    other = dev_genesis().model_copy(update={"block_emission": 7})
+    client = redis.Redis.from_url(system_redis.url)
+    BlockStore(client, other.chain_id).write_genesis(other.model_dump(mode="json"))
+    code, out, err = serve(["--redis-url", system_redis.url], env, tmp_path)
+    assert code != 0
+    assert_one_error_line(err, out, "another genesis")
+    stored = BlockStore(client, other.chain_id).genesis()
+    assert stored is not None and stored["block_emission"] == 7
+    client.close()
+
+
+def test_verify_on_an_empty_redis(
+    env: dict[str, str], tmp_path: Path, system_redis: RedisServer
+) -> None:
+    result = run_cli(["ledger", "verify", "--redis-url", system_redis.url], env=env,
+                     cwd=tmp_path)
+    assert result.returncode not in (0, 1), "exit 1 is reserved for a failed audit"
+    assert_one_error_line(result.stderr, result.stdout, "no chain", "no genesis")
+
+
+def test_verify_with_unreachable_redis(env: dict[str, str], tmp_path: Path) -> None:
+    result = run_cli(["ledger", "verify", "--redis-url", UNREACHABLE], env=env, cwd=tmp_path)
+    assert result.returncode not in (0, 1), f"exit {result.returncode}: {result.stderr[-300:]}"
+    assert_one_error_line(result.stderr, result.stdout, UNREACHABLE)
+
+
+@pytest.mark.parametrize("command", ["serve", "verify"])
+def test_redis_url_that_is_not_a_redis_url(
+    env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    bad = "http://127.0.0.1:6379"
+    if command == "serve":
+        code, out, err = serve(["--redis-url", bad], env, tmp_path)
+    else:
+        result = run_cli(["ledger", "verify", "--redis-url", bad], env=env, cwd=tmp_path)
+        code, out, err = result.returncode, result.stdout, result.stderr
+    assert code not in (0, 1), f"exit {code}: {err[-300:]}"
+    assert_one_error_line(err, out, "--redis-url", bad, "redis://")
