@@ -13,9 +13,8 @@ groups built with :class:`OneLineGroup`, report them as one line too.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -52,17 +51,28 @@ def checked(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         fail(f"{exc.filename or 'file'}: {exc.strerror or exc}")
 
 
-def _usage(exc: click.UsageError, ctx: click.Context) -> NoReturn:
-    fail(f"{exc.format_message().rstrip('.')} (see `{ctx.command_path} --help`)")
+def _usage_error_class() -> type[Exception]:
+    """Click's UsageError as this Typer uses it: recent Typers carry a private copy of
+    click, older ones use click itself; in both, BadParameter derives from it."""
+    found = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return cast("type[Exception]", found)
+
+
+_USAGE_ERROR = _usage_error_class()
+
+
+def _usage(exc: Exception, ctx: Any) -> NoReturn:
+    message = str(getattr(exc, "format_message", exc.__str__)()).rstrip(".")
+    fail(f"{message} (see `{ctx.command_path} --help`)")
 
 
 class OneLineCommand(TyperCommand):
     """A command whose usage errors are one ``error:`` line (``--help`` is unchanged)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except click.UsageError as exc:
+        except _USAGE_ERROR as exc:
             _usage(exc, ctx)
 
 
@@ -72,10 +82,8 @@ class OneLineGroup(TyperGroup):
     Running the group with no arguments still shows its help (``no_args_is_help``).
     """
 
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
             return super().resolve_command(ctx, args)
-        except click.UsageError as exc:
+        except _USAGE_ERROR as exc:
             _usage(exc, ctx)

@@ -1,0 +1,352 @@
+"""Chain commands: faucet, transfer, subnets, registration, stake and the metagraph.
+
+Every command checks its own inputs first (amounts, addresses, hyperparameters), so a typo
+fails at once with one `error: ...` line, before any password is asked for and before the
+network is touched. Then the wallet must exist and the ledger must answer; only then is
+the coldkey password asked for. Coldkeys sign what moves funds (faucet, transfer, create
+and tune subnets, register, stake); hotkeys sign what a running neuron does (weights, in
+:mod:`subnetlab.cli.weights_cmds`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from subnetlab.cli.errors import OneLineCommand, OneLineGroup, checked, fail
+from subnetlab.cli.inputs import parse_hyperparameters
+from subnetlab.cli.shared import (
+    DEFAULT_LEDGER_URL,
+    AsJson,
+    HotkeyName,
+    LedgerUrl,
+    Netuid,
+    NetuidArg,
+    WalletName,
+    ask_password,
+    check_address,
+    console,
+    ledger_session,
+    print_json,
+    print_table,
+    report,
+    submit,
+)
+from subnetlab.cli.weights_cmds import weights_app
+from subnetlab.keys.keypair import Keypair
+from subnetlab.keys.ss58 import is_valid_ss58
+from subnetlab.ledger.client import Json, LedgerClient, format_rao, parse_tokens
+from subnetlab.wallet import (
+    WalletError,
+    coldkey_address,
+    hotkey_address,
+    load_coldkey,
+    wallet_info,
+)
+
+subnet_app = typer.Typer(
+    cls=OneLineGroup, help="Create, list, inspect and tune subnets.", no_args_is_help=True
+)
+stake_app = typer.Typer(
+    cls=OneLineGroup, help="Stake to hotkeys and list positions.", no_args_is_help=True
+)
+
+Amount = Annotated[str, typer.Option("--amount", help="Tokens, e.g. 1.5 (at most 9 decimals).")]
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Hyperparameter NAME=VALUE (repeatable), e.g. tempo=10."),
+]
+StakeHotkey = Annotated[
+    str, typer.Option("--hotkey", help="Hotkey: an SS58 address or a hotkey name of the wallet.")
+]
+# Subnet fields that are amounts of rao: shown in tokens in tables (JSON keeps rao).
+_RAO_FIELDS = frozenset({"burn", "lock", "pending_emission", "min_burn", "max_burn"})
+
+
+def add_chain_commands(app: typer.Typer) -> None:
+    """Register every chain command on the top-level app (one call from `cli.main`)."""
+    app.command("faucet", cls=OneLineCommand)(faucet)
+    app.command("transfer", cls=OneLineCommand)(transfer)
+    app.command("register", cls=OneLineCommand)(register)
+    app.command("metagraph", cls=OneLineCommand)(metagraph)
+    app.add_typer(subnet_app, name="subnet")
+    app.add_typer(stake_app, name="stake")
+    app.add_typer(weights_app, name="weights")
+
+
+def coldkey_signer(client: LedgerClient, name: str) -> Keypair:
+    """Wallet ``name``'s coldkey, decrypted only once the ledger has answered.
+
+    Order matters to the user: a missing wallet or a stopped ledger is reported before
+    anyone types a password for nothing.
+    """
+    checked(coldkey_address, name)
+    client.chain_id()
+    password = ask_password(confirm=False)
+    return checked(load_coldkey, name, password)
+
+
+# ---- balances ---------------------------------------------------------------------------
+
+
+def faucet(name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+           as_json: AsJson = False) -> None:
+    """Ask the testnet faucet for tokens (to the wallet's coldkey)."""
+    with ledger_session(ledger, "faucet refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, "faucet", {})
+        balance = int(client.account(key.ss58_address)["balance"])
+    report(f"faucet paid {key.ss58_address}; balance now {format_rao(balance)} tokens",
+           receipt, as_json, balance=balance)
+
+
+def transfer(
+    dest: Annotated[str, typer.Option("--dest", help="Recipient SS58 address.")],
+    amount: Amount,
+    name: WalletName = "default",
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Send tokens from the wallet's coldkey to an address."""
+    check_address(dest, "--dest")
+    rao = checked(parse_tokens, amount, "--amount")
+    with ledger_session(ledger, "transfer refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, "transfer", {"dest": dest, "amount": rao})
+    report(f"sent {format_rao(rao)} tokens from {key.ss58_address} to {dest}", receipt,
+           as_json, dest=dest, amount=rao)
+
+
+# ---- subnets ----------------------------------------------------------------------------
+
+
+def _created_netuid(client: LedgerClient, owner: str, block: object) -> int | None:
+    """The netuid a create_subnet made: receipts carry no result, so find it by owner and
+    creation block (the newest, should the owner have created several in that block)."""
+    made = [s["netuid"] for s in client.subnets()
+            if s.get("owner") == owner and s.get("created_at") == block]
+    return int(max(made)) if made else None
+
+
+def _shown(value: object) -> str:
+    """A hyperparameter value as typed on the command line: true, 10, 0.5."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+@subnet_app.command("create", cls=OneLineCommand)
+def subnet_create(
+    params: Params = None,
+    name: WalletName = "default",
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Create a subnet owned by the wallet's coldkey (locks the subnet lock cost)."""
+    changes = checked(parse_hyperparameters, params)
+    with ledger_session(ledger, "create_subnet refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, "create_subnet",
+                         {"hyperparameters": changes} if changes else {})
+        netuid = _created_netuid(client, key.ss58_address, receipt.get("block"))
+    report(f"created subnet {netuid} owned by {key.ss58_address}", receipt, as_json,
+           netuid=netuid)
+
+
+@subnet_app.command("list", cls=OneLineCommand)
+def subnet_list(ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
+    """List subnets: owner, size, tempo, registration burn, epochs."""
+    with ledger_session(ledger, "subnet list") as client:
+        subnets = client.subnets()
+    if as_json:
+        print_json({"subnets": subnets})
+        return
+    if not subnets:
+        console.print("no subnets yet: create one with `subnetlab subnet create`")
+        return
+    table = Table(title="subnets")
+    for column in ("netuid", "owner", "uids", "tempo", "burn", "epochs", "next epoch"):
+        table.add_column(column, justify="left" if column == "owner" else "right")
+    for s in subnets:
+        hp = s.get("hyperparameters", {})
+        table.add_row(str(s["netuid"]), str(s.get("owner")),
+                      f"{s.get('n')}/{hp.get('max_allowed_uids')}", str(hp.get("tempo")),
+                      format_rao(int(s.get("burn", 0))), str(s.get("epochs_run")),
+                      str(s.get("next_epoch_block")))
+    print_table(table)
+
+
+def _field_value(key: str, value: object) -> str:
+    if key in _RAO_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return f"{format_rao(value)} tokens"
+    return _shown(value)
+
+
+@subnet_app.command("show", cls=OneLineCommand)
+def subnet_show(
+    netuid: NetuidArg, ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False
+) -> None:
+    """Show one subnet and all of its hyperparameters."""
+    with ledger_session(ledger, f"subnet {netuid}") as client:
+        info = client.subnet(netuid)
+    if as_json:
+        print_json(info)
+        return
+    table = Table(title=f"subnet {netuid}")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in info.items():
+        if key != "hyperparameters":
+            table.add_row(key, _field_value(key, value))
+    for key, value in sorted(info.get("hyperparameters", {}).items()):
+        table.add_row(f"hyperparameters.{key}", _field_value(key, value))
+    print_table(table)
+
+
+@subnet_app.command("set", cls=OneLineCommand)
+def subnet_set(
+    netuid: NetuidArg,
+    params: Params = None,
+    name: WalletName = "default",
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Change hyperparameters of a subnet (its owner's or the sudo wallet)."""
+    changes = checked(parse_hyperparameters, params)
+    if not changes:
+        fail("--param: give at least one NAME=VALUE, e.g. --param tempo=10")
+    with ledger_session(ledger, "set_hyperparameters refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, "set_hyperparameters", {"netuid": netuid, **changes})
+    shown = ", ".join(f"{k}={_shown(v)}" for k, v in changes.items())
+    report(f"subnet {netuid}: set {shown}", receipt, as_json, netuid=netuid, changed=changes)
+
+
+# ---- registration and metagraph ---------------------------------------------------------
+
+
+def _uid_of(graph: Json, hotkey: str) -> int | None:
+    return next((int(n["uid"]) for n in graph.get("neurons", []) if n["hotkey"] == hotkey),
+                None)
+
+
+def register(
+    netuid: Netuid,
+    name: WalletName = "default",
+    hotkey: HotkeyName = "default",
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Register the wallet's hotkey on a subnet (the coldkey pays the burn)."""
+    hotkey_ss58 = checked(hotkey_address, name, hotkey)
+    with ledger_session(ledger, "register refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, "register", {"netuid": netuid, "hotkey": hotkey_ss58})
+        uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
+    report(f"registered {hotkey_ss58} on subnet {netuid} as uid {uid}", receipt, as_json,
+           netuid=netuid, hotkey=hotkey_ss58, uid=uid)
+
+
+def _axon(axon: object) -> str:
+    if not isinstance(axon, dict):
+        return ""
+    return f"{axon.get('protocol', 'http')}://{axon.get('ip')}:{axon.get('port')}"
+
+
+def metagraph(
+    netuid: NetuidArg, ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False
+) -> None:
+    """Show a subnet's neurons: stake and the last epoch's consensus outputs."""
+    with ledger_session(ledger, f"metagraph of subnet {netuid}") as client:
+        graph = client.metagraph(netuid)
+    if as_json:
+        print_json(graph)
+        return
+    neurons = graph.get("neurons", [])
+    if not neurons:
+        console.print(f"subnet {netuid} has no neurons yet: `subnetlab register --netuid "
+                      f"{netuid}` adds one", markup=False)
+        return
+    table = Table(title=f"subnet {netuid} metagraph at block {graph.get('block')}")
+    columns = ("uid", "hotkey", "stake", "incentive", "dividends", "consensus", "trust",
+               "vtrust", "emission", "permit", "active", "axon")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("hotkey", "axon") else "right")
+    for n in neurons:
+        table.add_row(
+            str(n["uid"]), f"{n['hotkey'][:10]}…", format_rao(int(n["stake"])),
+            *(f"{float(n[k]):.4f}" for k in ("incentive", "dividends", "consensus", "trust",
+                                              "validator_trust")),
+            format_rao(int(n["emission"])), "yes" if n.get("validator_permit") else "",
+            "yes" if n.get("active") else "", _axon(n.get("axon")),
+        )
+    print_table(table)
+
+
+# ---- stake ------------------------------------------------------------------------------
+
+
+def resolve_hotkey(value: str, wallet: str) -> str:
+    """An SS58 address as is, or the address of hotkey ``value`` of the wallet."""
+    if is_valid_ss58(value):
+        return value
+    try:
+        return hotkey_address(wallet, value)
+    except WalletError as exc:
+        fail(f"--hotkey {value!r}: neither an SS58 address nor a hotkey of wallet "
+             f"'{wallet}' ({exc})")
+
+
+def _move_stake(call: str, hotkey: str, amount: str, name: str, ledger: str,
+                as_json: bool) -> None:
+    """add_stake / remove_stake: same inputs, same checks, opposite directions."""
+    rao = checked(parse_tokens, amount, "--amount")
+    target = resolve_hotkey(hotkey, name)
+    with ledger_session(ledger, f"{call} refused") as client:
+        key = coldkey_signer(client, name)
+        receipt = submit(client, key, call, {"hotkey": target, "amount": rao})
+    verb = "staked" if call == "add_stake" else "unstaked"
+    report(f"{verb} {format_rao(rao)} tokens on {target}", receipt, as_json, hotkey=target,
+           amount=rao)
+
+
+@stake_app.command("add", cls=OneLineCommand)
+def stake_add(amount: Amount, hotkey: StakeHotkey = "default", name: WalletName = "default",
+              ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
+    """Stake free balance of the wallet's coldkey to a hotkey (yours, or a delegate)."""
+    _move_stake("add_stake", hotkey, amount, name, ledger, as_json)
+
+
+@stake_app.command("remove", cls=OneLineCommand)
+def stake_remove(amount: Amount, hotkey: StakeHotkey = "default",
+                 name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+                 as_json: AsJson = False) -> None:
+    """Move stake from a hotkey back to the coldkey's free balance."""
+    _move_stake("remove_stake", hotkey, amount, name, ledger, as_json)
+
+
+@stake_app.command("list", cls=OneLineCommand)
+def stake_list(name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+               as_json: AsJson = False) -> None:
+    """The wallet coldkey's stake positions, by hotkey."""
+    info = checked(wallet_info, name)
+    if info.coldkey is None:
+        fail(f"wallet '{name}' has no coldkey")
+    with ledger_session(ledger, "stake list") as client:
+        account = client.account(info.coldkey)
+    positions: list[Any] = list(account.get("stake", []))
+    if as_json:
+        print_json({"coldkey": info.coldkey, "stake": positions})
+        return
+    if not positions:
+        console.print(f"no stake held by {info.coldkey}")
+        return
+    names = {address: hk for hk, address in info.hotkeys.items()}
+    table = Table(title=f"stake of {info.coldkey} (tokens)")
+    for column in ("hotkey", "name", "amount"):
+        table.add_column(column, justify="right" if column == "amount" else "left")
+    for position in positions:
+        table.add_row(position["hotkey"], names.get(position["hotkey"], ""),
+                      format_rao(int(position["amount"])))
+    print_table(table)

@@ -1,0 +1,186 @@
+"""What every wallet and chain command shares: options, output, the ledger session, passwords.
+
+One definition of `--name`, `--hotkey`, `--ledger` and `--json` keeps the commands
+consistent; one :func:`ledger_session` is the only place where a ledger failure (refused
+extrinsic, unreachable URL) becomes an ``error: ...`` line, so no command needs its own
+try/except and every refusal shows the ledger's code and message the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.status import Status
+from rich.table import Table
+
+from subnetlab.cli.errors import checked, fail
+from subnetlab.cli.inputs import U16_MAX, parse_whole
+from subnetlab.keys.keypair import Keypair
+from subnetlab.keys.ss58 import InvalidAddress, ss58_decode
+from subnetlab.ledger.client import (
+    DEFAULT_LEDGER_URL,
+    LEDGER_ENV,
+    Json,
+    LedgerClient,
+    LedgerError,
+    LedgerUnreachable,
+)
+from subnetlab.wallet import PASSWORD_ENV, password_from_env
+
+__all__ = [
+    "DEFAULT_LEDGER_URL",
+    "AsJson",
+    "HotkeyName",
+    "LedgerUrl",
+    "Netuid",
+    "NetuidArg",
+    "WalletName",
+    "ask_password",
+    "check_address",
+    "console",
+    "ledger_session",
+    "print_json",
+    "print_table",
+    "progress",
+    "report",
+    "submit",
+    "whole_number",
+]
+
+console = Console(highlight=False, soft_wrap=True)
+_status_console = Console(stderr=True, highlight=False)
+
+WalletName = Annotated[
+    str, typer.Option("--name", help="Wallet name (a folder under $SUBNETLAB_HOME/wallets).")
+]
+HotkeyName = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
+LedgerUrl = Annotated[
+    str, typer.Option("--ledger", envvar=LEDGER_ENV, help="Ledger URL (or $SUBNETLAB_LEDGER).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts, not tables.")]
+
+
+def whole_number(option: str, lo: int, hi: int) -> Callable[[str | int], int]:
+    """A typer parser for an integer option that fails with one `error:` line.
+
+    Typer's own int parsing reports a bad value in a multi-line usage panel; every other
+    bad input of these commands is one `error: ...` line, so integers are no exception.
+    """
+
+    def parse(text: str | int) -> int:
+        if isinstance(text, int):  # typer passes defaults through the parser as they are
+            return text
+        return checked(parse_whole, text, option, lo, hi)
+
+    return parse
+
+
+Netuid = Annotated[
+    int,
+    typer.Option("--netuid", help="Subnet id.", metavar="NETUID",
+                 parser=whole_number("--netuid", 0, U16_MAX)),
+]
+NetuidArg = Annotated[
+    int,
+    typer.Argument(help="Subnet id.", metavar="NETUID", parser=whole_number("NETUID", 0, U16_MAX)),
+]
+
+
+def print_json(data: object) -> None:
+    """One JSON document on stdout (the `--json` output of every command)."""
+    typer.echo(json.dumps(data))
+
+
+def print_table(table: Table) -> None:
+    """Print a table; piped into a file or a program, at its natural width, uncut.
+
+    Rich assumes 80 columns when stdout is not a terminal and would squeeze wide tables
+    (the metagraph) into ellipses, which is useless in a log or a pager.
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(width, console.width), highlight=False).print(table)
+
+
+def progress(message: str) -> Status:
+    """A spinner on stderr for a wait (a block, an epoch); invisible when not a terminal,
+    so scripts and `--json` consumers see nothing but the result."""
+    return _status_console.status(message, spinner="dots")
+
+
+@contextmanager
+def ledger_session(url: str, what: str) -> Iterator[LedgerClient]:
+    """A client for ``url``; any ledger failure inside the block becomes one error line.
+
+    ``what`` prefixes refusals (``transfer refused: insufficient_balance: ...``); an
+    unreachable ledger is reported as is, because its message already names the URL.
+    """
+    try:
+        client = LedgerClient(url)
+    except ValueError as exc:
+        fail(f"--ledger: {exc}")
+    try:
+        with client:
+            yield client
+    except LedgerUnreachable as exc:
+        fail(str(exc))
+    except LedgerError as exc:
+        fail(f"{what}: {exc}")
+
+
+def check_address(value: str, option: str) -> str:
+    """``value`` if it is an SS58 address of this network, else ``error: OPTION: why``."""
+    try:
+        ss58_decode(value)
+    except InvalidAddress as exc:
+        fail(f"{option}: {exc}")
+    return value
+
+
+def ask_password(confirm: bool) -> str:
+    """The coldkey password: ``$SUBNETLAB_PASSWORD``, else a hidden prompt on a terminal.
+
+    Without a terminal there is nobody to answer, so say how to pass it instead of hanging
+    or aborting with a bare "Aborted!".
+    """
+    password = password_from_env()
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        fail(f"a coldkey password is needed: set {PASSWORD_ENV} or run in a terminal")
+    try:
+        entered: str = typer.prompt(
+            "Coldkey password", hide_input=True, confirmation_prompt=confirm, err=True
+        )
+    except typer.Abort:
+        fail("no password entered")
+    if not entered:
+        fail("the password must not be empty")
+    return entered
+
+
+def submit(client: LedgerClient, key: Keypair, call: str, params: dict[str, Any]) -> Json:
+    """Sign ``call`` with ``key``, submit it and wait for its block (with a spinner).
+
+    A refusal or a failed receipt raises, and :func:`ledger_session` reports it.
+    """
+    with progress(f"{call}: waiting for a block"):
+        return client.submit(key, call, params)
+
+
+def report(what: str, receipt: Json, as_json: bool, **extra: Any) -> None:
+    """The outcome of one extrinsic: its receipt (plus ``extra``) as JSON, or one line."""
+    if as_json:
+        print_json({**receipt, **extra})
+    else:
+        console.print(f"{what} (block {receipt.get('block')}, extrinsic {receipt.get('hash')})",
+                      markup=False)
