@@ -125,8 +125,15 @@ def wait_for_epochs(net: Net, epochs: int, timeout: float = 120.0) -> None:
     while time.monotonic() < deadline:
         subnet = httpx.get(f"{net.ledger_url}/v1/subnets/{net.netuid}", timeout=10).json()
         evidence = httpx.get(f"{net.ledger_url}/v1/evidence/{net.netuid}", timeout=10).json()
-        setters = {d["hotkey"] for d in evidence["digests"]}
-        if subnet["epochs_run"] >= epochs and len(setters) == 2:
+        first_epoch: dict[str, int] = {}
+        for digest in evidence["digests"]:
+            hotkey = digest["hotkey"]
+            first_epoch[hotkey] = min(first_epoch.get(hotkey, digest["epoch"]), digest["epoch"])
+        # Bonds (hence dividends) build up one epoch after a validator's first weights: wait
+        # until two epochs have closed after the later of the two validators started.
+        if len(first_epoch) == 2 and subnet["epochs_run"] >= max(
+            epochs, max(first_epoch.values()) + 2
+        ):
             return
         time.sleep(0.5)
     raise TimeoutError(f"subnet did not reach {epochs} epochs with both validators setting "

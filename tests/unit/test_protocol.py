@@ -616,6 +616,7 @@ def test_bench_protocol_prints_the_figures_as_json(cli: CliRun) -> None:
         assert all(isinstance(figures[route][k], float) for k in ("p50_ms", "p99_ms", "rps"))
     assert isinstance(figures["throughput_ratio"], float)
     assert isinstance(figures["signed_overhead_p50_ms"], float)
+    assert set(figures["cpu_us_per_request"]["signed"]) == {"client", "server"}
 
 
 def test_bench_protocol_checks_its_arguments(cli: CliRun) -> None:

@@ -4,6 +4,11 @@ One server process (:mod:`subnetlab.bench.protocol_server`) and one ``httpx.Asyn
 in this process. The two routes are measured in alternating rounds (plain, signed, signed,
 plain, ...) so that drift in the machine's load hits both alike. A signed request's time
 starts before it is signed: signing is part of the signed path.
+
+Besides latency and throughput, the CPU time each side spends per request is reported
+(driver: ``time.process_time``; server: its own, read from ``GET /cpu`` between rounds).
+On a shared machine wall-clock figures move with everyone else's load; CPU per request
+moves much less, so it is the better figure for what the protocol itself costs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,14 +50,41 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class RouteFigures:
+    """One route's figures; CPU is per request, in the driver and in the server process."""
+
     requests: int
     p50_ms: float
     p99_ms: float
     rps: float
+    client_cpu_us: float
+    server_cpu_us: float
 
     def as_json(self) -> dict[str, float]:
         return {"p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
                 "rps": round(self.rps, 1)}
+
+    def cpu_json(self) -> dict[str, float]:
+        return {"client": round(self.client_cpu_us, 1), "server": round(self.server_cpu_us, 1)}
+
+
+@dataclass
+class _Samples:
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
+
+    def figures(self) -> RouteFigures:
+        ordered = sorted(self.latencies_ms)
+        n = len(ordered)
+        return RouteFigures(
+            requests=n,
+            p50_ms=statistics.median(ordered),
+            p99_ms=ordered[max(0, math.ceil(0.99 * n) - 1)],
+            rps=n / self.elapsed_s,
+            client_cpu_us=self.client_cpu_s / n * 1e6,
+            server_cpu_us=self.server_cpu_s / n * 1e6,
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,10 @@ class ProtocolBenchResult:
             "signed": self.signed.as_json(),
             "throughput_ratio": round(self.throughput_ratio, 3),
             "signed_overhead_p50_ms": round(self.signed_overhead_p50_ms, 3),
+            "cpu_us_per_request": {
+                "plain": self.plain.cpu_json(),
+                "signed": self.signed.cpu_json(),
+            },
             "requests": self.plain.requests,
             "concurrency": self.concurrency,
         }
@@ -127,7 +163,11 @@ async def _round(send: Send, count: int, concurrency: int) -> tuple[list[float],
     async def worker() -> None:
         for index in next_index:
             start = time.perf_counter()
-            response = await send(index)
+            try:
+                response = await send(index)
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                continue
             latencies.append((time.perf_counter() - start) * 1000.0)
             if response.status_code != 200:
                 failures.append(f"{response.status_code} {response.text[:200]}")
@@ -140,10 +180,10 @@ async def _round(send: Send, count: int, concurrency: int) -> tuple[list[float],
     return latencies, elapsed
 
 
-def _figures(latencies: list[float], elapsed: float) -> RouteFigures:
-    ordered = sorted(latencies)
-    p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
-    return RouteFigures(len(ordered), statistics.median(ordered), p99, len(ordered) / elapsed)
+async def _server_cpu_s(client: httpx.AsyncClient, base: str) -> float:
+    response = await client.get(f"{base}/cpu")
+    response.raise_for_status()
+    return float(response.json()["cpu_s"])
 
 
 async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchResult:
@@ -161,23 +201,29 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
             key = validators[index % len(validators)]
             return await signed_post(client, f"{base}/signed", key, miner, _BODY)
 
-        warmup = max(concurrency, min(500, requests // 5))
-        await _round(send_plain, warmup, concurrency)
-        await _round(send_signed, warmup, concurrency)
-        samples: dict[str, tuple[list[float], float]] = {"plain": ([], 0.0), "signed": ([], 0.0)}
         sends = {"plain": send_plain, "signed": send_signed}
+        warmup = max(concurrency, min(500, requests // 5))
+        for send in sends.values():
+            await _round(send, warmup, concurrency)
+        samples = {route: _Samples() for route in sends}
         rounds = max(2, min(_MAX_ROUNDS, requests // _ROUND_SIZE))
         for number in range(rounds):
             count = requests // rounds + (1 if number < requests % rounds else 0)
             order = ("plain", "signed") if number % 2 == 0 else ("signed", "plain")
             for route in order:
+                server_before = await _server_cpu_s(client, base)
+                client_before = time.process_time()
                 latencies, elapsed = await _round(sends[route], count, concurrency)
-                total, seconds = samples[route]
-                total.extend(latencies)
-                samples[route] = (total, seconds + elapsed)
+                client_cpu = time.process_time() - client_before
+                server_cpu = await _server_cpu_s(client, base) - server_before
+                sample = samples[route]
+                sample.latencies_ms.extend(latencies)
+                sample.elapsed_s += elapsed
+                sample.client_cpu_s += client_cpu
+                sample.server_cpu_s += server_cpu
     return ProtocolBenchResult(
-        plain=_figures(*samples["plain"]),
-        signed=_figures(*samples["signed"]),
+        plain=samples["plain"].figures(),
+        signed=samples["signed"].figures(),
         concurrency=concurrency,
     )
 

@@ -14,6 +14,8 @@ instead of receiving secrets. Run as ``python -m subnetlab.bench.protocol_server
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
@@ -79,6 +81,11 @@ def create_app(uids: int = BENCH_UIDS, validators: int = BENCH_VALIDATORS) -> Fa
     @app.get("/readyz")
     async def readyz() -> Response:
         return Response(b'{"ready":true}', media_type=_JSON)
+
+    @app.get("/cpu")
+    async def cpu() -> Response:
+        """This process's CPU seconds so far: the driver reads it between rounds."""
+        return Response(json.dumps({"cpu_s": time.process_time()}).encode(), media_type=_JSON)
 
     @app.post("/plain")
     async def plain(request: Request) -> Response:

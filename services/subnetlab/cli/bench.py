@@ -101,7 +101,7 @@ def bench_ledger(
 @bench_app.command("protocol")
 def bench_protocol(
     requests: Annotated[int, typer.Option("--requests", help="Timed requests per route.")] = 4000,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 8,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency and throughput of signed (Epistula) vs plain requests to one handler."""
@@ -132,5 +132,8 @@ def bench_protocol(
         f"signed: p50 {signed.p50_ms:.2f} ms, p99 {signed.p99_ms:.2f} ms, {signed.rps:.0f} req/s\n"
         f"signed/plain throughput {result.throughput_ratio:.3f}, "
         f"p50 overhead {result.signed_overhead_p50_ms:+.3f} ms "
-        f"({requests} requests per route, {concurrency} in flight)"
+        f"({requests} requests per route, {concurrency} in flight)\n"
+        f"CPU per request, client + server: plain {plain.client_cpu_us:.0f} + "
+        f"{plain.server_cpu_us:.0f} us, signed {signed.client_cpu_us:.0f} + "
+        f"{signed.server_cpu_us:.0f} us"
     )

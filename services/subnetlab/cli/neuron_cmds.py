@@ -167,6 +167,9 @@ def validator_run(
     api_keys_file: Annotated[
         Path | None, typer.Option("--api-keys-file", help="One key per line.")
     ] = None,
+    tasks: Annotated[
+        str, typer.Option("--tasks", help="Task mix, e.g. arithmetic=1,sorting=2.")
+    ] = "arithmetic=1,string=1,sorting=1,extraction=1",
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
@@ -186,8 +189,14 @@ def validator_run(
         fail(f"--cabal {cabal!r}: must be comma-separated uids, e.g. 1,2,3")
     keys = _api_keys(api_keys_file)
     try:
+        task_weights = {k.strip(): float(w) for k, w in
+                        (part.split("=", 1) for part in tasks.split(",") if part.strip())}
+    except ValueError:
+        fail(f"--tasks {tasks!r}: must be kind=weight pairs, e.g. arithmetic=1,sorting=2")
+    try:
         config = ValidatorConfig(keypair, netuid, ledger, resolve_redis(redis_url, None),
-                                 behaviour, sample_size, timeout, interval, cabal=cabal_uids)
+                                 behaviour, sample_size, timeout, interval, cabal=cabal_uids,
+                                 task_weights=task_weights)
         gateway = GatewayConfig(keys, SimBackend(SimModel(default_accuracy=1.0), "reference"),
                                 strategy, fan_out)
     except ValueError as exc:

@@ -19,7 +19,8 @@ class NeuronProcessError(RuntimeError):
 
 @dataclass
 class Child:
-    """One `python -m subnetlab …` child with its own log and health URL."""
+    """One `python -m subnetlab …` child (or `program`, e.g. a vLLM server) with its own log
+    and health URL."""
 
     name: str
     args: list[str]
@@ -28,12 +29,13 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "subnetlab"])
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "subnetlab", *self.args],
+            [*self.program, *self.args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
             start_new_session=True,  # its own process group: we can stop all it started
         )
@@ -86,6 +88,15 @@ class Supervisor:
         child.start()
         child.wait_healthy(timeout)
         return child
+
+    def start_all(self, children: list[Child], timeout: float = 60.0) -> list[Child]:
+        """Start every child at once, then wait until each is healthy (startups overlap)."""
+        for child in children:
+            self.children.append(child)
+            child.start()
+        for child in children:
+            child.wait_healthy(timeout)
+        return children
 
     def restart_crashed(self) -> list[Child]:
         """Restart every child that exited; return them (the caller reports it)."""

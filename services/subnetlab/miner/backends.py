@@ -32,6 +32,19 @@ class Completion:
     simulated: bool = False
 
 
+@dataclass(frozen=True)
+class StreamUsage:
+    """The engine's own token counts for a streamed answer (its last item, when known).
+
+    A stream yields text pieces; an engine that reports usage (vLLM, OpenAI with
+    `stream_options.include_usage`) ends it with one of these, so the miner counts the
+    engine's tokens rather than estimating them from the text.
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class Backend(Protocol):
     """An engine that answers chat requests."""
 
@@ -39,7 +52,7 @@ class Backend(Protocol):
 
     async def complete(self, body: dict[str, Any]) -> Completion: ...
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[str]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]: ...
 
     async def aclose(self) -> None: ...
 
@@ -105,7 +118,7 @@ class SimBackend:
         await asyncio.sleep(seconds)
         return Completion(text, self.name, count_tokens(prompt), tokens, seconds, simulated=True)
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
         text = self.answer(prompt_text(body))
         await asyncio.sleep(self.model.ttft_s)
         words = text.split(" ")
@@ -151,7 +164,8 @@ class OpenAIBackend:
         self.name = f"openai:{model}"
 
     def _request(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        request = {k: v for k, v in body.items() if k not in ("model", "stream")}
+        request = {k: v for k, v in body.items()
+                   if k not in ("model", "stream", "stream_options")}
         request.update(model=self.model, stream=stream)
         if stream:
             request["stream_options"] = {"include_usage": True}
@@ -160,7 +174,7 @@ class OpenAIBackend:
     async def complete(self, body: dict[str, Any]) -> Completion:
         started = time.perf_counter()
         response = await self.http.post("/v1/chat/completions", json=self._request(body, False))
-        response.raise_for_status()
+        raise_for_engine(response)
         data = response.json()
         usage = data.get("usage") or {}
         text = data["choices"][0]["message"].get("content") or ""
@@ -172,12 +186,15 @@ class OpenAIBackend:
             engine_seconds=time.perf_counter() - started,
         )
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
+        """The engine's text pieces, then its usage chunk's counts (when it sends one)."""
         import json
 
         request = self._request(body, True)
         async with self.http.stream("POST", "/v1/chat/completions", json=request) as response:
-            response.raise_for_status()
+            if response.is_error:
+                await response.aread()
+            raise_for_engine(response)
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -186,34 +203,98 @@ class OpenAIBackend:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield piece
+                if usage := chunk.get("usage"):
+                    yield StreamUsage(int(usage.get("prompt_tokens", 0)),
+                                      int(usage.get("completion_tokens", 0)))
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
 
-class VllmBackend(OpenAIBackend):
-    """A vLLM OpenAI server beside the miner (a sidecar in a pod, `vllm serve` locally).
+class EngineError(RuntimeError):
+    """The engine refused or failed a request; the message carries the engine's reason."""
 
-    Same API as OpenAIBackend; in addition the engine's own Prometheus counters
-    (`vllm:generation_tokens_total`) are read so the N+V accounting can use the engine's
-    count rather than the response's.
+
+def raise_for_engine(response: httpx.Response) -> None:
+    """Raise EngineError with the engine's own message (OpenAI's `error.message`, vLLM's
+    `message`, else the start of the body) when the response is an error."""
+    if not response.is_error:
+        return
+    try:
+        data = response.json()
+        error = data.get("error", data) if isinstance(data, dict) else {}
+        message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
+    except ValueError:
+        message = response.text[:300]
+    raise EngineError(f"engine answered {response.status_code}: {message}")
+
+
+class VllmBackend(OpenAIBackend):
+    """A vLLM OpenAI server beside the miner (a sidecar in a pod, a local server elsewhere).
+
+    Same API as OpenAIBackend: per request, the token counts are vLLM's own `usage` (in the
+    response, or in the usage chunk that ends a stream), which the miner reports and the
+    validators' N+V accounting adds up. `engine_counters` reads the engine's Prometheus
+    counters, the ground truth those per-request counts can be checked against.
     """
 
     def __init__(self, base_url: str, model: str, timeout: float = 120.0) -> None:
         super().__init__(base_url, model, timeout=timeout)
         self.name = f"vllm:{model}"
 
-    async def generation_tokens_total(self) -> float:
-        """vLLM's `vllm:generation_tokens_total` counter (summed over its label sets)."""
+    async def engine_counters(self) -> EngineCounters:
+        """vLLM's own counters, read from its `/metrics`."""
         response = await self.http.get("/metrics")
         response.raise_for_status()
-        return sum_metric(response.text, "vllm:generation_tokens_total")
+        return engine_counters(response.text)
+
+    async def generation_tokens_total(self) -> float:
+        """vLLM's `vllm:generation_tokens_total` counter (summed over its label sets)."""
+        return (await self.engine_counters()).generation_tokens
+
+
+@dataclass(frozen=True)
+class EngineCounters:
+    """A snapshot of vLLM's own counters (each summed over its label sets)."""
+
+    generation_tokens: float
+    prompt_tokens: float
+    requests_finished: float
+    time_to_first_token_count: float
+    time_to_first_token_seconds: float
+    e2e_latency_count: float
+    e2e_latency_seconds: float
+
+    def minus(self, before: EngineCounters) -> EngineCounters:
+        """What happened between `before` and this snapshot."""
+        return EngineCounters(*(a - b for a, b in zip(
+            self.as_tuple(), before.as_tuple(), strict=True)))
+
+    def as_tuple(self) -> tuple[float, ...]:
+        return (self.generation_tokens, self.prompt_tokens, self.requests_finished,
+                self.time_to_first_token_count, self.time_to_first_token_seconds,
+                self.e2e_latency_count, self.e2e_latency_seconds)
+
+
+def engine_counters(exposition: str) -> EngineCounters:
+    """vLLM's counters from its Prometheus text exposition."""
+    return EngineCounters(
+        generation_tokens=sum_metric(exposition, "vllm:generation_tokens_total"),
+        prompt_tokens=sum_metric(exposition, "vllm:prompt_tokens_total"),
+        requests_finished=sum_metric(exposition, "vllm:request_success_total"),
+        time_to_first_token_count=sum_metric(exposition,
+                                             "vllm:time_to_first_token_seconds_count"),
+        time_to_first_token_seconds=sum_metric(exposition,
+                                               "vllm:time_to_first_token_seconds_sum"),
+        e2e_latency_count=sum_metric(exposition, "vllm:e2e_request_latency_seconds_count"),
+        e2e_latency_seconds=sum_metric(exposition, "vllm:e2e_request_latency_seconds_sum"),
+    )
 
 
 def sum_metric(exposition: str, name: str) -> float:
     """Sum every sample of metric `name` in a Prometheus text exposition."""
     total = 0.0
     for line in exposition.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
+        if line.startswith(name) and len(line) > len(name) and line[len(name)] in " {":
             total += float(line.rsplit(" ", 1)[1])
     return total

@@ -27,7 +27,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from subnetlab.miner.backends import Backend, Completion, OpenAIBackend, count_tokens
+from subnetlab.miner.backends import (
+    Backend,
+    Completion,
+    OpenAIBackend,
+    StreamUsage,
+    count_tokens,
+)
 from subnetlab.miner.metrics import MinerMetrics
 from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
@@ -164,14 +170,18 @@ async def _chunks(
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     produced = 0
+    engine: StreamUsage | None = None  # the engine's own counts, when it reports them
     if miner.behaviour in ("lazy", "copycat"):
         completion = await miner.answer(body)
-        pieces: AsyncIterator[str] = _single(completion.text)
+        pieces: AsyncIterator[str | StreamUsage] = _single(completion.text)
         model = completion.model
     else:
         pieces = miner.backend.stream(body)
         model = miner.backend.name
     async for piece in pieces:
+        if isinstance(piece, StreamUsage):
+            engine = piece
+            continue
         produced += count_tokens(piece)
         chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
                  "model": model,
@@ -180,16 +190,19 @@ async def _chunks(
     final = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
              "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     yield f"data: {json.dumps(final)}\n\n".encode()
+    prompt_tokens = 0
+    if engine is not None:
+        prompt_tokens, produced = engine.prompt_tokens, engine.completion_tokens
     if (body.get("stream_options") or {}).get("include_usage"):
         usage = {"id": ident, "object": "chat.completion.chunk", "created": created,
                  "model": model, "choices": [],
-                 "usage": {"prompt_tokens": 0, "completion_tokens": produced,
-                           "total_tokens": produced}}
+                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produced,
+                           "total_tokens": prompt_tokens + produced}}
         yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
     metrics.backend_seconds.observe(time.perf_counter() - started)
     metrics.tokens.inc(produced)
 
 
-async def _single(text: str) -> AsyncIterator[str]:
+async def _single(text: str) -> AsyncIterator[str | StreamUsage]:
     yield text

@@ -69,7 +69,7 @@ class ValidatorConfig:
     round_interval_s: float = 1.0
     alpha: float = DEFAULT_ALPHA
     cabal: frozenset[int] = frozenset()
-    kinds: tuple[str, ...] = KINDS
+    task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 1.0))
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -79,6 +79,11 @@ class ValidatorConfig:
             raise ValueError(f"sample_size must be at least 1, got {self.sample_size}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+        unknown = set(self.task_weights) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown task kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+        if not any(w > 0 for w in self.task_weights.values()):
+            raise ValueError("at least one task kind needs a positive weight")
 
 
 def miners_of(metagraph: dict[str, Any], own_hotkey: str) -> list[dict[str, Any]]:
@@ -154,7 +159,9 @@ class Validator:
     # --- one round -----------------------------------------------------------------------
 
     def new_task(self) -> Task:
-        return generate(self.rng.choice(self.config.kinds), self.rng.randrange(2**31))
+        kinds = list(self.config.task_weights)
+        kind = self.rng.choices(kinds, weights=[self.config.task_weights[k] for k in kinds])[0]
+        return generate(kind, self.rng.randrange(2**31))
 
     async def query_round(self) -> list[MinerAnswer]:
         """Ask a sample of miners one task, score the answers, update moving scores."""

@@ -1,0 +1,337 @@
+"""`subnetlab up`: a whole testnet on this machine from Subnet/Neuron specs.
+
+Starts the ledger (fresh chain per run, dev genesis plus every key the specs need), creates
+each subnet, registers and stakes every neuron, starts miners and validators as child
+processes (each with its own log file and port), sends a trickle of organic requests to
+the validators' gateways, restarts neurons that crash, records the metagraph every epoch,
+and on the end of `--duration`, Ctrl-C or SIGTERM stops every child and writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from subnetlab.bench.processes import free_port
+from subnetlab.chain.model import TOKEN, FaucetConfig, Genesis
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.genesis import DEV_ACCOUNTS, DEV_BALANCE
+from subnetlab.ledger.redis_server import EmbeddedRedis
+from subnetlab.local.bootstrap import bootstrap_subnet
+from subnetlab.local.processes import Child, Supervisor
+from subnetlab.local.vllm_server import VllmServer, local_config, server_key
+from subnetlab.specs import KeySource, Network, Neuron, Subnet
+from subnetlab.validator.tasks import KINDS, generate
+
+API_KEY = "subnetlab-up"
+LOCAL_SIM_ENGINE = "local-sim-engine"
+
+
+def key_of(source: KeySource, default_name: str) -> Keypair:
+    """A spec's key: its dev key, its wallet's hotkey, or a dev key named after it."""
+    if source.wallet:
+        from subnetlab.wallet import (  # type: ignore[import-not-found,unused-ignore]
+            load_hotkey,
+        )
+
+        key: Keypair = load_hotkey(source.wallet, source.hotkey)
+        return key
+    return Keypair.dev(source.dev_key or default_name)
+
+
+@dataclass
+class NeuronRun:
+    spec: Neuron
+    key: Keypair
+    netuid: int = 0
+    uid: int | None = None
+    child: Child | None = None
+    gateway_url: str | None = None
+
+
+@dataclass
+class SubnetRun:
+    spec: Subnet
+    netuid: int
+    neurons: list[NeuronRun]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_epoch: int = -1
+
+
+@dataclass
+class Organic:
+    """The organic traffic `up` sends, and what it measured."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    failures: int = 0
+
+
+@dataclass
+class Testnet:
+    network: Network
+    run_dir: Path
+    block_time: float = 0.25
+    redis_url: str | None = None
+    organic_rate: float = 1.0
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    subnets: list[SubnetRun] = field(default_factory=list)
+    ledger_url: str = ""
+    organic: dict[int, Organic] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    vllm_urls: dict[str, str] = field(default_factory=dict)  # model -> local vLLM server
+
+    # --- start ---------------------------------------------------------------------------
+
+    def genesis(self) -> Genesis:
+        """The dev genesis, plus a balance for every subnet owner the specs name."""
+        balances = {Keypair.dev(n).ss58_address: DEV_BALANCE for n in DEV_ACCOUNTS}
+        for subnet in self.network.subnets:
+            owner = key_of(subnet.spec.owner, f"{subnet.metadata.name}-owner")
+            balances.setdefault(owner.ss58_address, DEV_BALANCE)
+        emission = max(s.spec.emission.block_emission_tokens for s in self.network.subnets)
+        return Genesis(balances=balances, sudo=Keypair.dev("alice").ss58_address,
+                       faucet=FaucetConfig(), block_emission=int(emission * TOKEN))
+
+    def start(self, say: Any) -> None:
+        """Bring everything up; `say(text)` reports progress."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.run_dir / "logs"
+        genesis_file = self.run_dir / "genesis.json"
+        genesis_file.write_text(self.genesis().model_dump_json(indent=2))
+        (self.run_dir / "api-keys").write_text(API_KEY + "\n")
+        redis_url = self.redis_url or EmbeddedRedis(self.run_dir / "data").ensure_running()
+        self.redis_url = redis_url
+        port = free_port()
+        self.ledger_url = f"http://127.0.0.1:{port}"
+        say(f"starting the ledger on {self.ledger_url}")
+        self.supervisor.start(Child(
+            "ledger", ["ledger", "serve", "--port", str(port), "--redis-url", redis_url,
+                       "--block-time", str(self.block_time), "--genesis", str(genesis_file),
+                       "--log-level", "warning"],
+            logs / "ledger.log", f"{self.ledger_url}/readyz"))
+        engine_url = self._maybe_start_engine(logs, say)
+        self._start_vllm_servers(logs, say)
+        for subnet in self.network.subnets:
+            neurons = [NeuronRun(n, key_of(n.spec.wallet, f"{subnet.metadata.name}-"
+                                                       f"{n.metadata.name}"))
+                       for n in self.network.neurons_of(subnet.metadata.name)]
+            say(f"creating subnet {subnet.metadata.name} and registering {len(neurons)} neurons")
+            owner = key_of(subnet.spec.owner, f"{subnet.metadata.name}-owner")
+            netuid = bootstrap_subnet(
+                self.ledger_url, owner,
+                subnet.spec.hyperparameters.model_dump(exclude_defaults=True),
+                miners=[n.key for n in neurons if n.spec.spec.role == "miner"],
+                validators=[(n.key, int(n.spec.spec.stake * TOKEN)) for n in neurons
+                            if n.spec.spec.role == "validator"],
+            )
+            run = SubnetRun(subnet, netuid, neurons)
+            self.subnets.append(run)
+            self.organic[netuid] = Organic()
+            for neuron in neurons:
+                neuron.netuid = netuid
+                neuron.child = self._child(neuron, logs, engine_url)
+        children = [n.child for run in self.subnets for n in run.neurons if n.child]
+        say(f"starting {len(children)} miners and validators")
+        self.supervisor.start_all(children)
+
+    def _maybe_start_engine(self, logs: Path, say: Any) -> str | None:
+        wanted = any(n.spec.miner and getattr(n.spec.miner.backend, "url", None)
+                     == LOCAL_SIM_ENGINE for n in self.network.neurons)
+        if not wanted:
+            return None
+        port = free_port()
+        say("starting the shared simulated engine (for passthrough miners)")
+        self.supervisor.start(Child("engine", ["engine", "serve", "--port", str(port)],
+                                    logs / "engine.log", f"http://127.0.0.1:{port}/healthz"))
+        return f"http://127.0.0.1:{port}"
+
+    def _start_vllm_servers(self, logs: Path, say: Any) -> None:
+        """One local vLLM server per distinct model of the vllm miners that give no url."""
+        for neuron in self.network.neurons:
+            backend = neuron.spec.miner.backend if neuron.spec.miner else None
+            if backend is None or backend.type != "vllm" or backend.url:
+                continue
+            if (key := server_key(backend)) not in self.vllm_urls:
+                server = VllmServer(local_config(backend, free_port()),
+                                    logs / f"vllm-{len(self.vllm_urls)}.log")
+                self.supervisor.children.append(server.child)
+                self.vllm_urls[key] = server.start(timeout=900, say=say).url
+
+    def _child(self, neuron: NeuronRun, logs: Path, engine_url: str | None) -> Child:
+        spec = neuron.spec.spec
+        name = neuron.spec.metadata.name
+        port = free_port()
+        common = ["--netuid", str(neuron.netuid), "--ledger", self.ledger_url, "--port", str(port),
+                  "--dev-key", key_name(neuron), "--behaviour", spec.behaviour,
+                  "--log-level", "warning"]
+        if spec.role == "miner":
+            assert spec.miner is not None
+            backend = spec.miner.backend
+            args = ["miner", "serve", *common, "--concurrency", str(spec.miner.concurrency)]
+            if backend.type == "sim":
+                args += ["--backend", "sim", "--accuracy", str(backend.accuracy),
+                         "--ttft", str(backend.ttft_seconds),
+                         "--tokens-per-s", str(backend.tokens_per_second)]
+            else:
+                url = backend.url if backend.url != LOCAL_SIM_ENGINE else engine_url
+                if backend.type == "vllm" and not url:
+                    url = self.vllm_urls.get(server_key(backend))
+                if not url:
+                    raise ValueError(f"Neuron {name}: miner.backend.url is needed locally")
+                args += ["--backend", backend.type, "--backend-url", url,
+                         "--model", backend.model]
+            if spec.miner.copy_from:
+                args += ["--copy-from", spec.miner.copy_from]
+            return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
+        assert spec.validator is not None
+        v = spec.validator
+        subnet = next(s for s in self.network.subnets if s.metadata.name == spec.subnet)
+        tasks = ",".join(f"{k}={w}" for k, w in subnet.spec.tasks.kinds.items())
+        args = ["validator", "run", *common, "--redis-url", str(self.redis_url),
+                "--sample-size", str(v.sample_size), "--timeout", str(v.timeout_seconds),
+                "--interval", str(v.interval_seconds), "--strategy", v.gateway.strategy,
+                "--fan-out", str(v.gateway.fan_out), "--tasks", tasks,
+                "--api-keys-file", str(self.run_dir / "api-keys")]
+        if v.cabal:
+            args += ["--cabal", ",".join(map(str, v.cabal))]
+        neuron.gateway_url = f"http://127.0.0.1:{port}"
+        return Child(name, args, logs / f"{name}.log", f"{neuron.gateway_url}/healthz")
+
+    # --- while running -------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Restart crashed neurons; record the metagraph whenever an epoch completed."""
+        for child in self.supervisor.restart_crashed():
+            self.events.append(f"{time.strftime('%H:%M:%S')} {child.name} crashed; "
+                               f"restarted (#{child.restarts})")
+        for run in self.subnets:
+            subnet = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}", timeout=10).json()
+            epoch = int(subnet["epochs_run"])
+            metagraph = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}/metagraph",
+                                  timeout=10).json()
+            by_hotkey = {n["hotkey"]: n for n in metagraph["neurons"]}
+            for neuron in run.neurons:
+                row = by_hotkey.get(neuron.key.ss58_address)
+                neuron.uid = None if row is None else int(row["uid"])
+            if epoch != run.last_epoch:
+                run.last_epoch = epoch
+                run.history.append({"epoch": epoch, "block": metagraph["block"],
+                                    "neurons": metagraph["neurons"]})
+
+    def organic_loop(self) -> None:
+        """Organic customers: `organic_rate` requests/s spread over the validators."""
+        if self.organic_rate <= 0:
+            return
+        rng = random.Random(7)
+        client = httpx.Client(timeout=30)
+        gateways = [(run.netuid, n.gateway_url) for run in self.subnets for n in run.neurons
+                    if n.gateway_url]
+        while gateways and not self.stop_event.wait(1.0 / self.organic_rate):
+            netuid, url = rng.choice(gateways)
+            task = generate(rng.choice(KINDS), rng.randrange(2**31))
+            started = time.perf_counter()
+            try:
+                response = client.post(f"{url}/v1/chat/completions", headers={
+                    "Authorization": f"Bearer {API_KEY}"},
+                    json={"messages": [{"role": "user", "content": task.prompt}]})
+                if response.status_code != 200:
+                    self.organic[netuid].failures += 1
+                    continue
+                record = self.organic[netuid]
+                record.latencies_ms.append((time.perf_counter() - started) * 1000)
+                record.ratios.append(float(response.json()["subnetlab"]["overhead_ratio"]))
+            except httpx.HTTPError:
+                self.organic[netuid].failures += 1
+        client.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.supervisor.stop_all()
+        if self.redis_url and self.redis_url.startswith("unix://"):
+            EmbeddedRedis(self.run_dir / "data").stop()
+
+    # --- results -------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json: per subnet, epochs, N+V ratio, organic latency, neurons."""
+        subnets = []
+        for run in self.subnets:
+            last = run.history[-1]["neurons"] if run.history else []
+            by_hotkey = {n["hotkey"]: n for n in last}
+            organic = self.organic.get(run.netuid, Organic())
+            subnets.append({
+                "name": run.spec.metadata.name,
+                "netuid": run.netuid,
+                "epochs": max(0, run.last_epoch),
+                "overhead_ratio": (round(statistics.fmean(organic.ratios), 4)
+                                   if organic.ratios else None),
+                "organic_latency_ms": quantiles(organic.latencies_ms),
+                "organic_requests": len(organic.latencies_ms),
+                "organic_failures": organic.failures,
+                "neurons": [neuron_summary(n, by_hotkey.get(n.key.ss58_address))
+                            for n in run.neurons],
+            })
+        return {"subnets": subnets, "events": self.events}
+
+
+def key_name(neuron: NeuronRun) -> str:
+    """The dev-key name a child process signs with (same derivation as `key_of`)."""
+    source = neuron.spec.spec.wallet
+    return source.dev_key or f"{neuron.spec.spec.subnet}-{neuron.spec.metadata.name}"
+
+
+def neuron_summary(neuron: NeuronRun, row: dict[str, Any] | None) -> dict[str, Any]:
+    row = row or {}
+    return {
+        "name": neuron.spec.metadata.name,
+        "uid": row.get("uid"),
+        "hotkey": neuron.key.ss58_address,
+        "role": neuron.spec.spec.role,
+        "behaviour": neuron.spec.spec.behaviour,
+        "stake": row.get("stake", 0) / TOKEN,
+        "incentive": row.get("incentive", 0.0),
+        "dividends": row.get("dividends", 0.0),
+        "emission": row.get("emission", 0) / TOKEN,
+        "restarts": neuron.child.restarts if neuron.child else 0,
+    }
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99)}
+
+
+def install_stop_signals(testnet: Testnet) -> None:
+    """SIGTERM (from `subnetlab down`) stops the run like Ctrl-C does."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def pid_file() -> Path:
+    home = Path(os.environ.get("SUBNETLAB_HOME", Path.home() / ".subnetlab"))
+    return home / "up.pid"

@@ -1,0 +1,350 @@
+"""`Subnet` and `Neuron`: the one definition of a network, for `subnetlab up` and Kubernetes.
+
+These pydantic models are the specs users write (YAML, `apiVersion: subnetlab.io/v1alpha1`)
+and the source of the CRDs' OpenAPI schemas (`subnetlab.k8s.schema`): one definition, two
+uses. Field names are camelCase on the wire, as Kubernetes resources are; every field has a
+default where one makes sense, and every bad value is refused with the file, the field and
+the reason. Cross-field rules that a JSON schema cannot say are written twice, on purpose
+and side by side: as a pydantic validator (for `subnetlab up` and the operator) and as a
+CEL rule under `x-kubernetes-validations` (for the API server, which refuses the object
+before anything runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.validator.tasks import KINDS
+
+API_VERSION: Literal["subnetlab.io/v1alpha1"] = "subnetlab.io/v1alpha1"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+"""A Kubernetes memory quantity such as `16Gi` (the forms a person writes)."""
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used: `file: path.to.field: reason`."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+def cel(rule: str, message: str, field: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; `field` (".name") makes the API server's
+    error name the field instead of the object holding it."""
+    entry = {"rule": rule, "message": message}
+    if field:
+        entry["fieldPath"] = field
+    return entry
+
+
+def _schema_rules(*rules: dict[str, str]) -> dict[str, Any]:
+    """`json_schema_extra` carrying CEL rules; pydantic itself ignores them."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+IMMUTABLE = _schema_rules(cel("self == oldSelf", "is immutable once created"))
+
+
+class Metadata(_Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class KeySource(_Model):
+    """Where a key comes from: a dev key by name (local testnets) or a wallet on disk.
+
+    With neither, `subnetlab up` derives a dev key from the resource's name and the
+    Kubernetes operator generates a fresh key into a Secret (wallets on disk do not exist
+    on a cluster).
+    """
+
+    model_config = ConfigDict(json_schema_extra=_schema_rules(
+        cel("!has(self.devKey) || !has(self.wallet)", "give devKey or wallet, not both")))
+
+    dev_key: str | None = None
+    wallet: str | None = None
+    hotkey: str = "default"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeySource:
+        if self.dev_key and self.wallet:
+            raise ValueError("give devKey or wallet, not both")
+        return self
+
+
+TaskKind = Literal["arithmetic", "string", "sorting", "extraction"]
+TASK_KINDS: tuple[TaskKind, ...] = ("arithmetic", "string", "sorting", "extraction")
+assert set(TASK_KINDS) == set(KINDS), "the spec's task kinds follow the validator's"
+
+
+class TaskMix(_Model):
+    """Which verifiable task kinds validators draw, and how often (relative weights)."""
+
+    kinds: dict[TaskKind, Annotated[float, Field(ge=0, le=1e6)]] = Field(
+        default_factory=lambda: dict.fromkeys(TASK_KINDS, 1.0)
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> TaskMix:
+        if not self.kinds or any(w < 0 for w in self.kinds.values()) or not any(
+            w > 0 for w in self.kinds.values()
+        ):
+            raise ValueError("kinds needs at least one kind with a positive weight, none negative")
+        return self
+
+
+class Emission(_Model):
+    """Chain-level emission settings used when `subnetlab up` creates the chain."""
+
+    block_emission_tokens: float = Field(1.0, ge=0, le=1e6,
+                                         description="Tokens minted per block, split over subnets.")
+
+
+class HyperparameterSpec(Hyperparameters):
+    """The chain's hyperparameters as a spec spells them: camelCase, like every other field.
+
+    The same fields, bounds and defaults as `Hyperparameters` (it is one); snake_case names
+    are accepted too, and `model_dump()` gives the chain's snake_case names.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class SubnetSpec(_Model):
+    hyperparameters: HyperparameterSpec = Field(default_factory=HyperparameterSpec)
+    tasks: TaskMix = Field(default_factory=TaskMix)
+    emission: Emission = Field(default_factory=Emission)
+    owner: KeySource = Field(
+        default_factory=lambda: KeySource(dev_key="alice"),
+        description="Who creates the subnet and pays for registrations and stake.",
+        json_schema_extra=IMMUTABLE,
+    )
+
+
+class Subnet(_Model):
+    api_version: Literal["subnetlab.io/v1alpha1"] = API_VERSION
+    kind: Literal["Subnet"] = "Subnet"
+    metadata: Metadata
+    spec: SubnetSpec = Field(default_factory=SubnetSpec)
+
+
+class SimBackendSpec(_Model):
+    type: Literal["sim"] = "sim"
+    accuracy: float = Field(0.95, ge=0, le=1)
+    ttft_seconds: float = Field(0.03, ge=0, le=60)
+    tokens_per_second: float = Field(400.0, gt=0, le=1e6)
+
+
+class Toleration(_Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class VllmBackendSpec(_Model):
+    type: Literal["vllm"] = "vllm"
+    model: str = Field(min_length=1)
+    image: str = "vllm/vllm-openai:latest"
+    args: list[str] = Field(default_factory=list)
+    gpus: int = Field(1, ge=0, le=16)
+    memory: str = Field("16Gi", pattern=QUANTITY_PATTERN)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    runtime_class_name: str | None = None
+    url: str | None = Field(None, description="Locally: an already running vLLM server.")
+
+
+class OpenAIBackendSpec(_Model):
+    type: Literal["openai"] = "openai"
+    url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+
+
+Backend = Annotated[SimBackendSpec | VllmBackendSpec | OpenAIBackendSpec,
+                    Field(discriminator="type")]
+
+
+class MinerSpec(_Model):
+    backend: Backend = Field(default_factory=SimBackendSpec)
+    copy_from: str | None = Field(None, description="copycat: the engine URL it copies.")
+    concurrency: int = Field(8, ge=1, le=1024)
+
+
+class GatewaySpec(_Model):
+    strategy: Literal["broadcast", "best-of-n", "spot-check"] = "broadcast"
+    fan_out: int = Field(3, ge=1, le=256)
+    spot_check_rate: float = Field(0.1, ge=0, le=1)
+
+
+class ValidatorSpec(_Model):
+    sample_size: int = Field(4, ge=1, le=4096)
+    timeout_seconds: float = Field(5.0, gt=0, le=300)
+    interval_seconds: float = Field(1.0, gt=0, le=3600)
+    scoring: Literal["verifiable"] = "verifiable"
+    cabal: list[int] = Field(default_factory=list, description="cabal: miner uids to boost.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+
+
+MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
+VALIDATOR_BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
+
+
+def _one_of(values: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+class NeuronSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=_schema_rules(
+        cel(f"self.role == 'miner' ? self.behaviour in {_one_of(MINER_BEHAVIOURS)} "
+            f": self.behaviour in {_one_of(VALIDATOR_BEHAVIOURS)}",
+            f"must be a behaviour of the role: miners {', '.join(MINER_BEHAVIOURS)}; "
+            f"validators {', '.join(VALIDATOR_BEHAVIOURS)}", ".behaviour"),
+        cel("self.role == 'miner' || !has(self.miner)",
+            "a validator takes `validator` settings, not `miner`", ".miner"),
+        cel("self.role == 'validator' || !has(self.validator)",
+            "a miner takes `miner` settings, not `validator`", ".validator"),
+        cel("self.behaviour != 'copycat' || (has(self.miner) && has(self.miner.copyFrom))",
+            "behaviour copycat needs miner.copyFrom", ".miner"),
+    ))
+
+    subnet: str = Field(pattern=NAME_PATTERN, max_length=63,
+                        description="Name of the Subnet resource.", json_schema_extra=IMMUTABLE)
+    role: Literal["miner", "validator"] = Field(json_schema_extra=IMMUTABLE)
+    stake: float = Field(0.0, ge=0, le=1e9, description="Tokens staked to the hotkey.")
+    wallet: KeySource = Field(default_factory=KeySource)
+    behaviour: str = "honest"
+    miner: MinerSpec | None = None
+    validator: ValidatorSpec | None = None
+
+    @model_validator(mode="after")
+    def _role_fits(self) -> NeuronSpec:
+        allowed = MINER_BEHAVIOURS if self.role == "miner" else VALIDATOR_BEHAVIOURS
+        if self.behaviour not in allowed:
+            raise ValueError(f"behaviour {self.behaviour!r} is not a {self.role} behaviour; "
+                             f"one of {', '.join(allowed)}")
+        if self.role == "miner":
+            if self.validator is not None:
+                raise ValueError("a miner takes `miner` settings, not `validator`")
+            self.miner = self.miner or MinerSpec()
+            if self.behaviour == "copycat" and not self.miner.copy_from:
+                raise ValueError("behaviour copycat needs miner.copyFrom")
+        else:
+            if self.miner is not None:
+                raise ValueError("a validator takes `validator` settings, not `miner`")
+            self.validator = self.validator or ValidatorSpec()
+        return self
+
+
+class Neuron(_Model):
+    api_version: Literal["subnetlab.io/v1alpha1"] = API_VERSION
+    kind: Literal["Neuron"] = "Neuron"
+    metadata: Metadata
+    spec: NeuronSpec
+
+
+ResourceT = TypeVar("ResourceT", bound=BaseModel)
+
+
+class Network(BaseModel):
+    """Every Subnet and Neuron of a run, checked against each other."""
+
+    subnets: list[Subnet]
+    neurons: list[Neuron]
+
+    def neurons_of(self, subnet: str) -> list[Neuron]:
+        return [n for n in self.neurons if n.spec.subnet == subnet]
+
+
+def _format(error: ValidationError, source: str) -> SpecError:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return SpecError(f"{source}: {where}: {first['msg']}{more}")
+
+
+def validate_resource(model: type[ResourceT], document: Any, source: str) -> ResourceT:
+    """One Subnet or Neuron document, or SpecError `source: field: reason`.
+
+    The operator validates what the API server stored with this, so a rule the CRD schema
+    cannot express is refused with the same words `subnetlab up` uses.
+    """
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise _format(exc, source) from None
+
+
+def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
+    """Validate decoded documents (source label, object) into a consistent Network."""
+    subnets: list[Subnet] = []
+    neurons: list[Neuron] = []
+    for source, doc in documents:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise SpecError(f"{source}: a document must be a mapping, got {type(doc).__name__}")
+        kind = doc.get("kind")
+        model: type[Subnet] | type[Neuron]
+        if kind == "Subnet":
+            model = Subnet
+        elif kind == "Neuron":
+            model = Neuron
+        else:
+            raise SpecError(f"{source}: kind: must be Subnet or Neuron, got {kind!r}")
+        name = doc.get("metadata", {}).get("name", "?") if isinstance(
+            doc.get("metadata"), dict) else "?"
+        parsed = validate_resource(model, doc, f"{source} ({kind} {name})")
+        (subnets if isinstance(parsed, Subnet) else neurons).append(parsed)  # type: ignore[arg-type]
+    return _check_network(Network(subnets=subnets, neurons=neurons))
+
+
+def _check_network(network: Network) -> Network:
+    names = [s.metadata.name for s in network.subnets]
+    if not network.subnets:
+        raise SpecError("no Subnet in the given files: at least one is needed")
+    for name in {n for n in names if names.count(n) > 1}:
+        raise SpecError(f"Subnet {name!r} is defined twice")
+    neuron_names = [n.metadata.name for n in network.neurons]
+    for name in {n for n in neuron_names if neuron_names.count(n) > 1}:
+        raise SpecError(f"Neuron {name!r} is defined twice")
+    for neuron in network.neurons:
+        if neuron.spec.subnet not in names:
+            raise SpecError(f"Neuron {neuron.metadata.name}: spec.subnet: no Subnet named "
+                            f"{neuron.spec.subnet!r} (known: {', '.join(names)})")
+    return network
+
+
+def load_specs(paths: Iterable[Path]) -> Network:
+    """Read YAML files and directories (every *.yaml / *.yml inside, sorted)."""
+    documents: list[tuple[str, Any]] = []
+    for path in paths:
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            raise SpecError(f"{path}: no .yaml files in this directory")
+        for file in files:
+            try:
+                text = file.read_text()
+            except OSError as exc:
+                raise SpecError(f"{file}: {exc.strerror or exc}") from None
+            try:
+                documents.extend((str(file), doc) for doc in yaml.safe_load_all(text))
+            except yaml.YAMLError as exc:
+                raise SpecError(f"{file}: not valid YAML ({exc})") from None
+    return parse_documents(documents)
