@@ -228,7 +228,7 @@ class NeuronSpec(_Model):
                         description="Name of the Subnet resource.", json_schema_extra=IMMUTABLE)
     role: Literal["miner", "validator"] = Field(json_schema_extra=IMMUTABLE)
     stake: float = Field(0.0, ge=0, le=1e9, description="Tokens staked to the hotkey.")
-    wallet: KeySource = Field(default_factory=KeySource)
+    wallet: KeySource = Field(default_factory=KeySource, json_schema_extra=IMMUTABLE)
     behaviour: str = "honest"
     miner: MinerSpec | None = None
     validator: ValidatorSpec | None = None

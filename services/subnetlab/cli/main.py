@@ -6,10 +6,15 @@ import typer
 
 from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
+from subnetlab.cli.chain_cmds import add_chain_commands
+from subnetlab.cli.engine_cmds import engine_app
 from subnetlab.cli.errors import CliError, fail
 from subnetlab.cli.ledger_cmds import ledger_app
 from subnetlab.cli.neuron_cmds import audit, miner_app, validator_app
+from subnetlab.cli.operator_cmds import crds_app, operator_app
 from subnetlab.cli.simulate import simulate_app
+from subnetlab.cli.up_cmds import down, up
+from subnetlab.cli.wallet_cmds import wallet_app
 
 app = typer.Typer(
     name="subnetlab",
@@ -24,6 +29,13 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(miner_app, name="miner")
 app.add_typer(validator_app, name="validator")
 app.command("audit")(audit)
+app.add_typer(engine_app, name="engine")
+app.command("up")(up)
+app.command("down")(down)
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(operator_app, name="operator")
+app.add_typer(crds_app, name="crds")
+add_chain_commands(app)
 
 
 @app.command()

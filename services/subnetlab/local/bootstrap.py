@@ -8,6 +8,7 @@ block each.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -81,6 +82,22 @@ class SetupClient:
 
 
 
+def created_subnet(subnets: Iterable[Mapping[str, Any]], owner: str, after_block: int,
+                   claimed: Iterable[int] = ()) -> int | None:
+    """The netuid a create_subnet of `owner` sent after `after_block` made: the oldest
+    subnet of that owner created since, that nobody else claims (None: there is none).
+
+    The ledger's receipts do not carry the new netuid, so this is how `subnetlab up` and
+    the Kubernetes operator (which, after a restart, must find a subnet it created but
+    never recorded instead of creating a second one) learn it.
+    """
+    taken = set(claimed)
+    candidates = sorted(int(s["netuid"]) for s in subnets
+                        if s.get("owner") == owner and int(s.get("created_at", -1)) > after_block
+                        and int(s["netuid"]) not in taken)
+    return candidates[0] if candidates else None
+
+
 def bootstrap_subnet(
     url: str,
     owner: Keypair,
@@ -94,14 +111,13 @@ def bootstrap_subnet(
     the new netuid.
     """
     client = SetupClient(url)
-    before = {s["netuid"] for s in client.http.get("/v1/subnets").json()["subnets"]}
+    started = int(client.http.get("/v1/chain").json()["block"])  # also right at block 0
     client.run_setup([client.sign(owner, "create_subnet", {"hyperparameters": hyperparameters})],
                      "create_subnet")
-    created = [s for s in client.http.get("/v1/subnets").json()["subnets"]
-               if s["netuid"] not in before and s["owner"] == owner.ss58_address]
-    if not created:
+    netuid = created_subnet(client.http.get("/v1/subnets").json()["subnets"],
+                            owner.ss58_address, started)
+    if netuid is None:
         raise SetupError("create_subnet was included but no new subnet of this owner exists")
-    netuid = int(created[0]["netuid"])
     hotkeys = [k for k, _ in validators] + miners
     client.run_setup(
         [client.sign(owner, "register", {"netuid": netuid, "hotkey": k.ss58_address})

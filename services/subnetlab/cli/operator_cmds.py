@@ -1,0 +1,131 @@
+"""`subnetlab operator run` and `subnetlab crds generate`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from subnetlab.cli.errors import fail
+
+if TYPE_CHECKING:
+    from subnetlab.k8s.config import OperatorConfig
+
+operator_app = typer.Typer(help="Run the Kubernetes operator.", no_args_is_help=True)
+crds_app = typer.Typer(help="The Subnet and Neuron CustomResourceDefinitions.",
+                       no_args_is_help=True)
+
+DEFAULT_CRD_DIR = Path("manifests/crds")
+
+
+@crds_app.command("generate")
+def crds_generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = DEFAULT_CRD_DIR,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if a file is stale.")
+    ] = False,
+) -> None:
+    """Write the CRDs generated from the spec models (one file per kind)."""
+    from subnetlab.k8s.crds import rendered
+
+    files = rendered()
+    if check:
+        stale = [name for name, text in files.items()
+                 if not (out / name).is_file() or (out / name).read_text() != text]
+        if stale:
+            fail(f"stale CRDs in {out}: {', '.join(stale)} (run `subnetlab crds generate`)",
+                 code=1)
+        typer.echo(f"{len(files)} CRDs in {out} are up to date")
+        return
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+        typer.echo(str(out / name))
+
+
+@operator_app.command("run")
+def operator_run(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Watch this namespace (repeatable)."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
+    ] = False,
+    ledger: Annotated[
+        str | None, typer.Option("--ledger", help="Ledger URL the operator uses.")
+    ] = None,
+    pod_ledger: Annotated[
+        str | None, typer.Option("--pod-ledger", help="Ledger URL for neuron pods.")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image of miner/validator containers.")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Validators' evidence store.")
+    ] = None,
+    sync_interval: Annotated[
+        float | None, typer.Option("--sync-interval", help="Seconds between status syncs.")
+    ] = None,
+    delete_give_up: Annotated[
+        float | None,
+        typer.Option("--delete-give-up", help="Seconds a finalizer waits for the ledger."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Prometheus port (0: off).")
+    ] = None,
+    liveness: Annotated[
+        str | None, typer.Option("--liveness", help="Liveness endpoint URL ('' : off).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
+) -> None:
+    """Reconcile Subnet and Neuron resources against the ledger (runs until stopped).
+
+    Every option also reads its SUBNETLAB_OPERATOR_* variable (the ledger:
+    SUBNETLAB_LEDGER); flags win.
+    """
+    from subnetlab.k8s.config import ConfigError, OperatorConfig
+
+    overrides = {k: v for k, v in {
+        "ledger_url": ledger, "pod_ledger_url": pod_ledger, "image": image,
+        "redis_url": redis_url, "sync_interval_s": sync_interval,
+        "delete_give_up_s": delete_give_up, "metrics_port": metrics_port,
+        "liveness_endpoint": liveness, "log_level": log_level}.items() if v is not None}
+    try:
+        config = dataclasses.replace(OperatorConfig.from_env(), **overrides)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        fail(str(exc))
+    if not namespace and not all_namespaces:
+        fail("--namespace NS (repeatable) or --all-namespaces: say what to watch")
+    if namespace and all_namespaces:
+        fail("--namespace and --all-namespaces are exclusive")
+    os.environ.update(config.to_env())  # the handlers read the sync interval at import
+    _run_kopf(config, namespace or [], all_namespaces)
+
+
+def _run_kopf(config: OperatorConfig, namespaces: list[str], clusterwide: bool) -> None:
+    """Configure logs (JSON lines; kopf's own only from warnings up unless debugging) and
+    hand over to kopf until the process is stopped."""
+    import kopf
+
+    from subnetlab.k8s.logs import configure_operator_logging
+
+    configure_operator_logging(config.log_level)
+    from subnetlab.k8s import handlers  # noqa: F401  (importing registers the handlers)
+
+    Console(stderr=True).print(
+        f"subnetlab operator: ledger {config.ledger_url}, "
+        f"{'all namespaces' if clusterwide else 'namespaces ' + ', '.join(namespaces)}, "
+        f"metrics :{config.metrics_port}, liveness {config.liveness_endpoint or 'off'}",
+        highlight=False)
+    kopf.run(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
+             liveness_endpoint=config.liveness_endpoint or None,
+             memo=kopf.Memo(config=config))

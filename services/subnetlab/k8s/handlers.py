@@ -1,0 +1,179 @@
+"""kopf wiring: which handler runs on which event, and how outcomes become kopf's errors.
+
+Importing this module registers the handlers, so both `kopf run -m subnetlab.k8s.handlers`
+and `subnetlab operator run` work. Settings come from `OperatorConfig` (flags, or the
+`SUBNETLAB_OPERATOR_*` environment); the sync timer's interval is read at import time,
+because kopf fixes it when the handler is registered.
+
+Per object: create, update (of `spec`) and resume (operator start) run the full
+reconcile; a timer repeats it every `sync_interval_s` to keep status in step with the
+metagraph and to notice the ledger going away and coming back; a finalizer runs on
+deletion. kopf keeps its own bookkeeping in `subnetlab.io/*` annotations, not in status,
+whose schema is ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import kopf
+
+from subnetlab.k8s.config import OperatorConfig
+from subnetlab.k8s.context import Fail, Operator, Retry, meta
+from subnetlab.k8s.crds import GROUP, VERSION
+from subnetlab.k8s.kube import Kube
+from subnetlab.k8s.ledger import Ledger
+from subnetlab.k8s.logs import quiet_libraries
+from subnetlab.k8s.metrics import OperatorMetrics
+from subnetlab.k8s.neurons import delete_neuron, reconcile_neuron
+from subnetlab.k8s.plan import BURN_PATH, STAKE_PATH, touches
+from subnetlab.k8s.status import FAILED_REASONS, condition
+from subnetlab.k8s.subnets import delete_subnet, reconcile_subnet
+
+log = logging.getLogger("subnetlab.k8s")
+
+SYNC_INTERVAL_S = OperatorConfig.from_env().sync_interval_s
+FINALIZER = f"{GROUP}/finalizer"
+SUBNETS = (GROUP, VERSION, "subnets")
+NEURONS = (GROUP, VERSION, "neurons")
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """A Kubernetes Event about `body` (kopf posts it in the background)."""
+    kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Settings, clients and the metrics endpoint, once per operator process."""
+    config = memo.get("config") or OperatorConfig.from_env()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.CRITICAL  # events are ours (status-changing steps);
+    settings.peering.standalone = True  # kopf's log lines stay logs
+    # No watching of CRDs and namespaces: the CRDs are installed before the operator
+    # starts (the chart does so), and least privilege needs no cluster-wide reads of them.
+    settings.scanning.disabled = True
+    quiet_libraries(logging.getLogger("subnetlab").isEnabledFor(logging.DEBUG))
+    metrics = OperatorMetrics()
+    metrics.serve(config.metrics_port)
+    memo["op"] = Operator(config, Ledger(config.ledger_url), Kube.from_environment(), metrics,
+                          post_event)
+    log.info("operator started: ledger %s, image %s", config.ledger_url, config.image)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    op: Operator | None = memo.get("op")
+    if op is not None:
+        op.ledger.close()
+        await op.kube.aclose()
+
+
+@kopf.on.probe(id="ledger")
+def ledger_probe(memo: kopf.Memo, **_: Any) -> str:
+    """Shown by the liveness endpoint; never fails it (a down ledger is not our crash)."""
+    op: Operator | None = memo.get("op")
+    return "unknown" if op is None else op.ledger.url
+
+
+async def _run(op: Operator, kind: str, step: Awaitable[None]) -> None:
+    """Await one step; count it; turn Retry/Fail into kopf's temporary/permanent errors."""
+    started = time.perf_counter()
+    try:
+        await step
+    except Retry as retry:
+        op.metrics.reconciles.labels(kind, "retry").inc()
+        raise kopf.TemporaryError(f"{retry.reason}: {retry.message}", delay=retry.delay
+                                  ) from None
+    except Fail as failure:
+        op.metrics.reconciles.labels(kind, "failed").inc()
+        raise kopf.PermanentError(f"{failure.reason}: {failure.message}") from None
+    finally:
+        op.metrics.reconcile_seconds.labels(kind).observe(time.perf_counter() - started)
+    op.metrics.reconciles.labels(kind, "ok").inc()
+
+
+def _settled_failure(body: Mapping[str, Any]) -> bool:
+    """Whether this generation already failed permanently (the timer leaves it alone
+    instead of repeating the same Warning every interval)."""
+    status = body.get("status") or {}
+    ready = condition(status.get("conditions", []), "Ready") or {}
+    return (ready.get("reason") in FAILED_REASONS
+            and status.get("observedGeneration") == meta(body)[3])
+
+
+# ---- Subnet ----------------------------------------------------------------------------
+
+
+@kopf.on.resume(*SUBNETS, id="subnet")
+@kopf.on.create(*SUBNETS, id="subnet")
+@kopf.on.update(*SUBNETS, id="subnet", field="spec")
+async def subnet_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: int,
+                         memo: kopf.Memo, **_: Any) -> None:
+    op: Operator = memo["op"]
+    include_burn = reason == "update" and touches(diff, BURN_PATH)
+    async with op.lock(meta(body)[2]):
+        await _run(op, "Subnet", reconcile_subnet(op, body, include_burn, retry))
+
+
+@kopf.timer(*SUBNETS, id="subnet-sync", interval=SYNC_INTERVAL_S,
+            initial_delay=SYNC_INTERVAL_S)
+async def subnet_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _sync(memo["op"], body, "Subnet")
+
+
+@kopf.on.delete(*SUBNETS, id="subnet-release")
+async def subnet_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    op: Operator = memo["op"]
+    async with op.lock(meta(body)[2]):
+        await _run(op, "Subnet", delete_subnet(op, body))
+
+
+# ---- Neuron ----------------------------------------------------------------------------
+
+
+@kopf.on.resume(*NEURONS, id="neuron")
+@kopf.on.create(*NEURONS, id="neuron")
+@kopf.on.update(*NEURONS, id="neuron", field="spec")
+async def neuron_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: int,
+                         memo: kopf.Memo, **_: Any) -> None:
+    op: Operator = memo["op"]
+    exact_stake = reason == "update" and touches(diff, STAKE_PATH)
+    async with op.lock(meta(body)[2]):
+        await _run(op, "Neuron", reconcile_neuron(op, body, retry, exact_stake))
+
+
+@kopf.timer(*NEURONS, id="neuron-sync", interval=SYNC_INTERVAL_S,
+            initial_delay=SYNC_INTERVAL_S)
+async def neuron_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _sync(memo["op"], body, "Neuron")
+
+
+@kopf.on.delete(*NEURONS, id="neuron-release")
+async def neuron_deleted(body: kopf.Body, retry: int, runtime: Any, memo: kopf.Memo,
+                         **_: Any) -> None:
+    op: Operator = memo["op"]
+    async with op.lock(meta(body)[2]):
+        await _run(op, "Neuron", delete_neuron(op, body, retry, runtime.total_seconds()))
+
+
+# ---- the timers ---------------------------------------------------------------------------
+
+
+async def _sync(op: Operator, body: kopf.Body, kind: str) -> None:
+    """A periodic pass: status from the ledger, drift corrected. Its failures are already
+    in status (the next tick is its retry), so they end here instead of in kopf's log."""
+    if body["metadata"].get("deletionTimestamp") or _settled_failure(body):
+        return
+    async with op.lock(meta(body)[2]):
+        step = (reconcile_subnet(op, body, False, 0) if kind == "Subnet"
+                else reconcile_neuron(op, body, 0, exact_stake=False))
+        try:
+            await _run(op, kind, step)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            log.debug("sync of %s %s: %s", kind, meta(body)[0], exc)

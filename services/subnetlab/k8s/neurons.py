@@ -1,0 +1,245 @@
+"""Reconciling a Neuron: keys, registration and stake on the ledger, its Deployment and
+Service, and a status read back from the metagraph; and letting one go.
+
+Every step first looks at what exists (the Secret, the metagraph row, the owner's stake
+position, the applied objects) and changes only what differs, so a pass can be repeated
+any number of times (timer, retry, operator restart) without duplicating anything.
+
+Deletion: the chain has no deregistration (as on subtensor, a uid is freed only when a
+newer registration prunes it), so the finalizer returns the stake the owner put on the
+hotkey and reports that the uid stays until pruned; the pods, Service and key Secret go
+with the Neuron through their owner references.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, spec_document
+from subnetlab.k8s.keys import neuron_secret_name
+from subnetlab.k8s.kube import KubeError
+from subnetlab.k8s.plan import is_temporary, rao, stake_change, stake_position, uid_of
+from subnetlab.k8s.resources import (
+    NeuronWorkload,
+    deployment,
+    labels_for,
+    owner_reference,
+    service,
+)
+from subnetlab.k8s.status import (
+    NEURON_CONDITIONS,
+    Conditions,
+    deployment_availability,
+    metagraph_fields,
+)
+from subnetlab.k8s.subnets import parse_subnet
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerError, LedgerUnreachable, format_rao
+from subnetlab.specs import Neuron, SpecError, Subnet, validate_resource
+
+Json = dict[str, Any]
+LEDGER_CONDITIONS = ("Registered", "Staked")
+UNSTAKE_ROUNDS = 3
+
+
+def parse_neuron(body: Body) -> Neuron:
+    """The stored object as the spec model, or Fail naming the field and the reason."""
+    name, namespace, _, _ = meta(body)
+    try:
+        return validate_resource(Neuron, spec_document(body), f"Neuron {namespace}/{name}")
+    except SpecError as exc:
+        raise Fail("InvalidSpec", str(exc)) from None
+
+
+async def _subnet_of(op: Operator, body: Body, neuron: Neuron,
+                     retry: int) -> tuple[Body, Subnet, int]:
+    """The Neuron's Subnet resource, its spec and netuid; Retry while it is not ready."""
+    _, namespace, _, _ = meta(body)
+    wanted = neuron.spec.subnet
+    subnet_body = await op.kube.get("Subnet", namespace, wanted)
+    if subnet_body is None:
+        raise Retry("SubnetNotFound", f"no Subnet {namespace}/{wanted} (spec.subnet)",
+                    op.backoff(retry))
+    try:
+        subnet = parse_subnet(subnet_body)
+    except Fail as failure:
+        raise Retry("SubnetNotReady", f"Subnet {wanted} is invalid: {failure.message}",
+                    op.backoff(retry)) from None
+    netuid = (subnet_body.get("status") or {}).get("netuid")
+    if netuid is None:
+        raise Retry("SubnetNotReady", f"Subnet {wanted} has no netuid on the ledger yet",
+                    op.backoff(retry))
+    return subnet_body, subnet, int(netuid)
+
+
+async def _owned_by_subnet(op: Operator, body: Body, subnet_body: Body) -> None:
+    """Make the Subnet an owner of the Neuron, so deleting the Subnet removes it."""
+    refs = list(body["metadata"].get("ownerReferences") or [])
+    subnet_uid = subnet_body["metadata"]["uid"]
+    if any(ref.get("uid") == subnet_uid for ref in refs):
+        return
+    ref = owner_reference(subnet_body)
+    ref["controller"] = not any(r.get("controller") for r in refs)
+    name, namespace, _, _ = meta(body)
+    await op.kube.merge_patch("Neuron", namespace, name,
+                              {"metadata": {"ownerReferences": [*refs, ref]}})
+
+
+async def _ensure_registered(op: Operator, body: Body, netuid: int, owner: Keypair,
+                             hotkey: Keypair) -> Json:
+    """The hotkey's metagraph row, registering it (paid by the owner) when it has none."""
+    row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address)
+    if row is not None:
+        return row
+    try:
+        await op.submit(owner, "register", {"netuid": netuid, "hotkey": hotkey.ss58_address})
+    except LedgerError as exc:
+        if exc.code != "already_registered":
+            raise
+    row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address)
+    if row is None:
+        raise Retry("RegistrationPending", "register was included but the hotkey has no uid "
+                    "in the metagraph yet", 1.0)
+    op.event(body, "Normal", "Registered", f"uid {row['uid']} on netuid {netuid}")
+    return row
+
+
+async def _metagraph(op: Operator, netuid: int) -> Json:
+    try:
+        return await op.ledger.metagraph(netuid)
+    except LedgerError as exc:
+        if exc.code == "unknown_subnet":
+            raise Retry("SubnetNotReady", f"netuid {netuid} is not on the ledger", 2.0) from None
+        raise
+
+
+async def _ensure_stake(op: Operator, body: Body, owner: Keypair, hotkey: Keypair,
+                        desired: int, exact: bool) -> int:
+    """Bring the owner's stake position on the hotkey to `desired` rao (see
+    `plan.stake_change`); the position afterwards."""
+    account = await op.ledger.account(owner.ss58_address)
+    current = stake_position(account, hotkey.ss58_address)
+    change = stake_change(desired, current, exact)
+    if change is None:
+        return current
+    await op.submit(owner, change.call, {"hotkey": hotkey.ss58_address, "amount": change.amount})
+    verb = "Staked" if change.call == "add_stake" else "Unstaked"
+    op.event(body, "Normal", verb, f"{format_rao(change.amount)} tokens "
+             f"({format_rao(desired)} now staked by {owner.ss58_address})")
+    return desired
+
+
+async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bool) -> None:
+    """One pass; raises Retry or Fail after writing a status that says why.
+
+    `exact_stake`: the spec's stake was just changed, so set the position to it exactly
+    (otherwise a position grown by dividends is left alone).
+    """
+    name, namespace, _, generation = meta(body)
+    conditions = Conditions((body.get("status") or {}).get("conditions", []), generation,
+                            op.now, NEURON_CONDITIONS)
+    patch: Json = {}
+    try:
+        neuron = parse_neuron(body)
+        spec = neuron.spec
+        subnet_body, subnet, netuid = await _subnet_of(op, body, neuron, retry)
+        await _owned_by_subnet(op, body, subnet_body)
+        secret = neuron_secret_name(name)
+        hotkey = await op.keyed(spec.wallet, "spec.wallet", secret, namespace, body,
+                                labels_for(name, spec.subnet, spec.role))
+        conditions.set("KeysReady", "True", "SecretReady",
+                       f"hotkey {hotkey.ss58_address} in Secret {secret}")
+        owner = await op.owner_key(subnet_body, subnet)
+        patch.update(hotkey=hotkey.ss58_address, coldkey=owner.ss58_address, netuid=netuid)
+        row = await _ensure_registered(op, body, netuid, owner, hotkey)
+        conditions.set("Registered", "True", "Registered", f"uid {row['uid']} on netuid {netuid}")
+        staked = await _ensure_stake(op, body, owner, hotkey, rao(spec.stake), exact_stake)
+        conditions.set("Staked", "True", "Staked",
+                       f"{format_rao(staked)} tokens staked by {owner.ss58_address}")
+        row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address) or row
+        op.metrics.ledger_up.set(1)
+        workload = NeuronWorkload(name, namespace, spec.subnet, spec, subnet.spec.tasks, netuid,
+                                  hotkey.ss58_address, secret, owner_reference(body), op.config)
+        await op.kube.apply(service(workload))
+        applied = await op.kube.apply(deployment(workload))
+        conditions.set("Available", *deployment_availability(applied.get("status")))
+        if all(conditions.is_true(t) for t in NEURON_CONDITIONS[:-1]):
+            conditions.set("Ready", "True", "Ready", f"uid {row['uid']} serving at "
+                           f"{workload.endpoint}")
+        else:
+            first = next(c for c in conditions.items if c["type"] != "Ready"
+                         and c["status"] != "True")
+            conditions.set("Ready", "False", first["reason"], first.get("message", ""))
+        patch.update(metagraph_fields(row), endpoint=workload.endpoint, lastSync=op.now(),
+                     observedGeneration=generation)
+        await op.write_status(body, {**patch, "conditions": conditions.items})
+    except Fail as failure:
+        conditions.set("Ready", "False", failure.reason, failure.message)
+        await op.write_status(body, {**patch, "observedGeneration": generation,
+                                     "conditions": conditions.items})
+        op.event(body, "Warning", failure.reason, failure.message)
+        raise
+    except (LedgerUnreachable, LedgerError, Retry, KubeError) as exc:
+        outcome = op.outcome(exc, retry)
+        if isinstance(exc, LedgerUnreachable):
+            op.metrics.ledger_up.set(0)
+            for type_ in LEDGER_CONDITIONS:
+                if conditions.is_true(type_):  # was true; cannot be checked right now
+                    conditions.set(type_, "Unknown", "LedgerUnreachable", outcome.message)
+        conditions.set("Ready", "False", outcome.reason, outcome.message)
+        if isinstance(outcome, Fail):  # settled for this generation: the timer leaves it
+            patch["observedGeneration"] = generation
+            op.event(body, "Warning", outcome.reason, outcome.message)
+        await op.write_status(body, {**patch, "conditions": conditions.items})
+        raise outcome from None
+
+
+async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) -> None:
+    """The finalizer: return the owner's stake on the hotkey, then let the object go.
+
+    An unreachable ledger is retried with backoff for `delete_give_up_s`; after that the
+    finalizer gives up with a Warning event (the stake stays where it is) rather than
+    keeping the Neuron, and its namespace, stuck forever.
+    """
+    _, namespace, uid, _ = meta(body)
+    status = body.get("status") or {}
+    hotkey, netuid = status.get("hotkey"), status.get("netuid")
+    if hotkey is None or netuid is None:
+        op.forget(uid)
+        return
+    subnet_name = (body.get("spec") or {}).get("subnet", "")
+    subnet_body = await op.kube.get("Subnet", namespace, subnet_name)
+    owner = None
+    if subnet_body is not None:
+        try:
+            owner = await op.existing_owner_key(subnet_body, parse_subnet(subnet_body))
+        except Fail:
+            owner = None
+    if owner is None:
+        op.event(body, "Warning", "OwnerKeyGone", f"Subnet {subnet_name} or its owner key is "
+                 f"gone: the stake on {hotkey} stays on the ledger")
+        op.forget(uid)
+        return
+    try:
+        returned = 0
+        for _ in range(UNSTAKE_ROUNDS):  # an epoch may pay dividends in while we unstake
+            position = stake_position(await op.ledger.account(owner.ss58_address), hotkey)
+            if not position:
+                break
+            await op.submit(owner, "remove_stake", {"hotkey": hotkey, "amount": position})
+            returned += position
+        if returned:
+            op.event(body, "Normal", "Unstaked", f"{format_rao(returned)} tokens returned to "
+                     f"{owner.ss58_address}")
+        op.event(body, "Normal", "Released", f"hotkey {hotkey} left netuid {netuid}: no stake "
+                 "from the owner; the uid stays until a new registration prunes it (the "
+                 "chain has no deregistration)")
+    except (LedgerUnreachable, LedgerError) as exc:
+        retriable = isinstance(exc, LedgerUnreachable) or is_temporary(exc)
+        if retriable and runtime < op.config.delete_give_up_s:
+            raise Retry("LedgerUnreachable" if isinstance(exc, LedgerUnreachable)
+                        else "LedgerBusy", str(exc), op.backoff(retry)) from None
+        op.event(body, "Warning", "GaveUp", f"could not unstake from {hotkey} "
+                 f"({exc}); after {runtime:.0f}s the Neuron is released anyway and the "
+                 "stake stays on the ledger")
+    op.forget(uid)

@@ -1,0 +1,146 @@
+"""Reconciling a Subnet: validate, create (or adopt) it on the ledger, apply its
+hyperparameters, report what the ledger says.
+
+Creation is made restart-safe without any help from the ledger: before `create_subnet` is
+sent, the ledger height is written to `status.creationStartedAtBlock`; an operator that
+dies between the extrinsic and the status write finds, on resume, the subnet that owner
+created after that height (and no other Subnet resource claims) and adopts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, spec_document
+from subnetlab.k8s.kube import KubeError
+from subnetlab.k8s.plan import hyperparameter_changes
+from subnetlab.k8s.status import SUBNET_CONDITIONS, Conditions, subnet_fields
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerError, LedgerUnreachable
+from subnetlab.local.bootstrap import created_subnet
+from subnetlab.specs import SpecError, Subnet, validate_resource
+
+Json = dict[str, Any]
+
+
+def parse_subnet(body: Body) -> Subnet:
+    """The stored object as the spec model, or Fail naming the field and the reason."""
+    name, namespace, _, _ = meta(body)
+    try:
+        return validate_resource(Subnet, spec_document(body), f"Subnet {namespace}/{name}")
+    except SpecError as exc:
+        raise Fail("InvalidSpec", str(exc)) from None
+
+
+async def reconcile_subnet(op: Operator, body: Body, include_burn: bool, retry: int) -> None:
+    """One pass; raises Retry or Fail after writing a status that says why."""
+    generation = meta(body)[3]
+    conditions = Conditions((body.get("status") or {}).get("conditions", []), generation,
+                            op.now, SUBNET_CONDITIONS)
+    try:
+        subnet = parse_subnet(body)
+        owner = await op.owner_key(body, subnet)
+        info = await _ensure_subnet(op, body, subnet, owner, conditions)
+        changes = hyperparameter_changes(subnet.spec.hyperparameters, info["hyperparameters"],
+                                         include_burn)
+        if changes:
+            await op.submit(owner, "set_hyperparameters",
+                            {"netuid": int(info["netuid"]), **changes})
+            op.event(body, "Normal", "HyperparametersSet",
+                     f"set {', '.join(sorted(changes))} on netuid {info['netuid']}")
+            info = await op.ledger.subnet(int(info["netuid"])) or info
+        conditions.set("HyperparametersSynced", "True", "Synced",
+                       "the ledger has the spec's hyperparameters")
+        metagraph = await op.ledger.metagraph(int(info["netuid"]))
+        block = await op.ledger.latest_block()
+        conditions.set("Ready", "True", "Ready", f"netuid {info['netuid']} on {op.ledger.url}")
+        op.metrics.ledger_up.set(1)
+        await op.write_status(body, {**subnet_fields(info, metagraph, block),
+                                     "creationStartedAtBlock": None, "lastSync": op.now(),
+                                     "observedGeneration": generation,
+                                     "conditions": conditions.items})
+    except Fail as failure:
+        conditions.set("Ready", "False", failure.reason, failure.message)
+        await op.write_status(body, {"observedGeneration": generation,
+                                     "conditions": conditions.items})
+        op.event(body, "Warning", failure.reason, failure.message)
+        raise
+    except (LedgerUnreachable, LedgerError, Retry, KubeError) as exc:
+        outcome = op.outcome(exc, retry)
+        if isinstance(exc, LedgerUnreachable):
+            op.metrics.ledger_up.set(0)
+            conditions.set("Created", "Unknown", "LedgerUnreachable", outcome.message)
+        conditions.set("Ready", "False", outcome.reason, outcome.message)
+        patch: Json = {"conditions": conditions.items}
+        if isinstance(outcome, Fail):  # settled for this generation: the timer leaves it
+            patch["observedGeneration"] = generation
+            op.event(body, "Warning", outcome.reason, outcome.message)
+        await op.write_status(body, patch)
+        raise outcome from None
+
+
+async def _claimed_netuids(op: Operator, body: Body) -> set[int]:
+    """Netuids other Subnet resources already hold (any namespace)."""
+    uid = meta(body)[2]
+    return {int(s["status"]["netuid"]) for s in await op.kube.list("Subnet")
+            if s["metadata"]["uid"] != uid and (s.get("status") or {}).get("netuid") is not None}
+
+
+async def _ensure_subnet(op: Operator, body: Body, subnet: Subnet, owner: Keypair,
+                         conditions: Conditions) -> Json:
+    """The ledger's view of this Subnet's subnet: known, recovered, or newly created."""
+    status = body.get("status") or {}
+    known = status.get("netuid")
+    if known is not None:
+        info = await op.ledger.subnet(int(known))
+        if info is not None and info["owner"] == owner.ss58_address:
+            conditions.set("Created", "True", "Created", f"netuid {known}")
+            return info
+        op.event(body, "Warning", "SubnetLost",
+                 f"netuid {known} is not on the ledger (or has another owner): creating anew")
+    started = status.get("creationStartedAtBlock")
+    if started is not None:
+        found = created_subnet(await op.ledger.subnets(), owner.ss58_address, int(started),
+                               await _claimed_netuids(op, body))
+        if found is not None:
+            info = await op.ledger.subnet(found)
+            if info is not None:
+                op.event(body, "Normal", "Adopted", f"adopted netuid {found}, created by an "
+                         "earlier pass that did not live to record it")
+                conditions.set("Created", "True", "Adopted", f"netuid {found}")
+                await op.write_status(body, {"netuid": found})
+                return info
+    block = await op.ledger.latest_block()
+    await op.write_status(body, {"creationStartedAtBlock": block})
+    hyperparameters = subnet.spec.hyperparameters.model_dump(mode="json")
+    await op.submit(owner, "create_subnet", {"hyperparameters": hyperparameters})
+    found = created_subnet(await op.ledger.subnets(), owner.ss58_address, block,
+                           await _claimed_netuids(op, body))
+    info = None if found is None else await op.ledger.subnet(found)
+    if info is None:
+        raise Retry("CreatePending", "create_subnet was included but its subnet is not "
+                    "visible yet", 1.0)
+    await op.write_status(body, {"netuid": found, "creationStartedAtBlock": None})
+    op.event(body, "Normal", "Created", f"created netuid {found} on {op.ledger.url}")
+    conditions.set("Created", "True", "Created", f"netuid {found}")
+    return info
+
+
+async def delete_subnet(op: Operator, body: Body) -> None:
+    """Before a Subnet goes: delete its Neurons and wait until their finalizers are done
+    (they need the Subnet's owner key to unstake). The subnet stays on the ledger: the
+    chain has no way to dissolve one."""
+    name, namespace, uid, _ = meta(body)
+    left = [n for n in await op.kube.list("Neuron", namespace)
+            if (n.get("spec") or {}).get("subnet") == name]
+    for neuron in left:
+        if not neuron["metadata"].get("deletionTimestamp"):
+            await op.kube.delete("Neuron", namespace, neuron["metadata"]["name"])
+    if left:
+        raise Retry("WaitingForNeurons", f"{len(left)} Neuron(s) of this subnet are still "
+                    "being removed", 2.0)
+    netuid = (body.get("status") or {}).get("netuid")
+    if netuid is not None:
+        op.event(body, "Normal", "Released", f"netuid {netuid} stays on the ledger (subnets "
+                 "cannot be dissolved); this resource no longer manages it")
+    op.forget(uid)

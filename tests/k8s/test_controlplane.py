@@ -1,0 +1,264 @@
+"""The test control plane is a real one: controllers reconcile, GC follows owner references,
+RBAC denies, the API server validates, and stopping it leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.k8s.conftest import SCRIPT, ControlPlane, eventually, start_controlplane, stop_group
+
+WAIT_S = 120.0
+
+
+def deployment(name: str, replicas: int) -> str:
+    """A minimal Deployment manifest (JSON is YAML) whose Pods can never run: no kubelet."""
+    labels = {"app": name}
+    return json.dumps({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "registry.invalid/none:0"}]},
+            },
+        },
+    })
+
+
+def items(plane: ControlPlane, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The objects of `kind` matching a label selector, as parsed JSON."""
+    out = plane.kubectl("get", kind, "-n", namespace, "-l", selector, "-o", "json").stdout
+    found: list[dict[str, Any]] = json.loads(out)["items"]
+    return found
+
+
+def owner_uids(obj: dict[str, Any]) -> list[str]:
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences", [])]
+
+
+def apply_and_wait(plane: ControlPlane, namespace: str, name: str, replicas: int) -> tuple[
+    dict[str, Any], dict[str, Any], list[dict[str, Any]]
+]:
+    """Apply a Deployment and wait for the controllers: its ReplicaSet and all its Pods."""
+    plane.kubectl("apply", "-n", namespace, "-f", "-", input=deployment(name, replicas))
+    deploy = json.loads(plane.kubectl("get", "deployment", name, "-n", namespace,
+                                      "-o", "json").stdout)
+    replicasets = eventually(lambda: items(plane, "replicasets", namespace, f"app={name}"),
+                             WAIT_S, f"a ReplicaSet for Deployment {name}")
+    pods = eventually(
+        lambda: (found if len(found := items(plane, "pods", namespace, f"app={name}")) == replicas
+                 else []),
+        WAIT_S, f"{replicas} Pods for Deployment {name}",
+    )
+    return deploy, replicasets[0], pods
+
+
+def test_deployment_gets_a_replicaset_and_pending_pods(
+    kube_controlplane: ControlPlane, kube_namespace: str
+) -> None:
+    deploy, replicaset, pods = apply_and_wait(kube_controlplane, kube_namespace, "web", 2)
+
+    assert owner_uids(replicaset) == [deploy["metadata"]["uid"]]
+    assert replicaset["spec"]["replicas"] == 2
+    for pod in pods:
+        assert owner_uids(pod) == [replicaset["metadata"]["uid"]]
+        assert pod["status"]["phase"] == "Pending"  # no scheduler, no kubelet
+        assert "nodeName" not in pod["spec"]
+
+
+def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
+    kube_controlplane: ControlPlane, kube_namespace: str
+) -> None:
+    plane, ns = kube_controlplane, kube_namespace
+    apply_and_wait(plane, ns, "doomed", 1)
+
+    plane.kubectl("delete", "deployment", "doomed", "-n", ns, "--cascade=background")
+
+    eventually(lambda: not items(plane, "replicasets", ns, "app=doomed"), WAIT_S,
+               "the garbage collector to delete the ReplicaSet")
+    eventually(lambda: not items(plane, "pods", ns, "app=doomed"), WAIT_S,
+               "the garbage collector to delete the Pods")
+
+
+def test_orphan_deletion_keeps_the_replicaset_and_drops_its_owner(
+    kube_controlplane: ControlPlane, kube_namespace: str
+) -> None:
+    plane, ns = kube_controlplane, kube_namespace
+    _, replicaset, _ = apply_and_wait(plane, ns, "kept", 1)
+
+    plane.kubectl("delete", "deployment", "kept", "-n", ns, "--cascade=orphan")
+
+    orphaned = eventually(
+        lambda: [rs for rs in items(plane, "replicasets", ns, "app=kept") if not owner_uids(rs)],
+        WAIT_S, "the garbage collector to orphan the ReplicaSet",
+    )
+    assert [rs["metadata"]["uid"] for rs in orphaned] == [replicaset["metadata"]["uid"]]
+
+
+def can_i(plane: ControlPlane, namespace: str, account: str, verb: str, resource: str) -> str:
+    done = plane.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace,
+        f"--as=system:serviceaccount:{namespace}:{account}", check=False,
+    )
+    return done.stdout.strip()
+
+
+def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a real token issued for the ServiceAccount."""
+    token = plane.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "test", "cluster": {
+            "server": plane.server,
+            "certificate-authority": str(plane.workdir / "pki" / "ca.crt")}}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": account}}],
+    }))
+    return path
+
+
+def kubectl_as(
+    plane: ControlPlane, kubeconfig: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """kubectl with another identity than the admin's."""
+    return subprocess.run([str(plane.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_rbac_forbids_an_unbound_serviceaccount_to_list_secrets(
+    kube_controlplane: ControlPlane, kube_namespace: str, tmp_path: Path
+) -> None:
+    plane, ns = kube_controlplane, kube_namespace
+    plane.kubectl("create", "serviceaccount", "nobody", "-n", ns)
+    plane.kubectl("create", "serviceaccount", "reader", "-n", ns)
+    plane.kubectl("create", "role", "secret-reader", "-n", ns, "--verb=list", "--resource=secrets")
+    plane.kubectl("create", "rolebinding", "reader", "-n", ns, "--role=secret-reader",
+                  f"--serviceaccount={ns}:reader")
+
+    assert can_i(plane, ns, "nobody", "list", "secrets") == "no"
+    assert can_i(plane, ns, "reader", "list", "secrets") == "yes"
+    assert can_i(plane, ns, "reader", "delete", "secrets") == "no"
+
+    # The same through real tokens: the API server verifies the controller's signing key.
+    denied = kubectl_as(plane, token_kubeconfig(plane, ns, "nobody", tmp_path / "nobody"),
+                        "get", "secrets", "-n", ns)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+    assert f'system:serviceaccount:{ns}:nobody" cannot list resource "secrets"' in denied.stderr
+    allowed = kubectl_as(plane, token_kubeconfig(plane, ns, "reader", tmp_path / "reader"),
+                         "get", "secrets", "-n", ns)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_the_api_server_refuses_an_invalid_deployment_and_stores_nothing(
+    kube_controlplane: ControlPlane, kube_namespace: str
+) -> None:
+    plane, ns = kube_controlplane, kube_namespace
+    done = plane.kubectl("apply", "-n", ns, "-f", "-", input=deployment("bad", -1), check=False)
+
+    assert done.returncode != 0
+    assert "spec.replicas" in done.stderr
+    assert "must be greater than or equal to 0" in done.stderr
+    assert not items(plane, "deployments", ns, "app=bad")
+
+
+def script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "a command is required"),
+        (("start",), "unknown command 'start'"),
+        (("build", "extra"), "build: takes no arguments"),
+        (("run",), "run: DIR is required"),
+        (("run", "DIR", "--watch-pid", "abc"), "--watch-pid: 'abc' is not a process id"),
+        (("run", "DIR", "--watch-pid"), "--watch-pid: needs a process id"),
+        (("run", "DIR", "--verbose"), "run: unknown option '--verbose'"),
+        (("run", "NONEMPTY"), "is not empty"),
+        (("run", "FILE"), "exists and is not a directory"),
+    ],
+)
+def test_the_script_refuses_bad_arguments_and_leaves_the_directory_alone(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "NONEMPTY").mkdir()
+    (tmp_path / "NONEMPTY" / "keep").write_text("state")
+    (tmp_path / "FILE").write_text("state")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    concrete = [str(tmp_path / a) if a in {"DIR", "NONEMPTY", "FILE"} else a for a in args]
+
+    done = script(*concrete)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_go_mod_without_the_kubernetes_pin_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "controlplane.sh"
+    copy.write_text(SCRIPT.read_text())
+    (tmp_path / "go.mod").write_text("module example.com/x\n\ngo 1.22.0\n")
+    env = {**os.environ, "SUBNETLAB_K8S_CACHE": str(tmp_path / "cache")}
+
+    for args in (["build"], ["bin-dir"]):
+        done = subprocess.run(["bash", str(copy), *args], capture_output=True, text=True,
+                              env=env, timeout=60, check=False)
+        assert done.returncode == 2
+        assert "go.mod: no 'require k8s.io/kubernetes vX.Y.Z' line" in done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_missing_etcd_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "ETCD": str(tmp_path / "no-etcd")}
+    done = subprocess.run(["bash", str(SCRIPT), "run", str(tmp_path / "state")],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    assert done.returncode == 2
+    assert "etcd: not found (install Debian's etcd-server package, or set ETCD)" in done.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_end_of_the_watched_process_stops_every_component(
+    kube_controlplane: ControlPlane, tmp_path: Path
+) -> None:
+    # A second, short-lived control plane watching a process of ours: when that process
+    # ends (as pytest would if killed), etcd, the API server and the controller-manager go.
+    watched = subprocess.Popen(["sleep", "3600"])
+    plane, process = start_controlplane(tmp_path / "second", watch_pid=watched.pid)
+    try:
+        ready = (plane.workdir / "ready").read_text()
+        pids = [int(p) for p in ready.split("pids=")[1].split()]
+        assert len(pids) == 3 and all(alive(p) for p in pids)
+        assert plane.server != kube_controlplane.server
+        assert plane.kubectl("get", "--raw", "/readyz").stdout == "ok"
+
+        watched.kill()
+        watched.wait()
+
+        process.wait(WAIT_S)
+        assert process.returncode == 0
+        eventually(lambda: not any(alive(p) for p in pids), WAIT_S, "the components to exit")
+        assert not (plane.workdir / "ready").exists()
+    finally:
+        watched.kill()
+        stop_group(process)

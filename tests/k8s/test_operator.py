@@ -1,0 +1,566 @@
+"""The operator against a real control plane and a real ledger.
+
+Real parts only: the kube-apiserver validates and stores the CRDs' objects, the
+kube-controller-manager turns Deployments into ReplicaSets and Pods and garbage-collects
+by owner reference, the ledger is `subnetlab ledger serve` on a real Redis, and the
+operator is `subnetlab operator run` in its own process, authenticated as the
+`subnetlab-operator` ServiceAccount bound to manifests/rbac (so every test also proves the
+ClusterRole is enough). There is no kubelet: Pods stay Pending, so neurons reach
+`Starting` (registered, staked, workload applied) and never `Ready`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import TOKEN, LedgerClient
+from tests.integration.conftest import (
+    LedgerProcess,
+    RedisServer,
+    free_port,
+    start_ledger,
+    start_redis_server,
+    stop_redis_server,
+)
+from tests.k8s.conftest import ControlPlane, KubectlError, eventually
+
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+WAIT_S = 90.0
+ALICE = Keypair.dev("alice").ss58_address
+OperatorFactory = Callable[..., "OperatorProcess"]
+
+
+# ---- the control plane with CRDs and RBAC installed ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plane(kube_controlplane: ControlPlane) -> ControlPlane:
+    """The control plane with the generated CRDs and the operator's RBAC applied."""
+    kube_controlplane.kubectl("apply", "-f", str(ROOT / "manifests" / "crds"))
+    kube_controlplane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                              "crd/subnets.subnetlab.io", "crd/neurons.subnetlab.io")
+    kube_controlplane.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac"))
+    # What a GPU cluster has (the GPU example's miners ask for it; without it the
+    # RuntimeClass admission plugin refuses their Pods).
+    kube_controlplane.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"}, "handler": "nvidia"}))
+    return kube_controlplane
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for the operator's ServiceAccount token (not the admin's certificate)."""
+    token = plane.kubectl("create", "token", "subnetlab-operator", "-n", "subnetlab-system",
+                          "--duration=3h").stdout.strip()
+    admin = yaml.safe_load(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+    }))
+    return path
+
+
+# ---- ledgers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    stop_redis_server(server)
+
+
+@pytest.fixture(scope="module")
+def ledger(module_redis: RedisServer,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerProcess]:
+    """One fast-block ledger shared by the module's tests (each test has its own namespace
+    and subnets on it)."""
+    process = start_ledger(tmp_path_factory.mktemp("ledger"), module_redis.url)
+    yield process
+    process.kill(signal.SIGTERM)
+
+
+def chain(ledger: LedgerProcess) -> LedgerClient:
+    return LedgerClient(ledger.url, timeout=10)
+
+
+def alice_stake_on(ledger: LedgerProcess, hotkey: str) -> int:
+    with chain(ledger) as client:
+        positions = client.account(ALICE)["stake"]
+    return sum(int(p["amount"]) for p in positions if p["hotkey"] == hotkey)
+
+
+# ---- the operator process ---------------------------------------------------------------------
+
+
+@dataclass
+class OperatorProcess:
+    """`subnetlab operator run` watching one namespace, as the ServiceAccount."""
+
+    namespace: str
+    ledger_url: str
+    kubeconfig: Path
+    log: Path
+    metrics_port: int = field(default_factory=free_port)
+    liveness_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "subnetlab", "operator", "run", "-n", self.namespace,
+                   "--ledger", self.ledger_url, "--image", "subnetlab:test",
+                   "--sync-interval", "1", "--delete-give-up", "4",
+                   "--metrics-port", str(self.metrics_port),
+                   "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        eventually(self._alive, WAIT_S, f"the operator's liveness endpoint (log: {self.log})")
+
+    def _alive(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the operator exited {self.process.returncode}:\n{self.text()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.liveness_port}/healthz",
+                             timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def operator_factory(plane: ControlPlane, operator_kubeconfig: Path, kube_namespace: str,
+                     tmp_path: Path) -> Iterator[OperatorFactory]:
+    """Start operators for the test's namespace; at the end, while one still runs, delete
+    the test's Subnets and Neurons so their finalizers never leave the namespace stuck."""
+    started: list[OperatorProcess] = []
+
+    def make(ledger_url: str) -> OperatorProcess:
+        op = OperatorProcess(kube_namespace, ledger_url, operator_kubeconfig,
+                             tmp_path / f"operator{len(started)}.log")
+        op.start()
+        started.append(op)
+        return op
+
+    yield make
+    running = [op for op in started if op.process is not None and op.process.poll() is None]
+    if running:
+        plane.kubectl("delete", "neurons,subnets", "--all", "-n", kube_namespace,
+                      "--wait=true", "--timeout=90s", check=False, timeout=120)
+    for op in started:
+        op.stop()
+
+
+# ---- reading the cluster ---------------------------------------------------------------------
+
+
+def get(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    done = plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if done.returncode != 0:
+        if "NotFound" in done.stderr:
+            return None
+        raise KubectlError(done.stderr)
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def status(plane: ControlPlane, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    obj = get(plane, namespace, kind, name) or {}
+    found: dict[str, Any] = obj.get("status") or {}
+    return found
+
+
+def gone(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+    return get(plane, namespace, kind, name) is None
+
+
+def synced_since(plane: ControlPlane, namespace: str, name: str, last: str) -> bool:
+    """Whether a Neuron's status was synced after `last` (RFC 3339 times sort as text)."""
+    return str(status(plane, namespace, "neuron", name).get("lastSync", "")) > last
+
+
+def conditions(st: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in st.get("conditions", [])}
+
+
+def events(plane: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    out = plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    found: list[dict[str, Any]] = json.loads(out)["items"]
+    return found
+
+
+def event_reasons(plane: ControlPlane, namespace: str, name: str) -> list[str]:
+    return [e["reason"] for e in events(plane, namespace)
+            if e["involvedObject"]["name"] == name]
+
+
+def wait_phase(plane: ControlPlane, namespace: str, kind: str, name: str,
+               phase: str) -> dict[str, Any]:
+    return eventually(
+        lambda: st if (st := status(plane, namespace, kind, name)).get("phase") == phase else {},
+        WAIT_S, f"{kind} {name} to be {phase}")
+
+
+def apply(plane: ControlPlane, namespace: str, manifest: str | Path) -> None:
+    if isinstance(manifest, Path):
+        plane.kubectl("apply", "-n", namespace, "-f", str(manifest))
+    else:
+        plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+
+def neuron(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps({"apiVersion": "subnetlab.io/v1alpha1", "kind": "Neuron",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def subnet(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps({"apiVersion": "subnetlab.io/v1alpha1", "kind": "Subnet",
+                       "metadata": {"name": name}, "spec": spec})
+
+
+FAST = {"hyperparameters": {"tempo": 20, "maxRegistrationsPerBlock": 8,
+                            "targetRegistrationsPerInterval": 8, "immunityPeriod": 1000}}
+
+
+# ---- the API server refuses invalid objects ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        (neuron("bad", {"subnet": "s", "role": "boss"}), "spec.role: Unsupported value"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "stake": -1}), "spec.stake"),
+        (neuron("bad", {"role": "miner"}), "spec.subnet: Required value"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "behaviour": "weight-copier"}),
+         "spec.behaviour"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "miner": {"backend": {"type": "vllm"}}}),
+         "spec.miner.backend.model: Invalid value: \"object\": model is required when type is"),
+        (neuron("bad", {"subnet": "s", "role": "miner",
+                        "miner": {"backend": {"type": "sim", "gpus": 1}}}),
+         "spec.miner.backend.gpus"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "miner": {"backend": {
+            "type": "vllm", "model": "m", "memory": "lots"}}}), "spec.miner.backend.memory"),
+        (neuron("bad", {"subnet": "s", "role": "validator", "miner": {}}), "spec.miner"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "wallet": {"devKey": "a",
+                                                                   "wallet": "b"}}),
+         "spec.wallet: Invalid value: \"object\": give devKey or wallet, not both"),
+        (neuron("Bad", {"subnet": "s", "role": "miner"}), "metadata.name"),
+        (neuron("7bad", {"subnet": "s", "role": "miner"}), "metadata.name must start with a"),
+        (neuron("bad", {"subnet": "s", "role": "miner", "stak": 1}), "unknown field \"spec.stak\""),
+        (subnet("bad", {"hyperparameters": {"kappa": 2}}), "spec.hyperparameters.kappa"),
+        (subnet("bad", {"hyperparameters": {"tempoo": 2}}),
+         "unknown field \"spec.hyperparameters.tempoo\""),
+        (subnet("bad", {"tasks": {"kinds": {"arithmetic": -1}}}), "spec.tasks.kinds.arithmetic"),
+    ],
+)
+def test_invalid_objects_are_refused_naming_the_field(plane: ControlPlane, kube_namespace: str,
+                                                       manifest: str, expected: str) -> None:
+    done = plane.kubectl("apply", "-n", kube_namespace, "-f", "-", input=manifest, check=False)
+    assert done.returncode != 0
+    assert expected in done.stderr, done.stderr
+    kind = json.loads(manifest)["kind"].lower()
+    assert plane.kubectl("get", kind, "-n", kube_namespace, "-o", "name").stdout == ""
+
+
+def test_immutable_fields_cannot_change(plane: ControlPlane, kube_namespace: str) -> None:
+    apply(plane, kube_namespace, neuron("m", {"subnet": "s", "role": "miner"}))
+    done = plane.kubectl("patch", "neuron", "m", "-n", kube_namespace, "--type=merge",
+                         "-p", '{"spec": {"role": "validator"}}', check=False)
+    assert done.returncode != 0 and "spec.role" in done.stderr
+    assert "is immutable once created" in done.stderr
+    plane.kubectl("delete", "neuron", "m", "-n", kube_namespace)
+
+
+# ---- the operator ----------------------------------------------------------------------------
+
+
+def test_operator_registers_neurons_and_applies_their_workloads(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    op = operator_factory(ledger.url)
+    apply(plane, ns, EXAMPLES / "gpu.yaml")
+    apply(plane, ns, neuron("sim-miner", {"subnet": "gpu", "role": "miner", "stake": 2.5}))
+    subnet_status = wait_phase(plane, ns, "subnet", "gpu", "Ready")
+    netuid = subnet_status["netuid"]
+    with chain(ledger) as client:
+        info = client.subnet(netuid)
+    assert info["owner"] == ALICE
+    assert info["hyperparameters"]["tempo"] == 100  # from the example's spec
+    assert info["hyperparameters"]["immunity_period"] == 4096
+
+    names = ["gpu-validator", "gpu-miner-0", "gpu-miner-1", "sim-miner"]
+    statuses = {n: wait_phase(plane, ns, "neuron", n, "Starting") for n in names}
+    with chain(ledger) as client:
+        metagraph = {row["hotkey"]: row for row in client.metagraph(netuid)["neurons"]}
+    for name, st in statuses.items():
+        assert st["hotkey"] in metagraph, f"{name} is not in the metagraph"
+        assert st["uid"] == metagraph[st["hotkey"]]["uid"]
+        assert st["netuid"] == netuid and st["coldkey"] == ALICE
+        assert conditions(st)["Registered"] == ("True", "Registered")
+        assert conditions(st)["Staked"] == ("True", "Staked")
+        assert conditions(st)["Available"] == ("False", "DeploymentUnavailable")  # no kubelet
+        assert st["endpoint"].startswith(f"http://{name}.{ns}.svc:")
+        assert st["observedGeneration"] == 1
+        # the key sits in the neuron's own Secret, owned by the Neuron
+        secret = get(plane, ns, "secret", f"{name}-hotkey")
+        assert secret is not None
+        neuron_uid = (get(plane, ns, "neuron", name) or {})["metadata"]["uid"]
+        assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [neuron_uid]
+        document = json.loads(base64.b64decode(secret["data"]["hotkey"]))
+        assert document["ss58_address"] == st["hotkey"]
+        assert document["mnemonic"] not in op.text()  # keys are never logged
+    assert alice_stake_on(ledger, statuses["gpu-validator"]["hotkey"]) >= 1000 * TOKEN
+    assert alice_stake_on(ledger, statuses["sim-miner"]["hotkey"]) >= 2.5 * TOKEN
+
+    # a vLLM miner: GPU limits, the pod settings of its spec, the miner sidecar
+    deploy = get(plane, ns, "deployment", "gpu-miner-0")
+    assert deploy is not None
+    pod = deploy["spec"]["template"]["spec"]
+    by_name = {c["name"]: c for c in pod["containers"]}
+    assert set(by_name) == {"vllm", "miner"}
+    assert by_name["vllm"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert by_name["vllm"]["resources"]["limits"]["memory"] == "24Gi"
+    assert by_name["vllm"]["startupProbe"]["httpGet"]["path"] == "/health"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["runtimeClassName"] == "nvidia"
+    assert by_name["miner"]["args"][:2] == ["miner", "serve"]
+    # a simulated miner is the miner alone; a validator serves its gateway
+    sim = get(plane, ns, "deployment", "sim-miner") or {}
+    assert [c["name"] for c in sim["spec"]["template"]["spec"]["containers"]] == ["miner"]
+    assert "nvidia.com/gpu" not in json.dumps(sim)
+    validator_svc = get(plane, ns, "service", "gpu-validator") or {}
+    assert validator_svc["spec"]["ports"][0]["name"] == "gateway"
+    # the controller-manager took the Deployments over: ReplicaSets and (Pending) Pods
+    eventually(lambda: plane.kubectl("get", "pods", "-n", ns, "-l",
+                                     "subnetlab.io/neuron=gpu-miner-0", "-o", "name").stdout,
+               WAIT_S, "a Pod for gpu-miner-0")
+
+    # printer columns, events, metrics, liveness
+    table = plane.kubectl("get", "neurons", "-n", ns).stdout
+    assert table.split()[:9] == ["NAME", "SUBNET", "ROLE", "NETUID", "UID", "PHASE", "STAKE",
+                                 "INCENTIVE", "AGE"]
+    assert "Starting" in table
+    assert "Registered" in event_reasons(plane, ns, "gpu-validator")
+    assert "Created" in event_reasons(plane, ns, "gpu")
+    metrics = httpx.get(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).text
+    assert 'subnetlab_operator_reconciles_total{kind="Neuron",result="ok"}' in metrics
+    assert "subnetlab_operator_ledger_up 1.0" in metrics
+    assert 'subnetlab_operator_extrinsics_total{call="register",result="included"}' in metrics
+
+
+def test_a_hyperparameter_change_reaches_the_ledger(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    operator_factory(ledger.url)
+    apply(plane, ns, subnet("hp", FAST))
+    netuid = wait_phase(plane, ns, "subnet", "hp", "Ready")["netuid"]
+    plane.kubectl("patch", "subnet", "hp", "-n", ns, "--type=merge", "-p",
+                  '{"spec": {"hyperparameters": {"tempo": 37, "kappa": 0.6}}}')
+
+    def on_ledger() -> dict[str, Any]:
+        with chain(ledger) as client:
+            hp: dict[str, Any] = client.subnet(netuid)["hyperparameters"]
+        return hp if hp["tempo"] == 37 else {}
+
+    hp = eventually(on_ledger, WAIT_S, "tempo 37 on the ledger")
+    assert hp["kappa"] == 0.6
+    assert "HyperparametersSet" in event_reasons(plane, ns, "hp")
+    st = eventually(lambda: s if (s := status(plane, ns, "subnet", "hp")).get(
+        "observedGeneration") == 2 else {}, WAIT_S, "observedGeneration 2")
+    assert conditions(st)["HyperparametersSynced"][0] == "True"
+
+
+def test_deleting_neurons_and_subnets_cleans_up(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    operator_factory(ledger.url)
+    apply(plane, ns, subnet("del", FAST))
+    apply(plane, ns, neuron("val", {"subnet": "del", "role": "validator", "stake": 10}))
+    apply(plane, ns, neuron("min", {"subnet": "del", "role": "miner"}))
+    hotkey = wait_phase(plane, ns, "neuron", "val", "Starting")["hotkey"]
+    wait_phase(plane, ns, "neuron", "min", "Starting")
+    assert alice_stake_on(ledger, hotkey) >= 10 * TOKEN
+    subnet_uid = (get(plane, ns, "subnet", "del") or {})["metadata"]["uid"]
+    owners = [r["uid"] for r in (get(plane, ns, "neuron", "min") or {})["metadata"][
+        "ownerReferences"]]
+    assert owners == [subnet_uid]  # deleting the Subnet takes its Neurons along
+
+    plane.kubectl("delete", "neuron", "val", "-n", ns, "--wait=true", "--timeout=60s")
+    assert alice_stake_on(ledger, hotkey) == 0  # the finalizer returned the stake
+    assert "Unstaked" in event_reasons(plane, ns, "val")
+    for kind in ("secret", "deployment", "service"):
+        child = "val-hotkey" if kind == "secret" else "val"
+        eventually(partial(gone, plane, ns, kind, child), WAIT_S,
+                   f"{kind} {child} to be garbage-collected")
+
+    plane.kubectl("delete", "subnet", "del", "-n", ns, "--wait=true", "--timeout=60s")
+    assert get(plane, ns, "neuron", "min") is None
+    eventually(lambda: get(plane, ns, "deployment", "min") is None, WAIT_S,
+               "the miner's Deployment to be garbage-collected")
+
+
+def test_ledger_outage_is_reported_retried_and_recovered(
+        plane: ControlPlane, kube_namespace: str, tmp_path: Path,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    redis = start_redis_server(tmp_path / "redis")
+    own = start_ledger(tmp_path, redis.url)  # a ledger of its own, to stop and restart
+    try:
+        operator_factory(own.url)
+        apply(plane, ns, subnet("out", FAST))
+        apply(plane, ns, neuron("m1", {"subnet": "out", "role": "miner"}))
+        apply(plane, ns, neuron("m2", {"subnet": "out", "role": "miner"}))
+        before = wait_phase(plane, ns, "neuron", "m1", "Starting")
+        wait_phase(plane, ns, "neuron", "m2", "Starting")
+
+        own.kill(signal.SIGTERM)
+        down = wait_phase(plane, ns, "neuron", "m1", "Degraded")
+        assert conditions(down)["Registered"] == ("Unknown", "LedgerUnreachable")
+        assert conditions(down)["Ready"] == ("False", "LedgerUnreachable")
+        assert own.url.removeprefix("http://") in next(
+            c["message"] for c in down["conditions"] if c["type"] == "Ready")
+        wait_phase(plane, ns, "subnet", "out", "Degraded")
+        # a finalizer facing a ledger that stays away gives up, with a Warning event
+        plane.kubectl("delete", "neuron", "m2", "-n", ns, "--wait=true", "--timeout=60s")
+        assert "GaveUp" in event_reasons(plane, ns, "m2")
+
+        own.start()  # same Redis, same chain: the state comes back
+        back = wait_phase(plane, ns, "neuron", "m1", "Starting")
+        assert conditions(back)["Registered"] == ("True", "Registered")
+        assert back["uid"] == before["uid"] and back["hotkey"] == before["hotkey"]
+        assert wait_phase(plane, ns, "subnet", "out", "Ready")["netuid"] == before["netuid"]
+    finally:
+        own.kill(signal.SIGTERM)
+        stop_redis_server(redis)
+
+
+def test_operator_restart_duplicates_nothing_and_adopts_an_unrecorded_subnet(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    # An earlier operator sent create_subnet and died before recording the netuid:
+    apply(plane, ns, subnet("adopt", FAST))
+    with chain(ledger) as client:
+        started_at = int(client.chain()["block"])
+    plane.kubectl("patch", "subnet", "adopt", "-n", ns, "--subresource=status", "--type=merge",
+                  "-p", json.dumps({"status": {"creationStartedAtBlock": started_at}}))
+    with chain(ledger) as client:
+        client.submit(Keypair.dev("alice"), "create_subnet",
+                      {"hyperparameters": {"tempo": 20}})
+        lost = max(s["netuid"] for s in client.subnets() if s["owner"] == ALICE)
+        count = len(client.subnets())
+    first = operator_factory(ledger.url)
+    assert wait_phase(plane, ns, "subnet", "adopt", "Ready")["netuid"] == lost
+    assert "Adopted" in event_reasons(plane, ns, "adopt")
+    apply(plane, ns, neuron("v", {"subnet": "adopt", "role": "validator", "stake": 5}))
+    apply(plane, ns, neuron("m", {"subnet": "adopt", "role": "miner"}))
+    seen = {n: wait_phase(plane, ns, "neuron", n, "Starting") for n in ("v", "m")}
+
+    def snapshot() -> dict[str, Any]:
+        with chain(ledger) as client:
+            return {
+                "subnets": len(client.subnets()),
+                "uids": len(client.metagraph(lost)["neurons"]),
+                "secrets": {n: (get(plane, ns, "secret", f"{n}-hotkey") or {})["data"]
+                            for n in ("v", "m")},
+                "objects": {f"{k}/{n}": (get(plane, ns, k, n) or {})["metadata"]["uid"]
+                            for k in ("deployment", "service") for n in ("v", "m")},
+                "registered": sorted(r for n in ("v", "m")
+                                     for r in event_reasons(plane, ns, n) if r == "Registered"),
+            }
+
+    before = snapshot()
+    assert before["subnets"] == count and before["uids"] == 2
+    first.stop()
+    operator_factory(ledger.url)  # resumes every object
+    for name, st in seen.items():  # a full pass of the new operator has run
+        eventually(partial(synced_since, plane, ns, name, str(st["lastSync"])), WAIT_S,
+                   f"a sync of {name} by the new operator")
+    assert snapshot() == before
+    assert alice_stake_on(ledger, seen["v"]["hotkey"]) >= 5 * TOKEN
+
+
+def test_an_owner_without_a_key_gets_one_funded_by_the_faucet(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    operator_factory(ledger.url)
+    apply(plane, ns, subnet("own", {**FAST, "owner": {}}))
+    apply(plane, ns, neuron("v", {"subnet": "own", "role": "validator", "stake": 3}))
+    netuid = wait_phase(plane, ns, "subnet", "own", "Ready")["netuid"]
+    secret = get(plane, ns, "secret", "own-owner")
+    assert secret is not None
+    owner = base64.b64decode(secret["data"]["ss58Address"]).decode()
+    assert owner != ALICE
+    subnet_uid = (get(plane, ns, "subnet", "own") or {})["metadata"]["uid"]
+    assert [r["uid"] for r in secret["metadata"]["ownerReferences"]] == [subnet_uid]
+    hotkey = wait_phase(plane, ns, "neuron", "v", "Starting")["hotkey"]
+    with chain(ledger) as client:
+        assert client.subnet(netuid)["owner"] == owner
+        account = client.account(owner)
+    assert account["last_faucet"] is not None  # its funds came from the faucet
+    assert any(p["hotkey"] == hotkey and p["amount"] >= 3 * TOKEN for p in account["stake"])
+
+
+def test_a_spec_the_operator_cannot_run_is_a_permanent_error(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    operator_factory(ledger.url)
+    # Both pass the CRD schema; the models refuse them.
+    apply(plane, ns, subnet("crossed", {"hyperparameters": {"alphaLow": 0.9, "alphaHigh": 0.2}}))
+    apply(plane, ns, subnet("ok", FAST))
+    apply(plane, ns, neuron("disk", {"subnet": "ok", "role": "miner",
+                                     "wallet": {"wallet": "my-wallet"}}))
+    crossed = wait_phase(plane, ns, "subnet", "crossed", "Failed")
+    assert conditions(crossed)["Ready"] == ("False", "InvalidSpec")
+    assert "alpha_low (0.9) must not exceed alpha_high (0.2)" in next(
+        c["message"] for c in crossed["conditions"] if c["type"] == "Ready")
+    disk = wait_phase(plane, ns, "neuron", "disk", "Failed")
+    message = next(c["message"] for c in disk["conditions"] if c["type"] == "Ready")
+    assert message.startswith("spec.wallet.wallet: on-disk wallets do not exist on a cluster")
+    assert disk["observedGeneration"] == 1
+    assert "InvalidSpec" in event_reasons(plane, ns, "disk")
+    assert get(plane, ns, "secret", "disk-hotkey") is None
+    assert get(plane, ns, "deployment", "disk") is None
+    # fixing the spec is all it takes
+    plane.kubectl("patch", "subnet", "crossed", "-n", ns, "--type=merge", "-p",
+                  '{"spec": {"hyperparameters": {"alphaHigh": 0.95}}}')
+    fixed = wait_phase(plane, ns, "subnet", "crossed", "Ready")
+    assert fixed["observedGeneration"] == 2 and fixed["netuid"] is not None

@@ -1,0 +1,143 @@
+"""The CRDs: generated from the spec models, structural, committed up to date."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from pydantic import BaseModel, Field
+
+from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.k8s.crds import KINDS, NEURON, SUBNET, crd, file_name, rendered
+from subnetlab.k8s.schema import SchemaError, model_schema
+from subnetlab.specs import NeuronSpec, SubnetSpec
+
+CRD_DIR = Path(__file__).parents[2] / "manifests" / "crds"
+FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "title", "propertyNames",
+             "discriminator"}
+
+
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema node with its path."""
+    if not isinstance(node, dict):
+        return
+    yield path, node
+    for name, sub in node.get("properties", {}).items():
+        yield from walk(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}.*")
+
+
+def test_committed_crds_are_what_the_models_generate() -> None:
+    for name, text in rendered().items():
+        committed = CRD_DIR / name
+        assert committed.is_file(), f"{committed} is missing: run `subnetlab crds generate`"
+        assert committed.read_text() == text, f"{committed} is stale: run `subnetlab crds generate`"
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(rendered())
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_schemas_are_structural(kind: Any) -> None:
+    root = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    nodes = list(walk(root))
+    assert len(nodes) > 30
+    for path, node in nodes:
+        assert "type" in node, f"{path}: no type"
+        assert not FORBIDDEN & set(node), f"{path}: {FORBIDDEN & set(node)}"
+        assert node.get("additionalProperties") is not False, path
+        assert not ("properties" in node and "additionalProperties" in node), path
+        if "default" in node and node["type"] == "string" and "enum" in node:
+            assert node["default"] in node["enum"], path
+
+
+@pytest.mark.parametrize(("kind", "model"), [(SUBNET, SubnetSpec), (NEURON, NeuronSpec)],
+                         ids=["Subnet", "Neuron"])
+def test_every_spec_field_is_in_the_schema_in_camel_case(kind: Any, model: type[BaseModel]) -> None:
+    spec = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    wanted = {f.alias or name for name, f in model.model_fields.items()}
+    assert set(spec["properties"]) == wanted
+
+
+def test_hyperparameters_keep_bounds_and_defaults_in_camel_case() -> None:
+    hp = model_schema(SubnetSpec)["properties"]["hyperparameters"]["properties"]
+    assert hp["weightsRateLimit"]["default"] == Hyperparameters().weights_rate_limit
+    assert hp["kappa"]["minimum"] == 0 and hp["kappa"]["maximum"] == 1
+    assert hp["tempo"]["type"] == "integer" and hp["yuma3"]["type"] == "boolean"
+    assert "weights_rate_limit" not in hp
+
+
+def test_backend_union_becomes_one_object_with_rules() -> None:
+    backend = model_schema(NeuronSpec)["properties"]["miner"]["properties"]["backend"]
+    assert backend["required"] == ["type"]
+    assert backend["properties"]["type"]["enum"] == ["sim", "vllm", "openai"]
+    rules = {r["rule"] for r in backend["x-kubernetes-validations"]}
+    assert "self.type != 'vllm' || has(self.model)" in rules
+    assert "!has(self.accuracy) || self.type in ['sim']" in rules
+    assert "!has(self.gpus) || self.type in ['vllm']" in rules
+    # variant defaults stay with the model: none may leak into another backend type
+    assert all("default" not in p for p in backend["properties"].values())
+
+
+def test_cross_field_rules_of_the_models_reach_the_schema() -> None:
+    neuron = model_schema(NeuronSpec)
+    messages = " ".join(r["message"] for r in neuron["x-kubernetes-validations"])
+    assert "behaviour" in messages and "copyFrom" in messages
+    assert neuron["properties"]["role"]["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
+    owner = model_schema(SubnetSpec)["properties"]["owner"]["x-kubernetes-validations"]
+    assert {r["rule"] for r in owner} == {"!has(self.devKey) || !has(self.wallet)",
+                                          "self == oldSelf"}  # model's rule kept, field's added
+
+
+def test_names_columns_and_subresources() -> None:
+    for kind in KINDS:
+        spec = crd(kind)["spec"]
+        version = spec["versions"][0]
+        assert version["subresources"] == {"status": {}}
+        assert spec["names"]["shortNames"] and spec["names"]["categories"] == ["subnetlab"]
+        columns = {c["name"] for c in version["additionalPrinterColumns"]}
+        assert {"Netuid", "Phase", "Stake", "Age"} <= columns
+    neuron_columns = {c["name"] for c in crd(NEURON)["spec"]["versions"][0][
+        "additionalPrinterColumns"]}
+    assert {"Uid", "Incentive"} <= neuron_columns
+    assert file_name(NEURON) == "subnetlab.io_neurons.yaml"
+    subnet = yaml.safe_load(rendered()[file_name(SUBNET)])
+    assert subnet["metadata"]["name"] == "subnets.subnetlab.io"
+
+
+class _Mixed(BaseModel):
+    value: int | str
+
+
+class _Tagless(BaseModel):
+    kind: Literal["a"] | Literal["b"] = "a"
+    size: int = Field(1, gt=0)
+
+
+def test_unsupported_shapes_are_refused_naming_the_field() -> None:
+    with pytest.raises(SchemaError, match=r"_Mixed\.value: only Optional\[X\] unions"):
+        model_schema(_Mixed)
+    schema = model_schema(_Tagless)  # a Literal union is a plain enum: supported
+    assert schema["properties"]["kind"]["enum"] == ["a", "b"]
+    assert schema["properties"]["size"] == {"default": 1, "exclusiveMinimum": True,
+                                            "minimum": 0, "type": "integer"}
+
+
+def test_generate_and_check_commands(tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "crds"
+    done = cli("crds", "generate", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(rendered())
+    assert cli("crds", "generate", "--check", "--out", str(out)).returncode == 0
+    (out / file_name(NEURON)).write_text("stale\n")
+    stale = cli("crds", "generate", "--check", "--out", str(out))
+    assert stale.returncode == 1 and "subnetlab.io_neurons.yaml" in stale.stderr
+    assert (out / file_name(NEURON)).read_text() == "stale\n"  # --check writes nothing
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    refused = cli("crds", "generate", "--out", str(blocker))
+    assert refused.returncode == 2 and "--out" in refused.stderr

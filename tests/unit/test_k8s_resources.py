@@ -1,0 +1,145 @@
+"""The objects a Neuron owns: Deployment, Service and key Secret bodies, from its spec."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from subnetlab.k8s.config import OperatorConfig
+from subnetlab.k8s.keys import HOTKEY_KEY, secret_data
+from subnetlab.k8s.resources import (
+    GATEWAY_PORT,
+    KEY_DIR,
+    NeuronWorkload,
+    deployment,
+    key_secret,
+    labels_for,
+    owner_reference,
+    service,
+)
+from subnetlab.keys.keypair import Keypair
+from subnetlab.neuron.command import role_args
+from subnetlab.specs import NeuronSpec, TaskMix
+
+OWNER_BODY = {"apiVersion": "subnetlab.io/v1alpha1", "kind": "Neuron",
+              "metadata": {"name": "m0", "namespace": "ns", "uid": "u-1"}}
+CONFIG = OperatorConfig(ledger_url="http://operator-view:9944",
+                        pod_ledger_url="http://ledger.subnetlab.svc:9944",
+                        image="registry.example/subnetlab:1", redis_url="redis://redis:6379/0")
+GPU_MINER = {
+    "subnet": "gpu", "role": "miner",
+    "miner": {"backend": {
+        "type": "vllm", "model": "Qwen/Qwen2.5-0.5B-Instruct", "gpus": 2, "memory": "24Gi",
+        "args": ["--max-model-len", "4096"],
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "runtimeClassName": "nvidia"}},
+}
+
+
+def workload(spec: dict[str, Any], name: str = "m0") -> NeuronWorkload:
+    parsed = NeuronSpec.model_validate(spec)
+    return NeuronWorkload(name, "ns", parsed.subnet, parsed, TaskMix(), 7, "5Hot", f"{name}-hotkey",
+                          owner_reference(OWNER_BODY), CONFIG)
+
+
+def containers(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in body["spec"]["template"]["spec"]["containers"]}
+
+
+def test_vllm_miner_gets_a_gpu_sidecar_and_the_pod_settings() -> None:
+    body = deployment(workload(GPU_MINER))
+    pod = body["spec"]["template"]["spec"]
+    found = containers(body)
+    assert set(found) == {"vllm", "miner"}
+    vllm = found["vllm"]
+    assert vllm["resources"]["limits"] == {"nvidia.com/gpu": "2", "memory": "24Gi"}
+    assert vllm["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert vllm["args"][:2] == ["--model", "Qwen/Qwen2.5-0.5B-Instruct"]
+    assert vllm["args"][-2:] == ["--max-model-len", "4096"]
+    startup = vllm["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # time to load a model
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
+    assert pod["runtimeClassName"] == "nvidia"
+    miner = found["miner"]
+    args = miner["args"]
+    assert args[args.index("--backend-url") + 1] == "http://127.0.0.1:8000"
+    assert args[args.index("--ledger") + 1] == "http://ledger.subnetlab.svc:9944"
+    assert "nvidia.com/gpu" not in json.dumps(miner)
+    assert body["spec"]["strategy"] == {"type": "Recreate"}  # never two signers at once
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_sim_miner_is_the_miner_alone_with_its_key_mounted() -> None:
+    body = deployment(workload({"subnet": "demo", "role": "miner", "behaviour": "lazy"}))
+    pod = body["spec"]["template"]["spec"]
+    (miner,) = pod["containers"]
+    assert miner["command"] == ["subnetlab"]
+    assert miner["args"][:2] == ["miner", "serve"]
+    args = miner["args"]
+    assert args[args.index("--behaviour") + 1] == "lazy"
+    assert args[args.index("--wallet") + 1] == "neuron"
+    assert args[args.index("--external-host") + 1] == "$(POD_IP)"
+    assert "nodeSelector" not in pod and "runtimeClassName" not in pod
+    mount = next(m for m in miner["volumeMounts"] if m["name"] == "hotkey")
+    assert mount == {"name": "hotkey", "mountPath": KEY_DIR, "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "hotkey")
+    assert volume["secret"]["secretName"] == "m0-hotkey"
+    assert volume["secret"]["items"] == [{"key": HOTKEY_KEY, "path": "default"}]
+    assert pod["automountServiceAccountToken"] is False
+    assert miner["securityContext"]["runAsNonRoot"] is True
+
+
+def test_validator_runs_its_gateway_with_keys_from_a_secret() -> None:
+    w = workload({"subnet": "demo", "role": "validator", "stake": 10,
+                  "validator": {"sampleSize": 3, "gateway": {"strategy": "best-of-n"}}},
+                 name="v0")
+    (container,) = containers(deployment(w)).values()
+    args = container["args"]
+    assert args[:2] == ["validator", "run"]
+    assert args[args.index("--strategy") + 1] == "best-of-n"
+    assert args[args.index("--port") + 1] == str(GATEWAY_PORT)
+    assert args[args.index("--redis-url") + 1] == "redis://redis:6379/0"
+    keys = next(e for e in container["env"] if e["name"] == "SUBNETLAB_API_KEYS")
+    assert keys["valueFrom"]["secretKeyRef"]["name"] == CONFIG.gateway_keys_secret
+    svc = service(w)
+    assert svc["spec"]["ports"] == [{"name": "gateway", "port": GATEWAY_PORT,
+                                     "targetPort": "gateway", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == {"subnetlab.io/neuron": "v0"}
+    assert w.endpoint == f"http://v0.ns.svc:{GATEWAY_PORT}"
+
+
+def test_role_args_follow_the_spec_and_need_a_url_for_served_backends() -> None:
+    openai = NeuronSpec.model_validate({"subnet": "s", "role": "miner", "behaviour": "passthrough",
+                                        "miner": {"backend": {"type": "openai",
+                                                              "url": "http://engine:8000",
+                                                              "model": "m"}}})
+    assert role_args(openai, TaskMix(), "http://engine:8000")[-6:] == [
+        "--backend", "openai", "--backend-url", "http://engine:8000", "--model", "m"]
+    with pytest.raises(ValueError, match=r"miner\.backend\.url"):
+        role_args(openai, TaskMix(), None)
+    validator = NeuronSpec.model_validate({"subnet": "s", "role": "validator",
+                                           "behaviour": "cabal", "validator": {"cabal": [1, 2]}})
+    tasks = TaskMix.model_validate({"kinds": {"arithmetic": 2, "sorting": 0}})
+    args = role_args(validator, tasks)
+    assert args[args.index("--tasks") + 1] == "arithmetic=2.0,sorting=0.0"
+    assert args[args.index("--cabal") + 1] == "1,2"
+
+
+def test_key_secret_holds_base64_data_and_only_the_address_in_clear() -> None:
+    key = Keypair.generate()
+    body = key_secret("m0-hotkey", "ns", secret_data(key), key.ss58_address,
+                      labels_for("m0", "demo", "miner"), owner_reference(OWNER_BODY))
+    assert "stringData" not in body
+    decoded = {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
+    assert json.loads(decoded[HOTKEY_KEY])["ss58_address"] == key.ss58_address
+    assert key.mnemonic is not None
+    visible = json.dumps({k: v for k, v in body.items() if k != "data"})
+    assert key.mnemonic not in visible and key.ss58_address in visible
+    assert body["metadata"]["labels"]["subnetlab.io/neuron"] == "m0"
