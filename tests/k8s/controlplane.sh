@@ -6,6 +6,7 @@
 #
 #   controlplane.sh build                 build the binaries, or reuse the cache; prints the bin dir
 #   controlplane.sh bin-dir               print the bin dir of the pinned version (builds nothing)
+#   controlplane.sh prune                 delete the Go module and build caches, keep the binaries
 #   controlplane.sh run DIR [--watch-pid PID]
 #                                         start everything with state under DIR (empty or new),
 #                                         write DIR/kubeconfig and DIR/ready, then wait; SIGTERM,
@@ -21,8 +22,12 @@ COMMANDS=(kube-apiserver kube-controller-manager kubectl)
 # -checklinkname=0: k8s 1.30's dependencies pull runtime symbols with //go:linkname, which
 # the linker refuses since Go 1.23 unless told otherwise. The -X flags stamp the version the
 # way hack/lib/version.sh does (else /version says v0.0.0 and Helm's kubeVersion checks fail).
-ldflags() {  # ldflags VERSION
-  local v="${1#v}" flags='-s -w -checklinkname=0' pkg key val
+ldflags() {  # ldflags K8S_VERSION GO_VERSION (e.g. v1.30.14 go1.26.8)
+  local v="${1#v}" go_minor flags='-s -w' pkg key val
+  go_minor="$(echo "$2" | sed -E 's/^go1\.([0-9]+).*/\1/')"
+  if ! [[ "$go_minor" =~ ^[0-9]+$ ]] || [ "$go_minor" -ge 23 ]; then
+    flags+=' -checklinkname=0'
+  fi
   for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
     for key in gitVersion=v$v gitMajor=${v%%.*} gitMinor=$(echo "$v" | cut -d. -f2) \
       gitTreeState=clean buildDate=1970-01-01T00:00:00Z; do
@@ -49,12 +54,9 @@ bin_dir() {
   echo "$CACHE/$version/bin"
 }
 
-# What the binaries were built from: a different go.mod, go.sum, toolchain or flags rebuilds.
-build_stamp() {
-  {
-    cat "$HERE/go.mod" "$HERE/go.sum"
-    echo "toolchain=${SUBNETLAB_K8S_GOTOOLCHAIN:-local} ldflags=$(ldflags "$(k8s_version)")"
-  } | sha256sum | cut -d' ' -f1
+# What the binaries were built from: a different go.mod, go.sum, Go or flags rebuilds.
+build_stamp() {  # build_stamp GO_VERSION LDFLAGS
+  { cat "$HERE/go.mod" "$HERE/go.sum"; echo "go=$1 ldflags=$2"; } | sha256sum | cut -d' ' -f1
 }
 
 # go build -v, its package lines turned into a progress count; errors pass through.
@@ -64,17 +66,27 @@ go_build() {  # go_build PACKAGE OUTPUT LDFLAGS LABEL
   (cd "$HERE" && go build -v -p 2 -trimpath -ldflags="$3" -o "$2" "$1") 2>&1 \
     | awk -v label="$4" -v total="$total" '
         /^go: downloading / { next }
-        /^[^ :#]+$/ { if (++n % 100 == 0) printf "controlplane.sh: %s: %d of %s packages compiled\n", label, n, total; fflush(); next }
+        /^[^ :#]+$/ {
+          if (++n % 100 == 0) {
+            printf "controlplane.sh: %s: %d of %s packages compiled\n", label, n, total
+            fflush()
+          }
+          next
+        }
         { print; fflush() }' >&2
 }
 
 cmd_build() {
   command -v go >/dev/null || die "go: not found on PATH (the binaries are built from source)"
-  local version bin stamp flags
+  export GOPATH="$CACHE/gopath" GOMODCACHE="$CACHE/gopath/pkg/mod" GOCACHE="$CACHE/gocache"
+  export GOTOOLCHAIN="${SUBNETLAB_K8S_GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod CGO_ENABLED=0
+  local version bin stamp flags go_version
   version="$(k8s_version)"
-  flags="$(ldflags "$version")"
+  go_version="$(cd "$HERE" && go env GOVERSION)" \
+    || die "go env GOVERSION failed (GOTOOLCHAIN=$GOTOOLCHAIN)"
+  flags="$(ldflags "$version" "$go_version")"
   bin="$(bin_dir)"
-  stamp="$(build_stamp)"
+  stamp="$(build_stamp "$go_version" "$flags")"
   mkdir -p "$CACHE"
   exec 9>"$CACHE/.build.lock"
   flock 9  # one build at a time; a second caller waits, then reuses
@@ -83,11 +95,9 @@ cmd_build() {
     echo "$bin"
     return
   fi
-  export GOPATH="$CACHE/gopath" GOMODCACHE="$CACHE/gopath/pkg/mod" GOCACHE="$CACHE/gocache"
-  export GOTOOLCHAIN="${SUBNETLAB_K8S_GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod CGO_ENABLED=0
   local tmp="$CACHE/$version/bin.partial" i=0 start step
   rm -rf "$tmp" && mkdir -p "$tmp"
-  say "building Kubernetes $version from source with $(cd "$HERE" && go version) (cold: tens of minutes)"
+  say "building Kubernetes $version from source with $go_version (cold: 10 to 20 minutes)"
   start=$SECONDS
   for c in "${COMMANDS[@]}"; do
     i=$((i + 1)); step=$SECONDS
@@ -103,7 +113,8 @@ cmd_build() {
 }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # CA, apiserver serving cert, service-account key pair and client certs, like envtest's.
@@ -277,10 +288,22 @@ cmd_run() {
   done
 }
 
+# Keep only the built binaries: frees the ~4 GB of module and build caches, at the price
+# of a cold build when go.mod changes.
+cmd_prune() {
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.build.lock"
+  flock 9
+  [ -d "$CACHE/gopath" ] && chmod -R u+w "$CACHE/gopath"  # the module cache is read-only
+  rm -rf "$CACHE/gopath" "$CACHE/gocache"
+  say "kept $(du -sh "$CACHE" | cut -f1) of binaries in $CACHE"
+}
+
 case "${1:-}" in
+  prune) shift; [ $# -eq 0 ] || die "prune: takes no arguments, got '$*'"; cmd_prune ;;
   build) shift; [ $# -eq 0 ] || die "build: takes no arguments, got '$*'"; cmd_build ;;
   bin-dir) shift; [ $# -eq 0 ] || die "bin-dir: takes no arguments, got '$*'"; bin_dir ;;
   run) shift; cmd_run "$@" ;;
-  "") die "a command is required: build, bin-dir or run DIR [--watch-pid PID]" ;;
-  *) die "unknown command '$1' (expected build, bin-dir or run)" ;;
+  "") die "a command is required: build, bin-dir, run DIR [--watch-pid PID] or prune" ;;
+  *) die "unknown command '$1' (expected build, bin-dir, run or prune)" ;;
 esac

@@ -182,6 +182,7 @@ def script(*args: str) -> subprocess.CompletedProcess[str]:
         ((), "a command is required"),
         (("start",), "unknown command 'start'"),
         (("build", "extra"), "build: takes no arguments"),
+        (("prune", "all"), "prune: takes no arguments"),
         (("run",), "run: DIR is required"),
         (("run", "DIR", "--watch-pid", "abc"), "--watch-pid: 'abc' is not a process id"),
         (("run", "DIR", "--watch-pid"), "--watch-pid: needs a process id"),
@@ -218,6 +219,25 @@ def test_a_go_mod_without_the_kubernetes_pin_is_refused(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert "go.mod: no 'require k8s.io/kubernetes vX.Y.Z' line" in done.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_prune_keeps_only_the_binaries(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    binary = cache / "v1.30.14" / "bin" / "kubectl"
+    module = cache / "gopath" / "pkg" / "mod" / "example.com" / "m@v1" / "m.go"
+    for path in (binary, module, cache / "gocache" / "00" / "obj"):
+        path.parent.mkdir(parents=True)
+        path.write_text("x")
+    module.chmod(0o444)
+    module.parent.chmod(0o555)  # as go leaves its module cache
+
+    done = subprocess.run(["bash", str(SCRIPT), "prune"], capture_output=True, text=True,
+                          env={**os.environ, "SUBNETLAB_K8S_CACHE": str(cache)},
+                          timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in cache.iterdir()) == [".build.lock", "v1.30.14"]
+    assert binary.read_text() == "x"
 
 
 def test_a_missing_etcd_is_named(tmp_path: Path) -> None:
