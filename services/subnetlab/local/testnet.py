@@ -30,6 +30,7 @@ from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child, Supervisor
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
+from subnetlab.neuron.command import role_args
 from subnetlab.specs import KeySource, Network, Neuron, Subnet
 from subnetlab.validator.tasks import KINDS, generate
 
@@ -170,44 +171,28 @@ class Testnet:
                 self.vllm_urls[key] = server.start(timeout=900, say=say).url
 
     def _child(self, neuron: NeuronRun, logs: Path, engine_url: str | None) -> Child:
+        """The neuron's process: the spec's own flags (shared with the operator's pods,
+        `neuron/command.py`) plus what only this runner knows: ports, keys, local URLs."""
         spec = neuron.spec.spec
         name = neuron.spec.metadata.name
         port = free_port()
-        common = ["--netuid", str(neuron.netuid), "--ledger", self.ledger_url, "--port", str(port),
-                  "--dev-key", key_name(neuron), "--behaviour", spec.behaviour,
-                  "--log-level", "warning"]
-        if spec.role == "miner":
-            assert spec.miner is not None
-            backend = spec.miner.backend
-            args = ["miner", "serve", *common, "--concurrency", str(spec.miner.concurrency)]
-            if backend.type == "sim":
-                args += ["--backend", "sim", "--accuracy", str(backend.accuracy),
-                         "--ttft", str(backend.ttft_seconds),
-                         "--tokens-per-s", str(backend.tokens_per_second)]
-            else:
-                url = backend.url if backend.url != LOCAL_SIM_ENGINE else engine_url
-                if backend.type == "vllm" and not url:
-                    url = self.vllm_urls.get(server_key(backend))
-                if not url:
-                    raise ValueError(f"Neuron {name}: miner.backend.url is needed locally")
-                args += ["--backend", backend.type, "--backend-url", url,
-                         "--model", backend.model]
-            if spec.miner.copy_from:
-                args += ["--copy-from", spec.miner.copy_from]
-            return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
-        assert spec.validator is not None
-        v = spec.validator
         subnet = next(s for s in self.network.subnets if s.metadata.name == spec.subnet)
-        tasks = ",".join(f"{k}={w}" for k, w in subnet.spec.tasks.kinds.items())
-        args = ["validator", "run", *common, "--redis-url", str(self.redis_url),
-                "--sample-size", str(v.sample_size), "--timeout", str(v.timeout_seconds),
-                "--interval", str(v.interval_seconds), "--strategy", v.gateway.strategy,
-                "--fan-out", str(v.gateway.fan_out), "--tasks", tasks,
-                "--api-keys-file", str(self.run_dir / "api-keys")]
-        if v.cabal:
-            args += ["--cabal", ",".join(map(str, v.cabal))]
-        neuron.gateway_url = f"http://127.0.0.1:{port}"
-        return Child(name, args, logs / f"{name}.log", f"{neuron.gateway_url}/healthz")
+        backend_url: str | None = None
+        if spec.miner is not None and spec.miner.backend.type != "sim":
+            backend = spec.miner.backend
+            backend_url = backend.url if backend.url != LOCAL_SIM_ENGINE else engine_url
+            if backend.type == "vllm" and not backend_url:
+                backend_url = self.vllm_urls.get(server_key(backend))
+            if not backend_url:
+                raise ValueError(f"Neuron {name}: miner.backend.url is needed locally")
+        args = [*role_args(spec, subnet.spec.tasks, backend_url),
+                "--netuid", str(neuron.netuid), "--ledger", self.ledger_url,
+                "--port", str(port), "--dev-key", key_name(neuron), "--log-level", "warning"]
+        if spec.role == "validator":
+            args += ["--redis-url", str(self.redis_url),
+                     "--api-keys-file", str(self.run_dir / "api-keys")]
+            neuron.gateway_url = f"http://127.0.0.1:{port}"
+        return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
 
     # --- while running -------------------------------------------------------------------
 
