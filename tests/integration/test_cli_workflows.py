@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 
 from subnetlab.cli.main import app
 from subnetlab.ledger.client import TOKEN, LedgerClient
-from tests.integration.conftest import LedgerProcess, free_port, wait_until
+from tests.integration.conftest import LedgerProcess, RedisServer, free_port, wait_until
 
 PASSWORD = "pw-for-tests"
 WAIT_S = 120.0
@@ -189,6 +189,48 @@ def test_full_workflow(cli: Cli, chain: LedgerClient) -> None:
     assert neuron(graph, 1)["incentive"] == pytest.approx(1.0)
 
 
+# ---- deregistration ---------------------------------------------------------------------
+
+
+def test_deregister_leaves_a_vacant_uid_and_returns_the_stake(
+    cli: Cli, chain: LedgerClient, module_redis: RedisServer
+) -> None:
+    owner = cli.json("wallet", "new", "--name", "dereg-owner")
+    miner = cli.json("wallet", "new", "--name", "dereg-miner")
+    cli.ok("faucet", "--name", "dereg-owner")
+    cli.ok("faucet", "--name", "dereg-miner")
+    netuid = cli.json("subnet", "create", "--name", "dereg-owner", "--param", "tempo=5")[
+        "netuid"]
+    assert cli.json("register", "--netuid", str(netuid), "--name", "dereg-owner")["uid"] == 0
+    assert cli.json("register", "--netuid", str(netuid), "--name", "dereg-miner")["uid"] == 1
+    cli.ok("stake", "add", "--amount", "25", "--name", "dereg-miner")
+    free = chain.account(miner["coldkey"])["balance"]
+
+    out = cli.json("deregister", "--netuid", str(netuid), "--wallet", "dereg-miner",
+                   "--hotkey", "default")
+    assert out["status"] == "included" and out["uid"] == 1
+    assert out["hotkey"] == miner["hotkey"] and out["stake"] == 0
+    # the stake (with any dividends it earned meanwhile) is free again; nothing else moved
+    assert out["balance"] == chain.account(miner["coldkey"])["balance"] >= free + 25 * TOKEN
+    vacant = neuron(chain.metagraph(netuid), 1)
+    assert vacant["vacant"] is True and vacant["hotkey"] is None and vacant["stake"] == 0
+    assert neuron(chain.metagraph(netuid), 0)["hotkey"] == owner["hotkey"]
+    assert chain.subnet(netuid)["vacant"] == 1
+    assert "(vacant)" in cli.ok("metagraph", str(netuid)).stdout
+
+    line = cli.fails("deregister", "--netuid", str(netuid), "--name", "dereg-miner")
+    assert "deregister refused: not_registered: hotkey:" in line, line
+    # the lowest vacant uid is the next registration's
+    assert cli.json("register", "--netuid", str(netuid), "--name", "dereg-miner")["uid"] == 1
+    text = cli.ok("deregister", "--netuid", str(netuid), "--name", "dereg-owner").stdout
+    assert f"deregistered {owner['hotkey']} from subnet {netuid}: uid 0 is vacant" in text
+    assert "it held no stake of yours" in text
+
+    # the audit replays the whole block log, deregistrations included, to the same roots
+    verified = cli.ok("ledger", "verify", "--redis-url", module_redis.url).stdout
+    assert verified.startswith("height ") and verified.rstrip().endswith(" OK"), verified
+
+
 # ---- bad input: one line, non-zero exit, nothing changed --------------------------------
 
 
@@ -239,8 +281,8 @@ def tunable(info: dict[str, Any]) -> dict[str, Any]:
 
 def snapshot(cli: Cli, chain: LedgerClient, stage: Stage) -> Snapshot:
     account = chain.account(stage.coldkey)
-    subnets = tuple((tunable(chain.subnet(n)), chain.subnet(n)["n"])
-                    for n in (stage.netuid, stage.cr_netuid))
+    subnets = tuple((tunable(info), (info["n"], info["vacant"]))
+                    for info in (chain.subnet(stage.netuid), chain.subnet(stage.cr_netuid)))
     return Snapshot((account["balance"], account["nonce"], account.get("last_faucet")),
                     chain.nonce(stage.hotkey), subnets, tuple(files(cli.home).items()))
 
@@ -279,6 +321,20 @@ BAD_INPUTS: list[tuple[str, list[str], str | None, list[str]]] = [
      PASSWORD, ["register refused: unknown_subnet:", "subnet 999 does not exist"]),
     ("register twice", ["register", "--netuid", "{netuid}", "--name", "user"], PASSWORD,
      ["register refused: already_registered:"]),
+    ("deregister on an unknown netuid", ["deregister", "--netuid", "999", "--name", "user"],
+     PASSWORD, ["deregister refused: unknown_subnet:", "subnet 999 does not exist"]),
+    ("deregister a hotkey with no uid there",
+     ["deregister", "--netuid", "{netuid}", "--hotkey", "{dest}", "--name", "user"], PASSWORD,
+     ["deregister refused: not_registered: hotkey:", "is not registered on subnet"]),
+    ("deregister another coldkey's hotkey",
+     ["deregister", "--netuid", "{netuid}", "--hotkey", "{hotkey}", "--wallet", "boss"],
+     PASSWORD, ["deregister refused: not_owner: hotkey:", "only it may deregister"]),
+    ("deregister with a hotkey name the wallet lacks",
+     ["deregister", "--netuid", "{netuid}", "--hotkey", "nope", "--name", "user"], PASSWORD,
+     ["--hotkey 'nope': neither an SS58 address nor a hotkey of wallet 'user'"]),
+    ("deregister with a netuid that is not a number",
+     ["deregister", "--netuid", "one", "--name", "user"], PASSWORD,
+     ["--netuid 'one': must be a whole number in [0, 65535]"]),
     ("metagraph of an unknown netuid", ["metagraph", "999"], PASSWORD,
      ["unknown_subnet", "subnet 999 does not exist"]),
     ("subnet show of an unknown netuid", ["subnet", "show", "999"], PASSWORD,
@@ -325,7 +381,8 @@ def test_bad_input_is_one_line_and_changes_nothing(
     fragments: list[str],
 ) -> None:
     dest = chain.chain()["sudo"]
-    filled = [a.format(netuid=stage.netuid, cr=stage.cr_netuid, dest=dest) for a in args]
+    filled = [a.format(netuid=stage.netuid, cr=stage.cr_netuid, dest=dest, hotkey=stage.hotkey)
+              for a in args]
     before = snapshot(cli, chain, stage)
     line = cli.fails(*filled, password=password)
     for fragment in fragments:

@@ -130,6 +130,7 @@ CALL_PARAMS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, Any]]]
     "set_hyperparameters": ({"netuid": NETUID}, {n: SCALARS for n in HYPERPARAMETERS[:6]}),
     "sudo_set_hyperparameters": ({"netuid": NETUID}, {n: SCALARS for n in HYPERPARAMETERS[6:]}),
     "register": ({"netuid": NETUID, "hotkey": ADDRESS}, {}),
+    "deregister": ({"netuid": NETUID, "hotkey": ADDRESS}, {}),
     "serve_axon": ({"netuid": NETUID, "ip": near(st.sampled_from(["127.0.0.1", "::1",
                                                                   "224.0.0.1"])),
                     "port": AMOUNT},

@@ -111,6 +111,12 @@ def alice_stake_on(ledger: LedgerProcess, hotkey: str) -> int:
     return sum(int(p["amount"]) for p in positions if p["hotkey"] == hotkey)
 
 
+def metagraph_rows(ledger: LedgerProcess, netuid: int) -> list[dict[str, Any]]:
+    with chain(ledger) as client:
+        rows: list[dict[str, Any]] = client.metagraph(netuid)["neurons"]
+    return rows
+
+
 # ---- the operator process ---------------------------------------------------------------------
 
 
@@ -413,9 +419,11 @@ def test_deleting_neurons_and_subnets_cleans_up(
     apply(plane, ns, subnet("del", FAST))
     apply(plane, ns, neuron("val", {"subnet": "del", "role": "validator", "stake": 10}))
     apply(plane, ns, neuron("min", {"subnet": "del", "role": "miner"}))
-    hotkey = wait_phase(plane, ns, "neuron", "val", "Starting")["hotkey"]
-    wait_phase(plane, ns, "neuron", "min", "Starting")
+    val = wait_phase(plane, ns, "neuron", "val", "Starting")
+    hotkey, netuid, uid = val["hotkey"], val["netuid"], val["uid"]
+    miner = wait_phase(plane, ns, "neuron", "min", "Starting")
     assert alice_stake_on(ledger, hotkey) >= 10 * TOKEN
+    assert metagraph_rows(ledger, netuid)[uid]["hotkey"] == hotkey
     subnet_uid = (get(plane, ns, "subnet", "del") or {})["metadata"]["uid"]
     owners = [r["uid"] for r in (get(plane, ns, "neuron", "min") or {})["metadata"][
         "ownerReferences"]]
@@ -423,7 +431,15 @@ def test_deleting_neurons_and_subnets_cleans_up(
 
     plane.kubectl("delete", "neuron", "val", "-n", ns, "--wait=true", "--timeout=60s")
     assert alice_stake_on(ledger, hotkey) == 0  # the finalizer returned the stake
-    assert "Unstaked" in event_reasons(plane, ns, "val")
+    reasons = event_reasons(plane, ns, "val")
+    assert "Unstaked" in reasons and "Deregistered" in reasons, reasons
+    rows = metagraph_rows(ledger, netuid)  # the hotkey is gone; its uid is vacant
+    assert hotkey not in [r["hotkey"] for r in rows]
+    assert rows[uid]["vacant"] is True and rows[uid]["hotkey"] is None
+    assert rows[uid]["stake"] == 0 and rows[uid]["axon"] is None
+    assert rows[miner["uid"]]["hotkey"] == miner["hotkey"]  # the miner keeps its uid
+    eventually(lambda: status(plane, ns, "subnet", "del").get("neurons") == 1, WAIT_S,
+               "the Subnet's status to count one neuron (a vacant uid is none)")
     for kind in ("secret", "deployment", "service"):
         child = "val-hotkey" if kind == "secret" else "val"
         eventually(partial(gone, plane, ns, kind, child), WAIT_S,

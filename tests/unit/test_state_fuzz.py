@@ -97,6 +97,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "set_hyperparameters": {"netuid": 1, "tempo": 5},
     "sudo_set_hyperparameters": {"netuid": 1, "kappa": 0.4},
     "register": {"netuid": 1, "hotkey": HK[4]},
+    "deregister": {"netuid": 1, "hotkey": HK[1]},
     "serve_axon": {"netuid": 1, "ip": "10.0.0.1", "port": 80},
     "add_stake": {"hotkey": HK[1], "amount": 5},
     "remove_stake": {"hotkey": HK[1], "amount": 5},
@@ -109,6 +110,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
 NATURAL_ORIGIN = {
     "transfer": ALICE, "faucet": POOR, "sudo_set_faucet": SUDO, "create_subnet": ALICE,
     "set_hyperparameters": ALICE, "sudo_set_hyperparameters": SUDO, "register": ALICE,
+    "deregister": ALICE,
     "serve_axon": HK[1], "add_stake": ALICE, "remove_stake": ALICE, "set_delegate_take": ALICE,
     "set_weights": HK[1], "commit_weights": HK[0], "reveal_weights": HK[0],
     "commit_evidence": HK[1],
@@ -179,6 +181,7 @@ actions = st.one_of(
     st.tuples(st.just("faucet"), coldkeys),
     st.tuples(st.just("create_subnet"), coldkeys, st.integers(min_value=2, max_value=8)),
     st.tuples(st.just("register"), coldkeys, hotkeys, netuids),
+    st.tuples(st.just("deregister"), coldkeys, hotkeys, netuids),
     st.tuples(st.just("add_stake"), coldkeys, hotkeys, amounts),
     st.tuples(st.just("remove_stake"), coldkeys, hotkeys, amounts),
     st.tuples(st.just("set_delegate_take"), coldkeys, hotkeys, st.sampled_from([0.0, 0.09, 0.18])),
@@ -201,7 +204,7 @@ def _extrinsic(action: tuple[Any, ...]) -> tuple[str, str, dict[str, Any]]:
     if kind == "create_subnet":
         hp = {"tempo": action[2], "max_allowed_uids": 3, "immunity_period": 2}
         return action[1], kind, {"hyperparameters": hp}
-    if kind == "register":
+    if kind in ("register", "deregister"):
         return action[1], kind, {"hotkey": action[2], "netuid": action[3]}
     if kind in ("add_stake", "remove_stake"):
         return action[1], kind, {"hotkey": action[2], "amount": action[3]}

@@ -70,6 +70,16 @@ class Chain:
         self.state: ChainState = genesis_state(genesis or make_genesis())
         self.genesis_issuance = self.state.total_issuance
 
+    @classmethod
+    def resume(cls, state: ChainState) -> Chain:
+        """Drive an existing state (a restored snapshot); its genesis issuance is derived
+        from its counters, so `check` still holds it to conservation."""
+        chain = cls.__new__(cls)
+        chain.state = state
+        chain.genesis_issuance = (state.total_issuance - state.total_emitted
+                                  - state.total_faucet + state.total_burned)
+        return chain
+
     def call(self, origin: str, call: str, **params: Any) -> dict[str, Any]:
         """Apply a call with the origin's current nonce; it must succeed."""
         nonce = self.state.nonce(origin)

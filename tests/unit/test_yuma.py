@@ -312,7 +312,10 @@ def test_relabelling_uids_permutes_the_outputs(
     b = epoch(relabelled, hp)
     for name in (*OUTPUTS, "validator_permit"):
         assert np.allclose(getattr(b, name), getattr(a, name)[perm], atol=1e-9), name
-    assert np.array_equal(b.bonds, a.bonds[np.ix_(perm, perm)])
+    # Bonds are stored as u16: a float sum taken in another order can land on the other
+    # side of a rounding boundary, so a relabelled entry may differ by one quantum, never more.
+    quanta = np.abs(b.bonds.astype(np.int64) - a.bonds[np.ix_(perm, perm)].astype(np.int64))
+    assert quanta.max(initial=0) <= 1
 
 
 @settings(max_examples=200, deadline=None)

@@ -94,14 +94,19 @@ def _accrue_emission(state: ChainState, netuids: list[int]) -> int:
 
 
 def epoch_inputs(state: ChainState, subnet: Subnet) -> EpochInputs:
-    """What Yuma reads: stake per uid (total on its hotkey, in tokens) and stored facts."""
+    """What Yuma reads: stake per uid (total on its hotkey, in tokens; none on a vacant
+    uid), stored facts, and which uids are vacant."""
     neurons = subnet.neurons
-    stake = np.array([state.total_stake(hk) for hk in neurons.hotkeys], dtype=np.float64) / TOKEN
+    stake = np.array(
+        [0 if hk is None else state.total_stake(hk) for hk in neurons.hotkeys], dtype=np.float64
+    ) / TOKEN
     commit_block = None
     hp = subnet.hyperparameters
     if hp.commit_reveal_weights_enabled:  # oldest commit that can still be revealed
         commit_block = np.full(neurons.n, -1, dtype=np.int64)
         for uid, hotkey in enumerate(neurons.hotkeys):
+            if hotkey is None:
+                continue
             live = [
                 c.block
                 for c in state.commits.get((hotkey, subnet.netuid), ())
@@ -119,6 +124,7 @@ def epoch_inputs(state: ChainState, subnet: Subnet) -> EpochInputs:
         validator_permit=neurons.validator_permit,
         owner_uid=None,
         commit_block=commit_block,
+        vacant=neurons.vacant_mask() if neurons.occupied < neurons.n else None,
     )
 
 
@@ -173,6 +179,8 @@ def _pay(state: ChainState, subnet: Subnet, result: EpochResult, budget: int) ->
     emission = np.zeros(neurons.n, dtype=np.int64)
     paid_incentive = paid_dividends = 0
     for uid, hotkey in enumerate(neurons.hotkeys):
+        if hotkey is None:  # vacant: the epoch gave it no share
+            continue
         owner = state.hotkeys[hotkey].owner
         incentive = budget * q_server[uid] // denominator
         dividends = budget * q_validator[uid] // denominator

@@ -11,6 +11,7 @@ Encoding rules (format version 1):
   little-endian bytes in base64 (floats exact; -0.0 is normalised to 0.0 first);
 - accounts equal to the default (balance 0, nonce 0, never dripped) are omitted, so an
   account that exists and one that does not are the same state;
+- a vacant uid is null in `hotkeys` and `coldkeys` (its axon is null, its columns zero);
 - the hotkey -> uid index is derived data and is rebuilt on load.
 """
 
@@ -80,7 +81,9 @@ def _decode_neurons(data: Json) -> Neurons:
     )
     for name, dtype in ARRAY_COLUMNS.items():
         setattr(neurons, name, _decode_array(data[name]).astype(dtype))
-    neurons.uid_of = {hotkey: uid for uid, hotkey in enumerate(neurons.hotkeys)}
+    neurons.uid_of = {
+        hotkey: uid for uid, hotkey in enumerate(neurons.hotkeys) if hotkey is not None
+    }
     return neurons
 
 

@@ -170,10 +170,14 @@ class Neurons:
     subtensor stores it. `last_weights_block` is -1 until the uid sets (or commits) weights:
     it drives the weights rate limit, so the first set after registration is always allowed.
     `uid_of` is an index (hotkey -> uid), rebuilt on load and not part of the state root.
+
+    A uid whose hotkey deregistered is *vacant*: its hotkey and coldkey are None, its axon
+    is None and every column is zero, until a registration fills it (the lowest vacant uid
+    first). Vacant uids keep their place so the uids of everyone else never move.
     """
 
-    hotkeys: list[str] = field(default_factory=list)
-    coldkeys: list[str] = field(default_factory=list)
+    hotkeys: list[str | None] = field(default_factory=list)
+    coldkeys: list[str | None] = field(default_factory=list)
     axons: list[Axon | None] = field(default_factory=list)
     block_at_registration: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
     last_update: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
@@ -193,8 +197,23 @@ class Neurons:
 
     @property
     def n(self) -> int:
-        """Number of uids in use."""
+        """Number of uids, vacant ones included (the size of every column and matrix)."""
         return len(self.hotkeys)
+
+    @property
+    def occupied(self) -> int:
+        """Number of uids held by a hotkey."""
+        return len(self.uid_of)
+
+    def vacant_mask(self) -> NDArray[np.bool_]:
+        """Per uid: True where the uid is vacant (what the epoch masks out)."""
+        return np.fromiter((h is None for h in self.hotkeys), dtype=np.bool_, count=self.n)
+
+    def first_vacant(self) -> int | None:
+        """The lowest vacant uid (the one a registration fills first), or None."""
+        if self.occupied == self.n:
+            return None
+        return self.hotkeys.index(None)
 
     def column(self, name: str) -> NDArray[Any]:
         """A per-uid column by name (see ARRAY_COLUMNS)."""
@@ -213,17 +232,29 @@ class Neurons:
         self.uid_of[hotkey] = uid
         return uid
 
-    def replace(self, uid: int, hotkey: str, coldkey: str, block: int) -> str:
-        """Give `uid` to a new hotkey, forgetting everything about its previous occupant."""
-        old = self.hotkeys[uid]
-        del self.uid_of[old]
+    def replace(self, uid: int, hotkey: str, coldkey: str, block: int) -> str | None:
+        """Give `uid` to a new hotkey, forgetting everything about its previous occupant.
+
+        Works on a vacant uid too (a registration filling it); returns the hotkey that
+        held the uid, None when it was vacant.
+        """
+        old = self.vacate(uid)
         self.hotkeys[uid] = hotkey
         self.coldkeys[uid] = coldkey
+        self._fresh(uid, block)
+        self.uid_of[hotkey] = uid
+        return old
+
+    def vacate(self, uid: int) -> str | None:
+        """Empty `uid`: no hotkey, no axon, every column zero; returns who held it."""
+        old = self.hotkeys[uid]
+        if old is not None:
+            del self.uid_of[old]
+        self.hotkeys[uid] = None
+        self.coldkeys[uid] = None
         self.axons[uid] = None
         for name in ARRAY_COLUMNS:
             self.column(name)[uid] = 0
-        self._fresh(uid, block)
-        self.uid_of[hotkey] = uid
         return old
 
     def _fresh(self, uid: int, block: int) -> None:
@@ -275,7 +306,7 @@ class Subnet:
             setattr(self, name, grown)
 
     def clear_uid(self, uid: int) -> None:
-        """Forget the weights and bonds set by and on `uid` (it changes hands)."""
+        """Forget the weights and bonds set by and on `uid` (it changes hands or empties)."""
         for matrix in (self.weights, self.bonds):
             matrix[uid, :] = 0
             matrix[:, uid] = 0

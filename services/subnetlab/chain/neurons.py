@@ -1,4 +1,8 @@
-"""Neuron calls: register (burned registration with pruning) and serve_axon.
+"""Neuron calls: register (burned registration with pruning), deregister and serve_axon.
+
+Where a registration goes: the lowest vacant uid (one a deregistration emptied) if there
+is one; else a new uid at the end while the subnet has fewer than max_allowed_uids; else
+the uid the pruning rule picks.
 
 Pruning rule when a subnet is full: candidates are the uids out of immunity
 (``block - block_at_registration >= immunity_period``); the one replaced is the minimum of
@@ -6,6 +10,9 @@ Pruning rule when a subnet is full: candidates are the uids out of immunity
 last epoch's emission share, max-upscaled to u16, as subtensor stores it), then the lower
 emission in rao, then the oldest registration, then the lowest uid. When every uid is
 immune the registration is refused with subnet_full (subtensor would prune an immune uid).
+
+Deregistration (subnetlab's own call: subtensor frees a uid only by pruning it) is signed
+by the coldkey that owns the hotkey and empties the uid at once: see `deregister`.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.hyperparameters import Hyperparameters
 from subnetlab.chain.model import Axon, ChainState, HotkeyInfo, Subnet
 from subnetlab.chain.params import Params
+from subnetlab.chain.staking import return_stake
 from subnetlab.chain.subnets import get_subnet
 
 AXON_PROTOCOLS = ("http", "https")
@@ -32,7 +40,7 @@ def uid_to_prune(subnet: Subnet, block: int) -> int | None:
     best: tuple[int, int, int, int] | None = None
     for uid in range(neurons.n):
         registered = int(neurons.block_at_registration[uid])
-        if block - registered < immunity:
+        if neurons.hotkeys[uid] is None or block - registered < immunity:
             continue
         key = (int(neurons.pruning_score[uid]), int(neurons.emission[uid]), registered, uid)
         if best is None or key < best:
@@ -60,7 +68,8 @@ def _check_registration_rate(subnet: Subnet) -> None:
 
 
 def register(state: ChainState, origin: str, p: Params) -> Effect:
-    """Burn the subnet's current `burn` from the origin coldkey and give `hotkey` a uid."""
+    """Burn the subnet's current `burn` from the origin coldkey and give `hotkey` a uid
+    (the lowest vacant one, else a new one, else a pruned one: see the module doc)."""
     subnet = get_subnet(state, p)
     hotkey = p.address("hotkey")
     p.done()
@@ -78,8 +87,8 @@ def register(state: ChainState, origin: str, p: Params) -> Effect:
     burn = subnet.hyperparameters.burn
     require_balance(state, origin, burn, "burn")
     block = state.block
-    replace: int | None = None
-    if neurons.n >= subnet.hyperparameters.max_allowed_uids:
+    replace = neurons.first_vacant()
+    if replace is None and neurons.n >= subnet.hyperparameters.max_allowed_uids:
         replace = uid_to_prune(subnet, block)
         if replace is None:
             raise ChainError(
@@ -101,8 +110,9 @@ def register(state: ChainState, origin: str, p: Params) -> Effect:
         else:
             uid = replace
             replaced = neurons.replace(uid, hotkey, origin, block)
-            subnet.clear_uid(uid)
-            state.commits.pop((replaced, subnet.netuid), None)
+            subnet.clear_uid(uid)  # a vacant uid's column may hold weights set since
+            if replaced is not None:
+                state.commits.pop((replaced, subnet.netuid), None)
         subnet.registrations_this_block += 1
         subnet.registrations_this_interval += 1
         return {"netuid": subnet.netuid, "uid": uid, "burn": burn, "replaced": replaced}
@@ -147,16 +157,63 @@ def _parse_ip(value: str) -> str:
     return str(ip)
 
 
-def registered_uid(subnet: Subnet, hotkey: str) -> int:
-    """The uid of a hotkey on the subnet, or not_registered."""
+def registered_uid(subnet: Subnet, hotkey: str, field: str = "origin") -> int:
+    """The uid of a hotkey on the subnet, or not_registered naming `field`."""
     uid = subnet.neurons.uid_of.get(hotkey)
     if uid is None:
         raise ChainError(
             ErrorCode.NOT_REGISTERED,
             f"{hotkey} is not registered on subnet {subnet.netuid}",
-            "origin",
+            field,
         )
     return uid
+
+
+def deregister(state: ChainState, origin: str, p: Params) -> Effect:
+    """Give up `hotkey`'s uid on a subnet; signed by the coldkey that owns the hotkey.
+
+    The uid becomes vacant (see `Neurons.vacate`): no hotkey, no axon, every column zero,
+    its weights and bonds rows and columns cleared, the hotkey's pending commits there
+    dropped. The hotkey keeps its owner and take, and the evidence it committed stays (it
+    is the audit trail of weights already paid for). The registration burn is not refunded.
+
+    Stake: stake belongs to a hotkey, not to a subnet. While the hotkey still holds a uid
+    on another subnet its stake keeps backing it there and is left alone; when this was
+    its last uid, every position on it (the owner's and its nominators') goes back to the
+    free balance of the coldkey that holds it, in this same extrinsic. Nothing is lost,
+    nothing can slip in between (an epoch paying dividends into the hotkey after an
+    unstake and before the deregistration), and no nominator can block the owner's exit.
+    """
+    subnet = get_subnet(state, p)
+    hotkey = p.address("hotkey")
+    p.done()
+    uid = registered_uid(subnet, hotkey, "hotkey")
+    owner = state.hotkeys[hotkey].owner
+    if owner != origin:
+        raise ChainError(
+            ErrorCode.NOT_OWNER,
+            f"{hotkey} belongs to coldkey {owner}; only it may deregister the hotkey",
+            "hotkey",
+        )
+    netuid = subnet.netuid
+    last_uid = not any(
+        hotkey in other.neurons.uid_of for other in state.subnets.values() if other is not subnet
+    )
+
+    def effect() -> dict[str, Any]:
+        subnet.neurons.vacate(uid)
+        subnet.clear_uid(uid)
+        state.commits.pop((hotkey, netuid), None)
+        returned = return_stake(state, hotkey) if last_uid else {}
+        return {
+            "netuid": netuid,
+            "uid": uid,
+            "hotkey": hotkey,
+            "returned": sum(returned.values()),
+            "positions": returned,
+        }
+
+    return effect
 
 
 def serve_axon(state: ChainState, origin: str, p: Params) -> Effect:

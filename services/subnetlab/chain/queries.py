@@ -16,7 +16,12 @@ def _subnet(state: ChainState, netuid: int) -> Subnet:
 
 
 def metagraph(state: ChainState, netuid: int) -> list[dict[str, Any]]:
-    """Per uid: identity, stake (rao, total on the hotkey), the last epoch's outputs, axon."""
+    """Per uid: identity, stake (rao, total on the hotkey), the last epoch's outputs, axon.
+
+    Every uid has a row, vacant ones included (`vacant: true`, `hotkey`, `coldkey` and
+    `take` null, everything else zero), so a row's index is its uid. Consumers that pick
+    hotkeys to call or trust skip vacant rows.
+    """
     subnet = _subnet(state, netuid)
     nrn = subnet.neurons
     rows: list[dict[str, Any]] = []
@@ -27,7 +32,8 @@ def metagraph(state: ChainState, netuid: int) -> list[dict[str, Any]]:
                 "uid": uid,
                 "hotkey": hotkey,
                 "coldkey": nrn.coldkeys[uid],
-                "stake": state.total_stake(hotkey),
+                "vacant": hotkey is None,
+                "stake": 0 if hotkey is None else state.total_stake(hotkey),
                 "stake_share": float(nrn.stake_share[uid]),
                 "incentive": float(nrn.incentive[uid]),
                 "dividends": float(nrn.dividends[uid]),
@@ -41,7 +47,7 @@ def metagraph(state: ChainState, netuid: int) -> list[dict[str, Any]]:
                 "pruning_score": int(nrn.pruning_score[uid]),
                 "last_update": int(nrn.last_update[uid]),
                 "block_at_registration": int(nrn.block_at_registration[uid]),
-                "take": state.hotkeys[hotkey].take,
+                "take": None if hotkey is None else state.hotkeys[hotkey].take,
                 "axon": None if axon is None else axon.to_dict(),
             }
         )
@@ -97,6 +103,7 @@ def subnet_info(state: ChainState, netuid: int) -> dict[str, Any]:
         "owner": subnet.owner,
         "hyperparameters": hp.model_dump(mode="json"),
         "n": subnet.neurons.n,
+        "vacant": subnet.neurons.n - subnet.neurons.occupied,
         "max_allowed_uids": hp.max_allowed_uids,
         "burn": hp.burn,
         "lock": subnet.lock,

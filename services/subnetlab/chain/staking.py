@@ -64,6 +64,16 @@ def remove_stake(state: ChainState, origin: str, p: Params) -> Effect:
     return effect
 
 
+def return_stake(state: ChainState, hotkey: str) -> dict[str, int]:
+    """Move every position on `hotkey` back to its coldkey's free balance (an effect step:
+    it cannot fail). Returns coldkey -> rao returned."""
+    positions = dict(sorted(state.stake.get(hotkey, {}).items()))
+    for coldkey, amount in positions.items():
+        state.remove_stake_position(hotkey, coldkey, amount)
+        state.credit(coldkey, amount)
+    return positions
+
+
 def set_delegate_take(state: ChainState, origin: str, p: Params) -> Effect:
     """The hotkey's owner sets its take, between 0 and MAX_TAKE (18%)."""
     hotkey, info = known_hotkey(state, p)

@@ -20,6 +20,7 @@ create_subnet              hyperparameters? (partial dict)
 set_hyperparameters        netuid, <name>=<value>... (owner or sudo)
 sudo_set_hyperparameters   netuid, <name>=<value>... (sudo)
 register                   netuid, hotkey
+deregister                 netuid, hotkey (the hotkey's owning coldkey)
 serve_axon                 netuid, ip, port, protocol? ("http"/"https"), hotkey?
 add_stake / remove_stake   hotkey, amount
 set_delegate_take          hotkey, take (0..0.18, the hotkey's owner)
@@ -64,6 +65,7 @@ CALLS: dict[str, Planner] = {
     "set_hyperparameters": subnets.set_hyperparameters,
     "sudo_set_hyperparameters": subnets.sudo_set_hyperparameters,
     "register": neurons.register,
+    "deregister": neurons.deregister,
     "serve_axon": neurons.serve_axon,
     "add_stake": staking.add_stake,
     "remove_stake": staking.remove_stake,

@@ -39,7 +39,9 @@ class EpochInputs:
     `validator_permit` holds the permits computed by the *previous* epoch: permits lag one
     epoch, as on the chain. `commit_block` (optional) is, per uid, the block of its oldest
     unrevealed weight commit, or -1 where there is none; weights committed before a miner
-    registered are masked, as subtensor does under commit-reveal.
+    registered are masked, as subtensor does under commit-reveal. `vacant` (optional)
+    marks uids no hotkey holds (deregistered, not yet filled again): they count as having
+    no stake, no permit, no activity, and weights set on them are masked.
     """
 
     block: int
@@ -51,6 +53,7 @@ class EpochInputs:
     validator_permit: Bool
     owner_uid: int | None = None
     commit_block: Int | None = None
+    vacant: Bool | None = None
 
     @property
     def n(self) -> int:
@@ -179,15 +182,19 @@ def masked_weights(
     block_at_registration: Int,
     owner_uid: int | None = None,
     commit_block: Int | None = None,
+    vacant: Bool | None = None,
 ) -> Float:
     """The weight rows that count, row-normalised.
 
     Zeroes rows of validators without a permit, self-weights (except the subnet owner's),
-    weights set at or before the target's registration (they refer to a previous occupant
-    of the uid) and, under commit-reveal, weights committed before the target registered.
+    weights on vacant uids, weights set at or before the target's registration (they
+    refer to a previous occupant of the uid) and, under commit-reveal, weights committed
+    before the target registered.
     """
     w = weights_rows.astype(np.float64, copy=True)
     w[~permit[rows]] = 0.0
+    if vacant is not None:
+        w[:, vacant] = 0.0
     self_cols = rows if owner_uid is None else rows[rows != owner_uid]
     self_rows = (
         np.arange(rows.shape[0]) if owner_uid is None else np.flatnonzero(rows != owner_uid)
@@ -351,9 +358,15 @@ def emission_shares(
 def epoch(inputs: EpochInputs, hp: Hyperparameters) -> EpochResult:
     """Run one Yuma Consensus epoch for a subnet (subtensor's `epoch`)."""
     n = inputs.n
+    vacant = inputs.vacant
     active = active_mask(inputs.last_update, inputs.block, hp.activity_cutoff)
-    stake = normalized_stake(inputs.stake, hp.stake_threshold)
+    raw_stake = inputs.stake
     permit = inputs.validator_permit.astype(bool)
+    if vacant is not None:  # a vacant uid holds nothing and does nothing
+        active = active & ~vacant
+        raw_stake = np.where(vacant, 0.0, raw_stake)
+        permit = permit & ~vacant
+    stake = normalized_stake(raw_stake, hp.stake_threshold)
     new_permit = top_k_permits(stake, hp.max_allowed_validators)
     active_stake = active_validator_stake(stake, active, permit)
 
@@ -368,6 +381,7 @@ def epoch(inputs: EpochInputs, hp: Hyperparameters) -> EpochResult:
         inputs.block_at_registration,
         inputs.owner_uid,
         inputs.commit_block,
+        vacant,
     )
 
     preranks = row_stake @ weights

@@ -32,13 +32,16 @@ from subnetlab.cli.shared import (
     ledger_session,
     print_json,
     print_table,
+    progress,
     report,
     submit,
 )
 from subnetlab.cli.weights_cmds import weights_app
+from subnetlab.k8s.plan import stake_position
 from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.client import Json, LedgerClient, format_rao, parse_tokens
+from subnetlab.protocol.metagraph import is_vacant
 from subnetlab.wallet import (
     WalletError,
     coldkey_address,
@@ -62,6 +65,10 @@ Params = Annotated[
 StakeHotkey = Annotated[
     str, typer.Option("--hotkey", help="Hotkey: an SS58 address or a hotkey name of the wallet.")
 ]
+OwnHotkey = Annotated[
+    str, typer.Option("--hotkey", help="Hotkey: a hotkey name of the wallet or an SS58 address "
+                      "the wallet's coldkey owns.")
+]
 # Subnet fields that are amounts of rao: shown in tokens in tables (JSON keeps rao).
 _RAO_FIELDS = frozenset({"burn", "lock", "pending_emission", "min_burn", "max_burn"})
 
@@ -71,6 +78,7 @@ def add_chain_commands(app: typer.Typer) -> None:
     app.command("faucet", cls=OneLineCommand)(faucet)
     app.command("transfer", cls=OneLineCommand)(transfer)
     app.command("register", cls=OneLineCommand)(register)
+    app.command("deregister", cls=OneLineCommand)(deregister)
     app.command("metagraph", cls=OneLineCommand)(metagraph)
     app.add_typer(subnet_app, name="subnet")
     app.add_typer(stake_app, name="stake")
@@ -170,8 +178,9 @@ def subnet_list(ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False)
         table.add_column(column, justify="left" if column == "owner" else "right")
     for s in subnets:
         hp = s.get("hyperparameters", {})
+        held = int(s.get("n", 0)) - int(s.get("vacant", 0))
         table.add_row(str(s["netuid"]), str(s.get("owner")),
-                      f"{s.get('n')}/{hp.get('max_allowed_uids')}", str(hp.get("tempo")),
+                      f"{held}/{hp.get('max_allowed_uids')}", str(hp.get("tempo")),
                       format_rao(int(s.get("burn", 0))), str(s.get("epochs_run")),
                       str(s.get("next_epoch_block")))
     print_table(table)
@@ -248,6 +257,40 @@ def register(
            netuid=netuid, hotkey=hotkey_ss58, uid=uid)
 
 
+def deregister(
+    netuid: Netuid,
+    name: WalletName = "default",
+    hotkey: OwnHotkey = "default",
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+    as_json: AsJson = False,
+) -> None:
+    """Give up a hotkey's uid on a subnet (signed by the coldkey that owns the hotkey).
+
+    The uid becomes vacant; when it was the hotkey's last uid, the stake on it goes back
+    to the stakers' free balances in the same block (nothing to unstake first).
+    """
+    hotkey_ss58 = resolve_hotkey(hotkey, name)
+    with ledger_session(ledger, "deregister refused") as client:
+        key = coldkey_signer(client, name)
+        uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
+        staked_before = stake_position(client.account(key.ss58_address), hotkey_ss58)
+        with progress("deregister: waiting for a block"):
+            receipt = client.deregister(key, netuid, hotkey_ss58)
+        account = client.account(key.ss58_address)
+    staked = stake_position(account, hotkey_ss58)
+    balance = int(account["balance"])
+    if staked:
+        stake_note = (f"your {format_rao(staked)} tokens of stake stay on it (it holds a uid "
+                      "on another subnet)")
+    elif staked_before:
+        stake_note = f"your stake on it is back in your free balance ({format_rao(balance)} tokens)"
+    else:
+        stake_note = "it held no stake of yours"
+    report(f"deregistered {hotkey_ss58} from subnet {netuid}: uid {uid} is vacant; "
+           f"{stake_note}", receipt, as_json, netuid=netuid, hotkey=hotkey_ss58, uid=uid,
+           stake=staked, balance=balance)
+
+
 def _axon(axon: object) -> str:
     if not isinstance(axon, dict):
         return ""
@@ -274,6 +317,9 @@ def metagraph(
     for column in columns:
         table.add_column(column, justify="left" if column in ("hotkey", "axon") else "right")
     for n in neurons:
+        if is_vacant(n):
+            table.add_row(str(n["uid"]), "(vacant)", *[""] * (len(columns) - 2))
+            continue
         table.add_row(
             str(n["uid"]), f"{n['hotkey'][:10]}…", format_rao(int(n["stake"])),
             *(f"{float(n[k]):.4f}" for k in ("incentive", "dividends", "consensus", "trust",

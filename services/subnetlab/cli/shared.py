@@ -58,7 +58,8 @@ console = Console(highlight=False, soft_wrap=True)
 _status_console = Console(stderr=True, highlight=False)
 
 WalletName = Annotated[
-    str, typer.Option("--name", help="Wallet name (a folder under $SUBNETLAB_HOME/wallets).")
+    str, typer.Option("--name", "--wallet",
+                      help="Wallet name (a folder under $SUBNETLAB_HOME/wallets).")
 ]
 HotkeyName = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 LedgerUrl = Annotated[

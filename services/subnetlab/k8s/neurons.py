@@ -5,10 +5,10 @@ Every step first looks at what exists (the Secret, the metagraph row, the owner'
 position, the applied objects) and changes only what differs, so a pass can be repeated
 any number of times (timer, retry, operator restart) without duplicating anything.
 
-Deletion: the chain has no deregistration (as on subtensor, a uid is freed only when a
-newer registration prunes it), so the finalizer returns the stake the owner put on the
-hotkey and reports that the uid stays until pruned; the pods, Service and key Secret go
-with the Neuron through their owner references.
+Deletion: the finalizer returns the owner's stake on the hotkey (`remove_stake`), then
+deregisters the hotkey, which leaves its uid vacant and returns, in the same block, any
+stake that reached the hotkey since (an epoch's dividends, a nominator's position); the
+pods, Service and key Secret go with the Neuron through their owner references.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from subnetlab.specs import Neuron, SpecError, Subnet, validate_resource
 
 Json = dict[str, Any]
 LEDGER_CONDITIONS = ("Registered", "Staked")
-UNSTAKE_ROUNDS = 3
+GONE_CODES = frozenset({"not_registered", "unknown_subnet"})
+"""Deregistration refusals that mean the work is already done (a finalizer that ran before,
+a subnet the ledger no longer has): the Neuron is released without a Warning."""
 
 
 def parse_neuron(body: Body) -> Neuron:
@@ -194,12 +196,34 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
         raise outcome from None
 
 
+async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str,
+                   netuid: int) -> None:
+    """Unstake the owner's position on the hotkey, then deregister it (see the module doc);
+    each step is skipped when already done, so a retried finalizer repeats nothing."""
+    position = stake_position(await op.ledger.account(owner.ss58_address), hotkey)
+    if position:
+        await op.submit(owner, "remove_stake", {"hotkey": hotkey, "amount": position})
+        op.event(body, "Normal", "Unstaked", f"{format_rao(position)} tokens returned to "
+                 f"{owner.ss58_address}")
+    try:
+        await op.submit(owner, "deregister", {"netuid": netuid, "hotkey": hotkey})
+    except LedgerError as exc:
+        if exc.code not in GONE_CODES:
+            raise
+        op.event(body, "Normal", "Deregistered", f"hotkey {hotkey} holds no uid on netuid "
+                 f"{netuid} any more ({exc.code})")
+        return
+    uid = (body.get("status") or {}).get("uid")
+    op.event(body, "Normal", "Deregistered", f"hotkey {hotkey} left netuid {netuid}: uid "
+             f"{uid} is vacant, and any stake still on the hotkey is back with its stakers")
+
+
 async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) -> None:
-    """The finalizer: return the owner's stake on the hotkey, then let the object go.
+    """The finalizer: unstake and deregister on the ledger, then let the object go.
 
     An unreachable ledger is retried with backoff for `delete_give_up_s`; after that the
-    finalizer gives up with a Warning event (the stake stays where it is) rather than
-    keeping the Neuron, and its namespace, stuck forever.
+    finalizer gives up with a Warning event (the uid and the stake stay where they are)
+    rather than keeping the Neuron, and its namespace, stuck forever.
     """
     _, namespace, uid, _ = meta(body)
     status = body.get("status") or {}
@@ -217,29 +241,17 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
             owner = None
     if owner is None:
         op.event(body, "Warning", "OwnerKeyGone", f"Subnet {subnet_name} or its owner key is "
-                 f"gone: the stake on {hotkey} stays on the ledger")
+                 f"gone: the uid and the stake of {hotkey} stay on the ledger")
         op.forget(uid)
         return
     try:
-        returned = 0
-        for _ in range(UNSTAKE_ROUNDS):  # an epoch may pay dividends in while we unstake
-            position = stake_position(await op.ledger.account(owner.ss58_address), hotkey)
-            if not position:
-                break
-            await op.submit(owner, "remove_stake", {"hotkey": hotkey, "amount": position})
-            returned += position
-        if returned:
-            op.event(body, "Normal", "Unstaked", f"{format_rao(returned)} tokens returned to "
-                     f"{owner.ss58_address}")
-        op.event(body, "Normal", "Released", f"hotkey {hotkey} left netuid {netuid}: no stake "
-                 "from the owner; the uid stays until a new registration prunes it (the "
-                 "chain has no deregistration)")
+        await _release(op, body, owner, str(hotkey), int(netuid))
     except (LedgerUnreachable, LedgerError) as exc:
         retriable = isinstance(exc, LedgerUnreachable) or is_temporary(exc)
         if retriable and runtime < op.config.delete_give_up_s:
             raise Retry("LedgerUnreachable" if isinstance(exc, LedgerUnreachable)
                         else "LedgerBusy", str(exc), op.backoff(retry)) from None
-        op.event(body, "Warning", "GaveUp", f"could not unstake from {hotkey} "
-                 f"({exc}); after {runtime:.0f}s the Neuron is released anyway and the "
-                 "stake stays on the ledger")
+        op.event(body, "Warning", "GaveUp", f"could not unstake and deregister {hotkey} "
+                 f"({exc}); after {runtime:.0f}s the Neuron is released anyway and its uid "
+                 "and stake stay on the ledger")
     op.forget(uid)

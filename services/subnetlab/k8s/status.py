@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from subnetlab.ledger.client import TOKEN
+from subnetlab.protocol.metagraph import occupied
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 NEURON_CONDITIONS = ("KeysReady", "Registered", "Staked", "Available", "Ready")
@@ -185,7 +186,7 @@ def metagraph_fields(row: Mapping[str, Any] | None) -> dict[str, Any]:
 def subnet_fields(info: Mapping[str, Any], metagraph: Mapping[str, Any],
                   block: int) -> dict[str, Any]:
     """Status fields of a subnet from `GET /v1/subnets/{netuid}` and its metagraph."""
-    neurons = list(metagraph.get("neurons", []))
+    neurons = occupied(metagraph.get("neurons", []))  # vacant uids hold no neuron
     return {
         "netuid": int(info["netuid"]),
         "owner": str(info["owner"]),

@@ -373,6 +373,20 @@ class LedgerClient:
                 continue
             return self._settle(result) if wait else result
 
+    def deregister(
+        self, coldkey: Keypair, netuid: int, hotkey: str, wait: bool = True
+    ) -> Json:
+        """Give up ``hotkey``'s uid on ``netuid`` (signed by the coldkey that owns the
+        hotkey); the receipt, as :meth:`submit` returns it.
+
+        The uid becomes vacant at once; when it was the hotkey's last uid, every stake
+        position on the hotkey is back in its coldkey's free balance in the same block.
+        Refusals (``LedgerError``): ``unknown_subnet``, ``not_registered`` and
+        ``not_owner``, each naming its field.
+        """
+        return self.submit(coldkey, "deregister", {"netuid": int(netuid), "hotkey": hotkey},
+                           wait=wait)
+
     def _settle(self, result: Json) -> Json:
         """The final receipt of a submission made with ``wait``; raise if it failed."""
         receipt = result

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from subnetlab.chain.model import TOKEN, ChainState
 from subnetlab.chain.state import metagraph
+from subnetlab.protocol.metagraph import occupied
 from subnetlab.telemetry.concentration import gini, nakamoto
 
 NEURON_LABELS = ("netuid", "uid", "hotkey")
@@ -85,7 +86,7 @@ class LedgerMetrics:
         self.height.set(height)
         seen: set[tuple[str, str, str]] = set()
         for netuid in sorted(state.subnets):
-            neurons = metagraph(state, netuid)
+            neurons = occupied(metagraph(state, netuid))  # a vacant uid is nobody
             label = str(netuid)
             self.epochs.labels(netuid=label).set(state.subnets[netuid].epochs)
             stakes = [n["stake"] / TOKEN for n in neurons]

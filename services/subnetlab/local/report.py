@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from subnetlab.local.testnet import Testnet, write_json
+from subnetlab.protocol.metagraph import occupied
 
 
 def write_report(testnet: Testnet, directory: Path) -> Path:
@@ -58,7 +59,7 @@ def plot_emission_shares(history: list[dict[str, Any]], names: dict[str, str],
     series: dict[str, list[tuple[int, float]]] = {}
     for snapshot in history:
         total = sum(n["emission"] for n in snapshot["neurons"]) or 1
-        for n in snapshot["neurons"]:
+        for n in occupied(snapshot["neurons"]):  # a deregistered uid has no name
             label = names.get(n["hotkey"], n["hotkey"][:8])
             series.setdefault(label, []).append((snapshot["epoch"], n["emission"] / total))
     for label, points in sorted(series.items()):

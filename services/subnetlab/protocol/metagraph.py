@@ -11,9 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["CallerInfo", "MetagraphView", "StaticMetagraph"]
+__all__ = ["CallerInfo", "MetagraphView", "StaticMetagraph", "is_vacant", "occupied"]
+
+
+def is_vacant(row: Mapping[str, Any]) -> bool:
+    """Whether a metagraph row is a vacant uid (its hotkey deregistered; the ledger marks
+    it `vacant: true`, hotkey null): nobody may be called, trusted or weighted through it."""
+    return bool(row.get("vacant"))
+
+
+Row = TypeVar("Row", bound=Mapping[str, Any])
+
+
+def occupied(neurons: Iterable[Row]) -> list[Row]:
+    """The rows of uids a hotkey holds, in uid order (vacant uids left out)."""
+    return [row for row in neurons if not is_vacant(row)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +73,7 @@ class StaticMetagraph:
         """A view from the ledger's metagraph rows (``GET /v1/subnets/{netuid}/metagraph``).
 
         Each row needs ``hotkey``, ``uid``, ``stake`` and ``validator_permit``; other keys are
-        ignored.
+        ignored. Vacant uids are left out: no caller can claim one.
         """
         return cls(
             {
@@ -68,7 +82,7 @@ class StaticMetagraph:
                     stake=float(row["stake"]),
                     validator_permit=bool(row["validator_permit"]),
                 )
-                for row in neurons
+                for row in occupied(neurons)
             }
         )
 

@@ -26,6 +26,7 @@ from subnetlab.keys.keypair import Keypair
 from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.protocol.client import signed_post
+from subnetlab.protocol.metagraph import occupied
 from subnetlab.validator.evidence import round_scores, store_evidence
 from subnetlab.validator.metrics import ValidatorMetrics
 from subnetlab.validator.scoring import Scorer, verifiable_score
@@ -35,6 +36,7 @@ from subnetlab.validator.weights import (
     DEFAULT_ALPHA,
     cabal_weights,
     copier_weights,
+    held_scores,
     honest_weights,
     lazy_weights,
     update_moving_scores,
@@ -87,9 +89,11 @@ class ValidatorConfig:
 
 
 def miners_of(metagraph: dict[str, Any], own_hotkey: str) -> list[dict[str, Any]]:
-    """The neurons worth asking: serving an axon, and not this validator."""
-    return [n for n in metagraph.get("neurons", [])
+    """The neurons worth asking: a hotkey holds the uid, it serves an axon, and it is not
+    this validator."""
+    return [n for n in occupied(metagraph.get("neurons", []))
             if n.get("axon") and n["hotkey"] != own_hotkey]
+
 
 
 def sample(pool: list[dict[str, Any]], k: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -208,7 +212,8 @@ class Validator:
         if behaviour == "cabal":
             return cabal_weights(self.moving, set(self.config.cabal))
         if behaviour == "weight-copier":
-            consensus = {n["uid"]: float(n["consensus"]) for n in metagraph.get("neurons", [])}
+            consensus = {n["uid"]: float(n["consensus"])
+                         for n in occupied(metagraph.get("neurons", []))}
             return copier_weights(consensus) or honest_weights(self.moving)
         uids = [n["uid"] for n in miners_of(metagraph, self.hotkey)]
         return lazy_weights(uids, self.rng)
@@ -225,6 +230,8 @@ class Validator:
             return False
         metagraph = self.follower.metagraph or {}
         await self._reveal_due(epoch)
+        if metagraph:
+            self.moving = held_scores(self.moving, metagraph.get("neurons", []))
         weights = self.weights(metagraph)
         if not weights:
             return False

@@ -7,9 +7,11 @@ audit can recompute the weights a validator set from its evidence alone.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from subnetlab.chain.yuma import max_upscale_u16
+from subnetlab.protocol.metagraph import occupied
 
 BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
 DEFAULT_ALPHA = 0.1
@@ -27,6 +29,18 @@ def update_moving_scores(
     for uid, score in scores.items():
         moving[uid] = score if uid not in moving else (1 - alpha) * moving[uid] + alpha * score
     return moving
+
+
+def held_scores(
+    moving: Mapping[int, float], neurons: Iterable[Mapping[str, Any]]
+) -> dict[int, float]:
+    """Moving scores of the uids a hotkey still holds (`neurons`: metagraph rows).
+
+    A uid that fell vacant (its hotkey deregistered) is forgotten, so no weight goes to
+    it and whoever registers into it later starts from its own first score.
+    """
+    held = {int(row["uid"]) for row in occupied(neurons)}
+    return {uid: score for uid, score in moving.items() if uid in held}
 
 
 def honest_weights(moving: Mapping[int, float]) -> dict[int, int]:
