@@ -182,6 +182,7 @@ def test_bad_input_fails_before_anything_else(env: dict[str, str]) -> None:
     (["weights", "reveal", "--netuid", "1", "--timeout", "soon"],
      "error: Invalid value for '--timeout'"),
     (["subnet", "lst"], "error: No such command 'lst'. Did you mean 'list'"),
+    (["transferr"], "error: No such command 'transferr'. Did you mean 'transfer'"),
 ])
 def test_usage_errors_are_one_line(env: dict[str, str], args: list[str], line: str) -> None:
     shown = one_error_line(run_cli(args, env=env))

@@ -8,7 +8,7 @@ from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
 from subnetlab.cli.chain_cmds import add_chain_commands
 from subnetlab.cli.engine_cmds import engine_app
-from subnetlab.cli.errors import CliError, fail
+from subnetlab.cli.errors import CliError, OneLineGroup, fail
 from subnetlab.cli.ledger_cmds import ledger_app
 from subnetlab.cli.neuron_cmds import audit, miner_app, validator_app
 from subnetlab.cli.operator_cmds import crds_app, operator_app
@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineGroup,  # `subnetlab transferr` is one error line, like every other mistake
 )
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bench_app, name="bench")
