@@ -33,7 +33,7 @@ from subnetlab.k8s.resources import COMMON_LABELS, LABEL_SUBNET, key_secret, own
 from subnetlab.k8s.status import condition, phase_of
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable
-from subnetlab.specs import KeySource, Subnet
+from subnetlab.specs import KeySource, ResourceT, SpecError, Subnet, validate_resource
 
 log = logging.getLogger("subnetlab.k8s")
 Body = Mapping[str, Any]
@@ -68,11 +68,17 @@ def meta(body: Body) -> tuple[str, str, str, int]:
     return str(m["name"]), str(m["namespace"]), str(m["uid"]), int(m.get("generation") or 0)
 
 
-def spec_document(body: Body) -> dict[str, Any]:
-    """The part of a custom resource that `subnetlab.specs` validates."""
+def parse_resource(model: type[ResourceT], body: Body) -> ResourceT:
+    """The stored object as its spec model (`subnetlab.specs`), or Fail naming the field
+    and the reason: the same words `subnetlab up` uses for the same mistake."""
     name, namespace, _, _ = meta(body)
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"],
-            "metadata": {"name": name, "namespace": namespace}, "spec": body.get("spec") or {}}
+    document = {"apiVersion": body["apiVersion"], "kind": body["kind"],
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": body.get("spec") or {}}
+    try:
+        return validate_resource(model, document, f"{body['kind']} {namespace}/{name}")
+    except SpecError as exc:
+        raise Fail("InvalidSpec", str(exc)) from None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, spec_document
+from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
 from subnetlab.k8s.keys import neuron_secret_name
 from subnetlab.k8s.kube import KubeError
 from subnetlab.k8s.plan import is_temporary, rao, stake_change, stake_position, uid_of
@@ -35,7 +35,7 @@ from subnetlab.k8s.status import (
 from subnetlab.k8s.subnets import parse_subnet
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable, format_rao
-from subnetlab.specs import Neuron, SpecError, Subnet, validate_resource
+from subnetlab.specs import Neuron, Subnet
 
 Json = dict[str, Any]
 LEDGER_CONDITIONS = ("Registered", "Staked")
@@ -45,12 +45,8 @@ a subnet the ledger no longer has): the Neuron is released without a Warning."""
 
 
 def parse_neuron(body: Body) -> Neuron:
-    """The stored object as the spec model, or Fail naming the field and the reason."""
-    name, namespace, _, _ = meta(body)
-    try:
-        return validate_resource(Neuron, spec_document(body), f"Neuron {namespace}/{name}")
-    except SpecError as exc:
-        raise Fail("InvalidSpec", str(exc)) from None
+    """The stored Neuron as its spec model, or Fail (InvalidSpec) naming the field."""
+    return parse_resource(Neuron, body)
 
 
 async def _subnet_of(op: Operator, body: Body, neuron: Neuron,

@@ -11,25 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, spec_document
+from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
 from subnetlab.k8s.kube import KubeError
 from subnetlab.k8s.plan import hyperparameter_changes
 from subnetlab.k8s.status import SUBNET_CONDITIONS, Conditions, subnet_fields
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable
 from subnetlab.local.bootstrap import created_subnet
-from subnetlab.specs import SpecError, Subnet, validate_resource
+from subnetlab.specs import Subnet
 
 Json = dict[str, Any]
 
 
 def parse_subnet(body: Body) -> Subnet:
-    """The stored object as the spec model, or Fail naming the field and the reason."""
-    name, namespace, _, _ = meta(body)
-    try:
-        return validate_resource(Subnet, spec_document(body), f"Subnet {namespace}/{name}")
-    except SpecError as exc:
-        raise Fail("InvalidSpec", str(exc)) from None
+    """The stored Subnet as its spec model, or Fail (InvalidSpec) naming the field."""
+    return parse_resource(Subnet, body)
 
 
 async def reconcile_subnet(op: Operator, body: Body, include_burn: bool, retry: int) -> None:
