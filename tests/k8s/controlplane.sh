@@ -3,8 +3,11 @@
 # kube-apiserver, kube-controller-manager and kubectl built from source through the Go module
 # proxy (tests/k8s/go.mod pins k8s.io/kubernetes and every staging module), started the way
 # controller-runtime's envtest does. No kubelet and no scheduler: Pods stay Pending.
+# The same build puts helm (tests/k8s/helmtool/go.mod pins helm.sh/helm/v3) in the bin dir,
+# for the chart tests.
 #
-#   controlplane.sh build                 build the binaries, or reuse the cache; prints the bin dir
+#   controlplane.sh build                 build the binaries and helm, or reuse the cache;
+#                                         prints the bin dir
 #   controlplane.sh bin-dir               print the bin dir of the pinned version (builds nothing)
 #   controlplane.sh prune                 delete the Go module and build caches, keep the binaries
 #   controlplane.sh run DIR [--watch-pid PID]
@@ -17,6 +20,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+HELM_MOD="$HERE/helmtool"
 CACHE="${SUBNETLAB_K8S_CACHE:-$HOME/.cache/subnetlab/k8s}"
 COMMANDS=(kube-apiserver kube-controller-manager kubectl)
 # -checklinkname=0: k8s 1.30's dependencies pull runtime symbols with //go:linkname, which
@@ -60,11 +64,11 @@ build_stamp() {  # build_stamp GO_VERSION LDFLAGS
 }
 
 # go build -v, its package lines turned into a progress count; errors pass through.
-go_build() {  # go_build PACKAGE OUTPUT LDFLAGS LABEL
+go_build() {  # go_build MODULE_DIR PACKAGE OUTPUT LDFLAGS LABEL
   local total
-  total="$(cd "$HERE" && go list -deps "$1" 2>/dev/null | wc -l)" || total="?"
-  (cd "$HERE" && go build -v -p 2 -trimpath -ldflags="$3" -o "$2" "$1") 2>&1 \
-    | awk -v label="$4" -v total="$total" '
+  total="$(cd "$1" && go list -deps "$2" 2>/dev/null | wc -l)" || total="?"
+  (cd "$1" && go build -v -p 2 -trimpath -ldflags="$4" -o "$3" "$2") 2>&1 \
+    | awk -v label="$5" -v total="$total" '
         /^go: downloading / { next }
         /^[^ :#]+$/ {
           if (++n % 100 == 0) {
@@ -74,6 +78,47 @@ go_build() {  # go_build PACKAGE OUTPUT LDFLAGS LABEL
           next
         }
         { print; fflush() }' >&2
+}
+
+# Helm's Makefile stamps its version and the Kubernetes version that `helm template` and
+# `helm lint` assume (else 1.20, and a chart's kubeVersion ">=1.28.0-0" fails to render).
+helm_ldflags() {  # helm_ldflags HELM_VERSION K8S_VERSION GO_VERSION
+  local k="${2#v}" flags
+  flags="$(ldflags "$2" "$3")"
+  flags+=" -X helm.sh/helm/v3/internal/version.version=$1"
+  flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    flags+=" -X $pkg.k8sVersionMajor=${k%%.*} -X $pkg.k8sVersionMinor=$(echo "$k" | cut -d. -f2)"
+  done
+  echo "$flags"
+}
+
+helm_version() {
+  local v
+  v="$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$HELM_MOD/go.mod")"
+  [ -n "$v" ] || die "helmtool/go.mod: no 'require helm.sh/helm/v3 vX.Y.Z' line in $HELM_MOD/go.mod"
+  echo "$v"
+}
+
+# helm into BIN (the control plane's bin dir, so that the fixture's PATH finds it), with
+# its own stamp: a helm change rebuilds helm only. Called with the build lock held.
+build_helm() {  # build_helm BIN K8S_VERSION GO_VERSION
+  local bin="$1" version flags stamp step=$SECONDS
+  version="$(helm_version)"
+  flags="$(helm_ldflags "$version" "$2" "$3")"
+  stamp="$({ cat "$HELM_MOD/go.mod" "$HELM_MOD/go.sum"; echo "go=$3 ldflags=$flags"; } \
+    | sha256sum | cut -d' ' -f1)"
+  if [ -x "$bin/helm" ] && [ -f "$bin/.helm.stamp" ] && [ "$(cat "$bin/.helm.stamp")" = "$stamp" ]; then
+    say "reusing helm $version in $bin"
+    return
+  fi
+  say "[helm] go build helm.sh/helm/v3/cmd/helm $version (cold: 5 to 10 minutes)"
+  rm -f "$bin/helm.partial" "$bin/.helm.stamp"
+  go_build "$HELM_MOD" helm.sh/helm/v3/cmd/helm "$bin/helm.partial" "$flags" "[helm] helm" \
+    || die "go build helm.sh/helm/v3/cmd/helm $version failed (see the compiler output above)"
+  mv "$bin/helm.partial" "$bin/helm"
+  echo "$stamp" >"$bin/.helm.stamp"
+  say "[helm] helm $version built in $((SECONDS - step)) s"
 }
 
 cmd_build() {
@@ -92,6 +137,7 @@ cmd_build() {
   flock 9  # one build at a time; a second caller waits, then reuses
   if [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$stamp" ]; then
     say "reusing $version binaries in $bin"
+    build_helm "$bin" "$version" "$go_version"
     echo "$bin"
     return
   fi
@@ -102,13 +148,14 @@ cmd_build() {
   for c in "${COMMANDS[@]}"; do
     i=$((i + 1)); step=$SECONDS
     say "[$i/${#COMMANDS[@]}] go build k8s.io/kubernetes/cmd/$c"
-    go_build "k8s.io/kubernetes/cmd/$c" "$tmp/$c" "$flags" "[$i/${#COMMANDS[@]}] $c" \
+    go_build "$HERE" "k8s.io/kubernetes/cmd/$c" "$tmp/$c" "$flags" "[$i/${#COMMANDS[@]}] $c" \
       || die "go build k8s.io/kubernetes/cmd/$c failed (see the compiler output above)"
     say "[$i/${#COMMANDS[@]}] $c built in $((SECONDS - step)) s"
   done
   echo "$stamp" >"$tmp/.stamp"
   rm -rf "$bin" && mv "$tmp" "$bin"
   say "built $version in $((SECONDS - start)) s into $bin"
+  build_helm "$bin" "$version" "$go_version"
   echo "$bin"
 }
 
@@ -141,6 +188,8 @@ extendedKeyUsage=clientAuth"
 }
 
 write_kubeconfig() {  # write_kubeconfig FILE SERVER CA CERT KEY USER
+  # an admin credential: readable by its owner only (helm warns otherwise)
+  (umask 077; : >"$1")
   cat >"$1" <<EOF
 apiVersion: v1
 kind: Config

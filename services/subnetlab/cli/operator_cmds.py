@@ -19,34 +19,42 @@ operator_app = typer.Typer(help="Run the Kubernetes operator.", no_args_is_help=
 crds_app = typer.Typer(help="The Subnet and Neuron CustomResourceDefinitions.",
                        no_args_is_help=True)
 
-DEFAULT_CRD_DIR = Path("manifests/crds")
+DEFAULT_CRD_DIRS = [Path("manifests/crds"), Path("helm/subnetlab/crds")]
+"""Both copies: `kubectl apply -f manifests/crds/`, and the chart's crds/ folder (Helm
+cannot read files outside the chart, so the chart needs its own copy)."""
 
 
 @crds_app.command("generate")
 def crds_generate(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = DEFAULT_CRD_DIR,
+    out: Annotated[
+        list[Path] | None,
+        typer.Option("--out", help="Directory to write (repeatable); default: manifests/crds "
+                     "and helm/subnetlab/crds."),
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if a file is stale.")
     ] = False,
 ) -> None:
-    """Write the CRDs generated from the spec models (one file per kind)."""
+    """Write the CRDs generated from the spec models (one file per kind) into each directory."""
     from subnetlab.k8s.crds import rendered
 
     files = rendered()
+    dirs = out or DEFAULT_CRD_DIRS
     if check:
-        stale = [name for name, text in files.items()
-                 if not (out / name).is_file() or (out / name).read_text() != text]
+        stale = [str(d / name) for d in dirs for name, text in files.items()
+                 if not (d / name).is_file() or (d / name).read_text() != text]
         if stale:
-            fail(f"stale CRDs in {out}: {', '.join(stale)} (run `subnetlab crds generate`)",
-                 code=1)
-        typer.echo(f"{len(files)} CRDs in {out} are up to date")
+            fail(f"stale CRDs: {', '.join(stale)} (run `subnetlab crds generate`)", code=1)
+        typer.echo(f"{len(files)} CRDs in {', '.join(map(str, dirs))} are up to date")
         return
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
-        typer.echo(str(out / name))
+    for d in dirs:
+        if d.exists() and not d.is_dir():
+            fail(f"--out {d}: exists and is not a directory")
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (d / name).write_text(text)
+            typer.echo(str(d / name))
 
 
 @operator_app.command("run")

@@ -1,8 +1,9 @@
 """The Subnet and Neuron CustomResourceDefinitions, generated from the spec and status models.
 
 `subnetlab crds generate` writes them to manifests/crds/ (committed, so `kubectl apply -f`
-works from a checkout); a unit test fails when the committed files differ from what this
-module generates, so a change to `subnetlab.specs` cannot ship without its CRD.
+works from a checkout) and to the Helm chart's helm/subnetlab/crds/; a unit test fails when
+the committed files differ from what this module generates, so a change to
+`subnetlab.specs` cannot ship without its CRD.
 """
 
 from __future__ import annotations
