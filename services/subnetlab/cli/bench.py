@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from subnetlab.bench.epoch_bench import run_epoch_bench
 from subnetlab.cli.errors import fail
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from subnetlab.bench.organic_bench import OrganicResult
+    from subnetlab.bench.organic_run import RunInfo
 
 bench_app = typer.Typer(help="Measure subnetlab's own speed.", no_args_is_help=True)
 
@@ -137,3 +146,119 @@ def bench_protocol(
         f"{plain.server_cpu_us:.0f} us, signed {signed.client_cpu_us:.0f} + "
         f"{signed.server_cpu_us:.0f} us"
     )
+
+
+@bench_app.command("organic")
+def bench_organic(
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds of load per strategy.")
+    ] = 30.0,
+    users: Annotated[int, typer.Option("--users", help="Concurrent locust users.")] = 4,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", help="Strategy to load (repeat; default: all three)."),
+    ] = None,
+    stream_fraction: Annotated[
+        float, typer.Option("--stream-fraction", help="Share of requests with stream=true.")
+    ] = 0.2,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="A running testnet's run dir (its run.json); "
+                                       "default: start one here."),
+    ] = None,
+    miners: Annotated[int, typer.Option("--miners", help="Testnet started here: miners.")] = 6,
+    validators: Annotated[
+        int, typer.Option("--validators", help="Testnet started here: validators.")
+    ] = 2,
+    locustfile: Annotated[
+        Path | None, typer.Option("--locustfile", help="Default: the checkout's loadtest/.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Organic load per strategy (locust, headless): latency, requests/s and N+V overhead."""
+    from subnetlab.bench.organic_bench import OrganicBenchError, run_organic_bench
+    from subnetlab.bench.organic_locust import DEFAULT_LOCUSTFILE, LocustError, locust_available
+    from subnetlab.bench.organic_run import read_run_info
+    from subnetlab.validator.gateway import STRATEGIES
+
+    strategies = tuple(strategy or STRATEGIES)
+    for name in strategies:
+        if name not in STRATEGIES:
+            fail(f"--strategy {name!r}: must be one of {', '.join(STRATEGIES)}")
+    if len(set(strategies)) != len(strategies):
+        fail("--strategy: each strategy once")
+    if not 1 <= duration <= 3600:
+        fail(f"--duration {duration}: must be in [1, 3600] seconds")
+    if not 1 <= users <= 1000:
+        fail(f"--users {users}: must be in [1, 1000]")
+    if not 0.0 <= stream_fraction <= 1.0:
+        fail(f"--stream-fraction {stream_fraction}: must be in [0, 1]")
+    if run_dir is None and not (1 <= miners <= 256 and 1 <= validators <= 64):
+        fail(f"--miners {miners} / --validators {validators}: must be in [1, 256] / [1, 64]")
+    locustfile = locustfile or DEFAULT_LOCUSTFILE
+    if not locustfile.is_file():
+        fail(f"--locustfile {locustfile}: no such file (it ships in the source checkout's "
+             "loadtest/)")
+    if not locust_available():
+        fail("locust is not installed: pip install -e '.[loadtest]'")
+    try:
+        info = read_run_info(run_dir) if run_dir is not None else None
+    except ValueError as exc:
+        fail(str(exc))
+
+    def measure(progress: Progress) -> OrganicResult:
+        task = progress.add_task("starting", total=1.0)
+
+        def report(what: str, done: float) -> None:
+            progress.update(task, description=what, completed=done)
+
+        def run(target: RunInfo, started_here: bool) -> OrganicResult:
+            return run_organic_bench(target, strategies, duration, users, stream_fraction,
+                                     locustfile, report, started_here=started_here)
+
+        if info is not None:
+            return run(info, False)
+        from subnetlab.bench.organic_bench import started_testnet
+        from subnetlab.cli.up_cmds import _adhoc_network
+
+        with started_testnet(_adhoc_network(miners, validators),
+                             lambda text: report(text, 0.0)) as started:
+            return run(started, True)
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from subnetlab.local.bootstrap import SetupError
+    from subnetlab.local.processes import NeuronProcessError
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+            result = measure(progress)
+    except (OrganicBenchError, LocustError, NeuronProcessError, SetupError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+        return
+    # a pipe or a log file has no width: give the table room for its nine columns
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console.print(organic_table(result))
+
+
+def organic_table(result: OrganicResult) -> Table:
+    """One row per strategy: customers' view (locust) beside the gateways' N+V ratio."""
+    from rich.table import Table
+
+    table = Table(title=f"organic load: {result.users} users, {result.duration_s:.0f}s per "
+                        f"strategy, {len(result.gateways)} gateways, "
+                        f"{result.stream_fraction:.0%} streamed", title_justify="left")
+    for column in ("strategy", "requests", "failures", "req/s", "p50 ms", "p90 ms", "p99 ms",
+                   "N+V mean", "N+V p50"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for phase in result.phases:
+        mean, p50 = phase.overhead_mean, phase.overhead_p50
+        table.add_row(phase.strategy, str(phase.locust.requests), str(phase.locust.failures),
+                      f"{phase.locust.requests_per_s:.1f}", f"{phase.locust.p50_ms:.0f}",
+                      f"{phase.locust.p90_ms:.0f}", f"{phase.locust.p99_ms:.0f}",
+                      "-" if mean is None else f"{mean:.2f}",
+                      "-" if p50 is None else f"{p50:.2f}")
+    return table

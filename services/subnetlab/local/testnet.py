@@ -35,6 +35,7 @@ from subnetlab.specs import KeySource, Network, Neuron, Subnet
 from subnetlab.validator.tasks import KINDS, generate
 
 API_KEY = "subnetlab-up"
+RUN_INFO = "run.json"  # in the run dir: how clients (load generators) find this testnet
 LOCAL_SIM_ENGINE = "local-sim-engine"
 
 
@@ -146,6 +147,19 @@ class Testnet:
         children = [n.child for run in self.subnets for n in run.neurons if n.child]
         say(f"starting {len(children)} miners and validators")
         self.supervisor.start_all(children)
+        self.write_run_info()
+
+    def write_run_info(self) -> None:
+        """run.json: the ledger, each validator's gateway and the API key file, so that
+        clients of a detached run (`subnetlab bench organic --run-dir`) can find them."""
+        gateways = [{"subnet": run.spec.metadata.name, "netuid": run.netuid,
+                     "neuron": n.spec.metadata.name, "url": n.gateway_url,
+                     "fan_out": n.spec.spec.validator.gateway.fan_out}
+                    for run in self.subnets for n in run.neurons
+                    if n.gateway_url and n.spec.spec.validator]
+        write_json(self.run_dir / RUN_INFO, {
+            "ledger_url": self.ledger_url, "api_keys_file": str(self.run_dir / "api-keys"),
+            "gateways": gateways})
 
     def _maybe_start_engine(self, logs: Path, say: Any) -> str | None:
         wanted = any(n.spec.miner and getattr(n.spec.miner.backend, "url", None)
