@@ -251,3 +251,31 @@ def test_gateway_overhead_matches_the_miners_own_counters(net: Net, strategy: st
     expected = (spent + accounting["grading_tokens"]) / accounting["delivered_tokens"]
     assert accounting["overhead_ratio"] == pytest.approx(expected, rel=1e-6)
     print(strategy, accounting)
+
+
+def test_gateway_streams_the_chosen_answer_in_openai_format(net: Net) -> None:
+    """A customer's OpenAI client asking for a stream gets chunks, a usage chunk carrying
+    the N+V accounting, and [DONE]; the accounting still equals the miners' counters."""
+    assert net.gateway.health_url is not None
+    url = net.gateway.health_url.replace("/healthz", "/v1/chat/completions")
+    before = {n: _tokens(m) for n, m in net.gateway_miners.items()}
+    body = {"messages": [{"role": "user", "content": "Reverse the string 'stream'."}],
+            "stream": True, "stream_options": {"include_usage": True}}
+    events: list[str] = []
+    with httpx.stream("POST", url, json=body, timeout=30, headers={
+            "Authorization": f"Bearer {API_KEY}", "X-Subnetlab-Strategy": "broadcast"}) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in r.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    usage_chunk = chunks[-1]
+    assert usage_chunk["choices"] == []
+    after = {n: _tokens(m) for n, m in net.gateway_miners.items()}
+    accounting = usage_chunk["subnetlab"]
+    assert accounting["miner_tokens"] == sum(after[n] - before[n] for n in after)
+    assert usage_chunk["usage"]["completion_tokens"] == accounting["delivered_tokens"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,6 +12,8 @@ from hypothesis import strategies as st
 
 from subnetlab.miner.backends import SimBackend, SimModel, sum_metric
 from subnetlab.validator.evidence import audit_document, digest_of, round_scores
+from subnetlab.validator.gateway import first_to_answer
+from subnetlab.validator.loop import MinerAnswer
 from subnetlab.validator.scoring import token_f1, verifiable_score
 from subnetlab.validator.tasks import KINDS, generate, is_correct, solve
 from subnetlab.validator.weights import (
@@ -110,3 +114,33 @@ def test_audit_catches_tampering() -> None:
     assert not result.ok
     assert any("digest" in r for r in result.reasons)
     assert any("weights set differ" in r for r in result.reasons)
+
+
+def _answer(uid: int, ok: bool) -> MinerAnswer:
+    return MinerAnswer(uid=uid, hotkey=f"hk{uid}", text="42" if ok else "", latency_s=0.01,
+                       completion_tokens=3 if ok else 0, engine_seconds=None, ok=ok,
+                       error=None if ok else "rate_limited")
+
+
+@pytest.mark.parametrize(("answering", "attempts", "asked"), [
+    ({0, 1, 2}, 3, [0]),        # the best answers: nobody else is asked
+    ({2}, 3, [0, 1, 2]),        # two refuse: the third answers
+    ({1, 2}, 3, [0, 1]),
+    (set(), 3, [0, 1, 2]),      # nobody answers: at most `attempts` are asked
+    ({3}, 3, [0, 1, 2]),        # the one that would answer is past the fan-out
+])
+def test_spot_check_falls_back_to_the_next_best_miner(
+    answering: set[int], attempts: int, asked: list[int]
+) -> None:
+    ranked = [{"uid": uid} for uid in range(4)]
+    called: list[int] = []
+
+    async def ask_one(miner: dict[str, Any]) -> MinerAnswer:
+        called.append(miner["uid"])
+        return _answer(miner["uid"], miner["uid"] in answering)
+
+    answers = asyncio.run(first_to_answer(ranked, attempts, ask_one))
+    assert called == asked
+    assert [a.uid for a in answers] == asked
+    assert [a.ok for a in answers][:-1] == [False] * (len(asked) - 1)
+    assert answers[-1].ok == (asked[-1] in answering)

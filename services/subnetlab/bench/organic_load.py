@@ -75,6 +75,8 @@ def next_request(config: LoadConfig, rng: random.Random) -> OrganicRequest:
     stream = rng.random() < config.stream_fraction
     body: dict[str, Any] = {"model": "subnet", "stream": stream,
                             "messages": [{"role": "user", "content": task.prompt}]}
+    if stream:  # the usage chunk carries the gateway's N+V accounting
+        body["stream_options"] = {"include_usage": True}
     headers = {"Authorization": f"Bearer {config.api_key}", STRATEGY_HEADER: strategy}
     url = f"{rng.choice(config.gateways).rstrip('/')}/v1/chat/completions"
     return OrganicRequest(url, strategy, stream, body, headers)

@@ -164,6 +164,10 @@ def validator_run(
     fan_out: Annotated[
         int, typer.Option("--fan-out", help="Gateway: miners per request.", min=1)
     ] = 3,
+    spot_check_rate: Annotated[
+        float, typer.Option("--spot-check-rate", min=0.0, max=1.0,
+                            help="Gateway, spot-check: share of answers re-checked.")
+    ] = 0.1,
     api_keys_file: Annotated[
         Path | None, typer.Option("--api-keys-file", help="One key per line.")
     ] = None,
@@ -198,7 +202,7 @@ def validator_run(
                                  behaviour, sample_size, timeout, interval, cabal=cabal_uids,
                                  task_weights=task_weights)
         gateway = GatewayConfig(keys, SimBackend(SimModel(default_accuracy=1.0), "reference"),
-                                strategy, fan_out)
+                                strategy, fan_out, spot_check_rate)
     except ValueError as exc:
         fail(str(exc))
     validator = Validator(config)

@@ -37,6 +37,7 @@ from subnetlab.miner.backends import (
 from subnetlab.miner.metrics import MinerMetrics
 from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
+from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
 
 MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
 LAZY_ANSWER = "42"
@@ -167,8 +168,6 @@ async def _stream(
 async def _chunks(
     miner: Miner, body: dict[str, Any], metrics: MinerMetrics, started: float
 ) -> AsyncIterator[bytes]:
-    ident = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
     produced = 0
     engine: StreamUsage | None = None  # the engine's own counts, when it reports them
     if miner.behaviour in ("lazy", "copycat"):
@@ -178,28 +177,20 @@ async def _chunks(
     else:
         pieces = miner.backend.stream(body)
         model = miner.backend.name
+    writer = ChunkWriter(model)
     async for piece in pieces:
         if isinstance(piece, StreamUsage):
             engine = piece
             continue
         produced += count_tokens(piece)
-        chunk = {"id": ident, "object": "chat.completion.chunk", "created": created,
-                 "model": model,
-                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-    final = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    yield f"data: {json.dumps(final)}\n\n".encode()
+        yield writer.content(piece)
+    yield writer.finish()
     prompt_tokens = 0
     if engine is not None:
         prompt_tokens, produced = engine.prompt_tokens, engine.completion_tokens
-    if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"id": ident, "object": "chat.completion.chunk", "created": created,
-                 "model": model, "choices": [],
-                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produced,
-                           "total_tokens": prompt_tokens + produced}}
-        yield f"data: {json.dumps(usage)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+    if wants_usage(body):
+        yield writer.usage(prompt_tokens, produced)
+    yield DONE
     metrics.backend_seconds.observe(time.perf_counter() - started)
     metrics.tokens.inc(produced)
 

@@ -47,7 +47,8 @@ def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) 
     args = ["validator", "run", "--behaviour", spec.behaviour,
             "--sample-size", str(v.sample_size), "--timeout", str(v.timeout_seconds),
             "--interval", str(v.interval_seconds), "--strategy", v.gateway.strategy,
-            "--fan-out", str(v.gateway.fan_out), "--tasks", task_mix_arg(tasks)]
+            "--fan-out", str(v.gateway.fan_out),
+            "--spot-check-rate", str(v.gateway.spot_check_rate), "--tasks", task_mix_arg(tasks)]
     if v.cabal:
         args += ["--cabal", ",".join(map(str, v.cabal))]
     return args

@@ -5,7 +5,8 @@ Strategies (per request with the `X-Subnetlab-Strategy` header, else the default
   model, return the best. This is the N+V cost the project measures.
 - `best-of-n`: ask N miners, return the answer that agrees most with the others (token F1
   medoid); no reference model, so grading costs no generation.
-- `spot-check`: the miner with the best moving score answers alone; with probability
+- `spot-check`: the miner with the best moving score answers alone (if it refuses or
+  fails, the next best, up to `fan_out` miners, one at a time); with probability
   `spot_check_rate` the request is also given to the reference model and, if the answer
   disagrees (token F1 below `spot_check_threshold`), the miner is caught: its moving score
   is cut to zero, which its weights (and so its incentive) follow at the next epoch.
@@ -22,14 +23,16 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from subnetlab.miner.backends import Backend, prompt_text
+from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
 from subnetlab.validator.loop import MinerAnswer, Validator, ask, miners_of, sample
 from subnetlab.validator.scoring import token_f1
 
@@ -112,7 +115,9 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
                 raise ValueError("body must be an object with a 'messages' list")
         except ValueError as exc:
             return _error(400, "bad_request", f"invalid chat request: {exc}")
-        body.pop("stream", None)  # the gateway grades whole answers
+        # The gateway grades whole answers, so it asks miners without streaming; a client
+        # that asked for a stream gets the chosen answer in OpenAI's streaming format.
+        stream = body.pop("stream", False) is True
         started = time.perf_counter()
         result = await serve(validator, config, strategy, body)
         if result is None:
@@ -122,6 +127,10 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
         metrics.organic_latency.labels(strategy=strategy).observe(time.perf_counter() - started)
         metrics.overhead.labels(strategy=strategy).observe(accounting.overhead_ratio)
         metrics.organic_requests.labels(strategy=strategy, outcome="ok").inc()
+        extra = {"subnetlab": {**accounting.as_json(), "miner_uid": answer.uid}}
+        if stream:
+            return StreamingResponse(_streamed(answer, body, extra),
+                                     media_type="text/event-stream")
         return JSONResponse({
             "id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "subnet"),
@@ -129,10 +138,41 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
                          "message": {"role": "assistant", "content": answer.text}}],
             "usage": {"prompt_tokens": 0, "completion_tokens": answer.completion_tokens,
                       "total_tokens": answer.completion_tokens},
-            "subnetlab": {**accounting.as_json(), "miner_uid": answer.uid},
+            **extra,
         })
 
     return app
+
+
+async def _streamed(answer: MinerAnswer, body: dict[str, Any],
+                    extra: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The delivered answer as OpenAI stream events; the accounting rides on the usage
+    chunk when the client asked for usage (`stream_options.include_usage`)."""
+    writer = ChunkWriter(str(body.get("model", "subnet")))
+    yield writer.content(answer.text)
+    yield writer.finish()
+    if wants_usage(body):
+        yield writer.usage(0, answer.completion_tokens, extra)
+    yield DONE
+
+
+async def first_to_answer(
+    ranked: list[dict[str, Any]], attempts: int,
+    ask_one: Callable[[dict[str, Any]], Awaitable[MinerAnswer]],
+) -> list[MinerAnswer]:
+    """Ask miners one at a time, in the given order, until one answers.
+
+    A miner that refuses (busy, rate-limited) or fails is not the customer's problem: the
+    next one answers instead, up to `attempts` miners (the gateway's fan-out), so one
+    saturated top miner does not turn into failed requests. Returns every answer, the
+    refusals included (they count as asked, with the tokens they spent: none).
+    """
+    answers: list[MinerAnswer] = []
+    for miner in ranked[:attempts]:
+        answers.append(await ask_one(miner))
+        if answers[-1].ok:
+            break
+    return answers
 
 
 async def serve(
@@ -144,12 +184,13 @@ async def serve(
         return None
     timeout = validator.config.timeout_s
     if strategy == "spot-check":
-        best = max(pool, key=lambda n: validator.moving.get(n["uid"], 0.0))
-        chosen = [best]
+        ranked = sorted(pool, key=lambda n: validator.moving.get(n["uid"], 0.0), reverse=True)
+        answers = await first_to_answer(ranked, config.fan_out, lambda miner: ask(
+            validator.http, validator.config.keypair, miner, body, timeout))
     else:
         chosen = sample(pool, config.fan_out, validator.rng)
-    answers = await asyncio.gather(
-        *(ask(validator.http, validator.config.keypair, n, body, timeout) for n in chosen))
+        answers = list(await asyncio.gather(
+            *(ask(validator.http, validator.config.keypair, n, body, timeout) for n in chosen)))
     ok = [a for a in answers if a.ok]
     miner_tokens = sum(a.completion_tokens for a in answers)
     if not ok:
@@ -162,13 +203,13 @@ async def serve(
     elif strategy == "best-of-n":
         delivered = max(ok, key=lambda a: sum(token_f1(a.text, b.text) for b in ok if b is not a))
     else:
-        delivered = ok[0]
+        delivered = ok[-1]  # the first that answered: every earlier one refused
         if validator.rng.random() < config.spot_check_rate:
             reference = await config.reference.complete(body)
             grading_tokens = reference.completion_tokens
             if token_f1(delivered.text, reference.text) < config.spot_check_threshold:
                 validator.moving[delivered.uid] = 0.0  # caught: the weights will follow
-    accounting = Accounting(strategy, len(chosen), miner_tokens, grading_tokens,
+    accounting = Accounting(strategy, len(answers), miner_tokens, grading_tokens,
                             delivered.completion_tokens)
     return delivered, accounting
 

@@ -1,0 +1,51 @@
+"""OpenAI's streaming format for chat completions: one place that writes it.
+
+Miners stream what their engine produces; the organic gateway streams the answer it chose
+after grading. Both must emit exactly the chunks OpenAI clients parse: `data: {chunk}`
+events of `chat.completion.chunk` objects, an optional usage chunk (when the request set
+`stream_options.include_usage`) and `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+DONE = b"data: [DONE]\n\n"
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    """Whether the request asked for a final usage chunk."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+@dataclass(frozen=True)
+class ChunkWriter:
+    """Encodes the events of one streamed completion (same id, creation time and model)."""
+
+    model: str
+    ident: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _event(self, payload: dict[str, Any]) -> bytes:
+        base = {"id": self.ident, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model}
+        return f"data: {json.dumps({**base, **payload})}\n\n".encode()
+
+    def content(self, text: str) -> bytes:
+        return self._event({"choices": [{"index": 0, "delta": {"content": text},
+                                         "finish_reason": None}]})
+
+    def finish(self, reason: str = "stop") -> bytes:
+        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+
+    def usage(self, prompt_tokens: int, completion_tokens: int,
+              extra: dict[str, Any] | None = None) -> bytes:
+        """The usage chunk; `extra` adds top-level fields (the gateway's accounting)."""
+        return self._event({"choices": [], "usage": {
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}, **(extra or {})})
