@@ -119,8 +119,10 @@ def create_app(
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics; state series (per neuron, concentration) as of now."""
         node.metrics.pending.set(len(node.pending))
+        if node.failure is None:  # after a failure the open state is not to be trusted
+            node.metrics.observe_state(node.state, node.height)
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # --- extrinsics ----------------------------------------------------------------------
@@ -147,7 +149,7 @@ def create_app(
             return refuse(Refused(413, "too_large",
                                   f"body is {len(body)} bytes; at most {MAX_EXTRINSIC_BYTES}"))
         try:
-            _, digest = node.admit(body)
+            _, digest = await node.admit_in_turn(body)
             if wait == "inclusion":
                 receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
                 return JSONResponse(status_code=200, content=receipt)
@@ -188,14 +190,12 @@ def create_app(
             return error(413, "too_large", f"{len(items)} extrinsics; at most {MAX_BATCH}",
                          "extrinsics")
         results: list[dict[str, Any]] = []
-        for item in items:
-            try:
-                _, digest = node.admit(item)
-            except Refused as exc:
-                node.metrics.refused.labels(code=exc.code).inc()
-                results.append(exc.to_dict())
-                continue
-            results.append({"hash": digest, "status": "pending"})
+        for outcome in await node.admit_batch(items):
+            if isinstance(outcome, Refused):
+                node.metrics.refused.labels(code=outcome.code).inc()
+                results.append(outcome.to_dict())
+            else:
+                results.append({"hash": outcome[1], "status": "pending"})
         return JSONResponse({"results": results})
 
     @app.get("/v1/extrinsics/{digest}", tags=["extrinsics"], responses={404: {}})
