@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerClient, LedgerError
 from tests.integration.chainclient import DEV_BALANCE, TOKEN, ChainClient, address
 from tests.integration.conftest import LedgerProcess
 
@@ -179,6 +181,96 @@ def test_set_weights_then_metagraph_last_update(net: Net) -> None:
                          {"netuid": net.netuid, "uids": [0, 1], "weights": [1, 3]})
     neurons = chain.metagraph(net.netuid)
     assert neurons[1]["last_update"] == receipt["block"]
+
+
+def test_weights_endpoint(net: Net) -> None:
+    """The rows set on chain, u16 as stored (1:3 max-upscaled), one row by uid or hotkey."""
+    chain = net.chain
+    path = f"/v1/subnets/{net.netuid}/weights"
+    body = chain.get_json(path)
+    assert body["netuid"] == net.netuid
+    assert isinstance(body["block"], int) and body["block"] >= net.weights_block
+    rows = {row["uid"]: row for row in body["rows"]}
+    assert rows[0] == {"uid": 0, "hotkey": net.validator.ss58_address,
+                       "last_update": rows[0]["last_update"],
+                       "weights": {"0": 21845, "1": 65535}}
+    assert rows[0]["last_update"] >= net.weights_block
+    assert all(row["weights"] for row in body["rows"]), "empty rows are left out"
+    by_uid = chain.get_json(f"{path}?uid=0")["rows"]
+    by_hotkey = chain.get_json(f"{path}?hotkey={net.validator.ss58_address}")["rows"]
+    assert by_uid == by_hotkey == [rows[0]]
+    both = chain.get_json(f"{path}?uid=0&hotkey={net.validator.ss58_address}")["rows"]
+    assert both == [rows[0]]
+
+    # a neuron that set no weights has its (empty) row when asked for
+    newcomer = Keypair.dev("api-weights-newcomer")
+    chain.call(CHARLIE, "register", {"netuid": net.netuid, "hotkey": newcomer.ss58_address})
+    row = chain.get_json(f"{path}?hotkey={newcomer.ss58_address}")["rows"]
+    assert len(row) == 1 and row[0]["weights"] == {} and row[0]["hotkey"] == newcomer.ss58_address
+    assert row[0]["uid"] not in {r["uid"] for r in chain.get_json(path)["rows"]}
+
+    # the HTTP client says the same
+    with LedgerClient(net.ledger.url) as client:
+        assert client.weights(net.netuid, uid=0)["rows"] == [rows[0]]
+        assert client.weights(net.netuid, hotkey=net.validator.ss58_address)["rows"] == [rows[0]]
+        with pytest.raises(LedgerError) as unknown:
+            client.weights(net.netuid, uid=9999)
+        assert (unknown.value.code, unknown.value.field, unknown.value.status) == (
+            "unknown_uid", "uid", 404)
+
+
+@pytest.mark.parametrize(("query", "status", "code", "field"), [
+    ("uid=9999", 404, "unknown_uid", "uid"),
+    (f"hotkey={Keypair.dev('api-weights-stranger').ss58_address}", 404, "unknown_hotkey",
+     "hotkey"),
+    ("hotkey=not-an-address", 400, "invalid_param", "hotkey"),
+    ("uid=-1", 422, "invalid_request", "query.uid"),
+    ("uid=abc", 422, "invalid_request", "query.uid"),
+    ("uid=1&hotkey=VALIDATOR", 400, "invalid_param", "hotkey"),  # it holds uid 0, not 1
+])
+def test_weights_endpoint_bad_queries(
+    net: Net, query: str, status: int, code: str, field: str
+) -> None:
+    query = query.replace("VALIDATOR", net.validator.ss58_address)
+    response = net.chain.http.get(f"/v1/subnets/{net.netuid}/weights?{query}")
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["field"] == field
+
+
+def test_weights_endpoint_unknown_subnet(net: Net) -> None:
+    response = net.chain.http.get("/v1/subnets/999/weights")
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "unknown_subnet", "message": "subnet 999 does not exist", "field": "netuid"}
+
+
+def test_weights_endpoint_under_commit_reveal_shows_the_reveal(net: Net) -> None:
+    """A commit changes no row; the reveal, in its epoch, is what the endpoint shows."""
+    chain = net.chain
+    netuid = chain.create_subnet(ALICE, {
+        "tempo": 16, "weights_rate_limit": 0, "commit_reveal_weights_enabled": True,
+        "commit_reveal_period": 1, "immunity_period": 100})
+    hotkey = Keypair.dev("api-weights-reveal")
+    chain.call(BOB, "register", {"netuid": netuid, "hotkey": hotkey.ss58_address})
+    uids, values, salt = [0], [7], [1, 2, 3]
+    commit_hash = weights_commit_hash(hotkey.ss58_address, netuid, uids, values, salt)
+    committed = chain.call(hotkey, "commit_weights",
+                           {"netuid": netuid, "commit_hash": commit_hash})["block"]
+    path = f"/v1/subnets/{netuid}/weights"
+    assert chain.get_json(path)["rows"] == []
+    assert chain.get_json(f"{path}?uid=0")["rows"][0]["weights"] == {}
+    info = chain.subnet(netuid)  # an epoch may have run since the commit's block (tempo 16)
+    committed_in = info["epochs_run"] - (1 if info["last_epoch_block"] > committed else 0)
+    deadline = time.monotonic() + 30
+    while chain.subnet(netuid)["epochs_run"] < committed_in + 1:
+        assert time.monotonic() < deadline, "no epoch after the commit"
+        time.sleep(0.1)
+    receipt = chain.call(hotkey, "reveal_weights",
+                         {"netuid": netuid, "uids": uids, "weights": values, "salt": salt})
+    rows = chain.get_json(path)["rows"]
+    assert rows == [{"uid": 0, "hotkey": hotkey.ss58_address, "last_update": receipt["block"],
+                     "weights": {"0": 65535}}]
 
 
 def test_blocks_latest_and_by_number(net: Net) -> None:

@@ -25,6 +25,7 @@ from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.state import account_info, metagraph, subnet_info
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.node import MAX_EXTRINSIC_BYTES, LedgerNode, Refused
+from subnetlab.ledger.views import NeuronQueryError, weight_rows
 
 WAIT_TIMEOUT_S = 30.0
 MAX_BATCH = 5_000
@@ -250,6 +251,28 @@ def create_app(
         """Per uid: keys, stake, consensus outputs of the last epoch, activity, axon."""
         return {"netuid": netuid, "block": node.height,
                 "neurons": metagraph(node.state, known_subnet(netuid))}
+
+    @app.get("/v1/subnets/{netuid}/weights", tags=["chain"], responses={400: {}, 404: {}})
+    async def subnet_weights(
+        netuid: Annotated[int, Path(ge=0, le=65535)],
+        uid: Annotated[int | None, Query(ge=0, le=65535)] = None,
+        hotkey: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """Weight rows set on chain (u16, as stored; under commit-reveal, as revealed).
+
+        Every non-empty row, or with `uid` or `hotkey` that neuron's row (even empty).
+        `block` is the sealed height: the rows are as that block left them.
+        """
+        subnet = node.state.subnets[known_subnet(netuid)]
+        if hotkey is not None and not is_valid_ss58(hotkey):
+            raise ApiError(400, "invalid_param", f"{hotkey!r} is not a valid SS58 address",
+                           "hotkey")
+        try:
+            rows = weight_rows(subnet, uid, hotkey)
+        except NeuronQueryError as exc:
+            status = 404 if exc.code.startswith("unknown_") else 400
+            raise ApiError(status, exc.code, exc.message, exc.field) from None
+        return {"netuid": netuid, "block": node.height, "rows": rows}
 
     @app.get("/v1/blocks/latest", tags=["blocks"], responses={404: {}})
     async def latest_block() -> dict[str, Any]:

@@ -290,6 +290,22 @@ class LedgerClient:
         path = f"/v1/subnets/{int(netuid)}/metagraph"
         return self._expect(self._get(path), path, neurons=list)
 
+    def weights(
+        self, netuid: int, hotkey: str | None = None, uid: int | None = None
+    ) -> Json:
+        """``GET /v1/subnets/{netuid}/weights``: ``{"netuid", "block", "rows"}``.
+
+        Each row is ``{"uid", "hotkey", "last_update", "weights": {"<uid>": u16}}``, the
+        weights as stored on chain (under commit-reveal: as revealed). Without filters,
+        every non-empty row; with ``hotkey`` or ``uid``, that neuron's one row (its
+        ``weights`` empty when it set none). ``block`` is the sealed height. A uid or
+        hotkey that is not a neuron of the subnet raises :class:`LedgerError`
+        ``unknown_uid`` / ``unknown_hotkey`` (404), naming the field.
+        """
+        path = f"/v1/subnets/{int(netuid)}/weights"
+        params = {k: v for k, v in (("hotkey", hotkey), ("uid", uid)) if v is not None}
+        return self._expect(self._get(path, params or None), path, block=int, rows=list)
+
     def latest_block(self) -> Json:
         """``GET /v1/blocks/latest``: the newest block header."""
         return self._get("/v1/blocks/latest")
