@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -169,9 +171,28 @@ def test_faucet_disabled_without_genesis_faucet_and_by_sudo() -> None:
     chain.call(POOR, "faucet")
     chain.call(POOR, "faucet")
     assert chain.state.balance(POOR) == 6 * TOKEN
-    err = bare.fails(SUDO, "sudo_set_faucet", E.INVALID_PARAM, enabled=True)
-    assert err.field == "amount"
     bare.fails(SUDO, "sudo_set_faucet", E.INVALID_PARAM, enabled=1)
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"enabled": True}, "enabled"),
+    ({"enabled": True, "amount": 5 * TOKEN}, "enabled"),
+    ({"enabled": True, "amount": 5 * TOKEN, "cooldown_blocks": 0}, "enabled"),
+    ({"enabled": False, "amount": 5 * TOKEN}, "amount"),
+    ({"enabled": False, "cooldown_blocks": 3}, "cooldown_blocks"),
+])
+def test_sudo_cannot_create_a_faucet_the_genesis_did_not_enable(
+    params: dict[str, Any], field: str
+) -> None:
+    """No faucet in the genesis: sudo can neither enable nor configure one; nothing moves."""
+    bare = Chain(make_genesis(faucet=None))
+    err = bare.fails(SUDO, "sudo_set_faucet", E.FAUCET_DISABLED, **params)
+    assert err.field == field and "genesis has no faucet" in err.message
+    assert bare.state.faucet is None and bare.state.faucet_enabled is False
+    bare.fails(POOR, "faucet", E.FAUCET_DISABLED)
+    bare.fails(ALICE, "sudo_set_faucet", E.NOT_SUDO, enabled=True)  # not sudo comes first
+    bare.call(SUDO, "sudo_set_faucet", enabled=False)  # switching off what is off: a no-op
+    bare.fails(POOR, "faucet", E.FAUCET_DISABLED)
 
 
 def test_no_sudo_means_no_sudo_calls() -> None:

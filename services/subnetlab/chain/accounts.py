@@ -80,19 +80,27 @@ def faucet(state: ChainState, origin: str, p: Params) -> Effect:
 
 
 def sudo_set_faucet(state: ChainState, origin: str, p: Params) -> Effect:
-    """Turn the faucet on or off (sudo), optionally changing its amount and cooldown."""
+    """Turn the faucet on or off (sudo), optionally changing its amount and cooldown.
+
+    The faucet exists only when the genesis enables it: on a chain whose genesis has no
+    faucet (a chain meant to hold value), sudo cannot conjure one, so enabling it, or
+    configuring it, is refused with faucet_disabled.
+    """
     enabled = p.bool_("enabled")
     current = state.faucet
-    amount = p.opt_int("amount", current.amount if current else 0, lo=1)
+    given = [name for name in ("amount", "cooldown_blocks") if p.has(name)]
+    amount = p.opt_int("amount", current.amount if current else 1, lo=1)
     cooldown = p.opt_int("cooldown_blocks", current.cooldown_blocks if current else 0, lo=0)
     p.done()
     require_sudo(state, origin)
-    config = current
-    if amount > 0:
+    config = None
+    if current is not None:
         config = FaucetConfig(amount=amount, cooldown_blocks=cooldown)
-    elif enabled:
+    elif enabled or given:
         raise ChainError(
-            ErrorCode.INVALID_PARAM, "genesis has no faucet; give an amount to enable it", "amount"
+            ErrorCode.FAUCET_DISABLED,
+            "this chain's genesis has no faucet, so it cannot be enabled or configured",
+            "enabled" if enabled else given[0],
         )
 
     def effect() -> dict[str, Any]:
