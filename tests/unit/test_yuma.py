@@ -335,3 +335,91 @@ def test_zero_weights_give_zero_incentive(case: tuple[EpochInputs, Hyperparamete
     result = epoch(replace(inputs, weights=np.zeros_like(inputs.weights)), hp)
     assert np.all(result.incentive == 0.0)
     assert result.server_emission.sum() == 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Where the chain's sparse rows and fixed point decide (see the module docstring of yuma)
+# --------------------------------------------------------------------------------------
+
+
+def _case(hyperparameters: dict[str, object], stakes: list[float],
+          epochs: list[dict[str, object]]) -> list[dict[str, object]]:
+    from subnetlab.sim.yuma_case import parse_case, result_record, run_case
+
+    case = parse_case({"hyperparameters": hyperparameters, "stakes": stakes, "epochs": epochs})
+    return [result_record(i, r) for i, r in enumerate(run_case(case))]
+
+
+LIQUID = {"yuma3": True, "liquid_alpha": True, "alpha_low": 0.1, "alpha_high": 0.3,
+          "bonds_penalty": 0.0, "max_allowed_validators": 2}
+
+
+@pytest.mark.parametrize("liquid", [True, False])
+def test_a_bond_without_a_named_weight_drops_under_liquid_alpha_and_decays_otherwise(
+    liquid: bool,
+) -> None:
+    both = {"0": {"2": 65535, "3": 65535}, "1": {"2": 65535, "3": 65535}}
+    only_two = {"0": {"2": 65535}, "1": {"2": 65535, "3": 65535}}
+    records = _case({**LIQUID, "liquid_alpha": liquid}, [1, 1, 0, 0],
+                    [{"weights": {}}, {"weights": both}, {"weights": only_two}])
+    before, after = records[1]["bonds"][0][3], records[2]["bonds"][0][3]
+    assert before > 0
+    if liquid:  # mat_ema_alpha_sparse only writes entries present in the bond weights
+        assert after == 0.0
+    else:  # mat_ema_sparse keeps the decayed old bond
+        assert 0 < after < before
+
+
+def test_an_explicit_zero_weight_keeps_a_decaying_bond_under_liquid_alpha() -> None:
+    both = {"0": {"2": 65535, "3": 65535}, "1": {"2": 65535, "3": 65535}}
+    zero = {"0": {"2": 65535, "3": 0}, "1": {"2": 65535, "3": 65535}}
+    records = _case(LIQUID, [1, 1, 0, 0],
+                    [{"weights": {}}, {"weights": both}, {"weights": zero}])
+    assert 0 < records[2]["bonds"][0][3] < records[1]["bonds"][0][3]
+
+
+def test_bond_weight_presence_follows_clip_and_interpolate_sparse() -> None:
+    named = np.array([[True, True, True, False]])
+    weights = np.array([[0.5, 0.0, 0.5, 0.0]])
+    consensus = np.array([0.5, 0.0, 0.0, 0.0])
+    clipped = yuma.clip_to_consensus(weights, consensus)
+    assert yuma.bond_weight_presence(named, weights, consensus, 0.0, weights) is named
+    # penalty 1: a positive weight on a zero-consensus miner is dropped; explicit zeros stay
+    assert yuma.bond_weight_presence(named, weights, consensus, 1.0, clipped).tolist() == [
+        [True, True, False, False]]
+    # penalty strictly inside (0, 1): only positive blended entries exist
+    blend = yuma.interpolate(weights, clipped, 0.5)
+    assert yuma.bond_weight_presence(named, weights, consensus, 0.5, blend).tolist() == [
+        [True, False, True, False]]
+
+
+def test_proportions_are_held_as_u16_steps_so_half_is_not_a_majority() -> None:
+    assert yuma.to_chain_proportion(0.5) == 32767 / 65535
+    assert yuma.to_chain_proportion(32767 / 65535) == 32767 / 65535
+    assert yuma.to_chain_proportion(1.0) == 1.0
+    # 50.0001% of the stake is not more than kappa = 32767/65535 away from a majority:
+    # the median needs the other validator too, as on the chain.
+    records = _case({}, [500001, 499999, 0, 0], [
+        {"weights": {}}, {"weights": {"0": {"2": 65535, "3": 65535}, "1": {"2": 65535}}}, {}])
+    assert records[2]["consensus"][2:] == pytest.approx([1.0, 0.5])
+    assert records[2]["incentive"][2:] == pytest.approx([0.75, 0.25], abs=1e-5)
+
+
+def test_steep_liquid_alpha_follows_the_fixed_point_exp_overflow() -> None:
+    w = np.array([[0.5, 1.0]])
+    b = np.zeros((1, 2))
+    c = np.array([0.5, 0.0])
+    # diff 0 -> exponent 0.5 * 100 = 50 overflows I32F32 exp: safe_exp = 0 -> alpha_high
+    steep = yuma.liquid_alpha(w, b, c, alpha_low=0.1, alpha_high=0.3, steepness=100.0)
+    assert steep[0, 0] == pytest.approx(0.3)
+    # diff 1 -> exponent -50: a tiny exp, the exact sigmoid -> alpha_high as well
+    assert steep[0, 1] == pytest.approx(0.3)
+    # at the default steepness nothing overflows: diff 0 gives nearly alpha_low
+    gentle = yuma.liquid_alpha(w, b, c, alpha_low=0.1, alpha_high=0.3, steepness=10.0)
+    assert gentle[0, 0] == pytest.approx(0.1 + 0.2 / (1 + np.exp(5)), abs=1e-7)
+
+
+def test_steepness_is_bounded_by_the_chains_i16_in_hundredths() -> None:
+    assert Hyperparameters(alpha_sigmoid_steepness=327.67).alpha_sigmoid_steepness == 327.67
+    with pytest.raises(ValueError, match="alpha_sigmoid_steepness"):
+        Hyperparameters(alpha_sigmoid_steepness=327.68)

@@ -125,6 +125,7 @@ def epoch_inputs(state: ChainState, subnet: Subnet) -> EpochInputs:
         owner_uid=None,
         commit_block=commit_block,
         vacant=neurons.vacant_mask() if neurons.occupied < neurons.n else None,
+        weights_present=subnet.weights_named,
     )
 
 

@@ -4,7 +4,7 @@ A snapshot is canonical JSON (UTF-8, keys sorted, no whitespace, no NaN): equal 
 serialise to equal bytes whatever the insertion order of their dicts, so the state root is
 simply ``"0x" + blake2b-256(snapshot)``. Anyone replaying the block log recomputes it.
 
-Encoding rules (format version 1):
+Encoding rules (format version 2; version 1 had no `weights_named`):
 - integers and strings as JSON; dict keys that are ints (netuids, epochs) as decimal strings;
 - hyperparameters as their pydantic JSON dump (floats use Python's shortest round-trip repr);
 - numpy columns and matrices as ``{"dtype": "<f8", "shape": [...], "b64": ...}``, the
@@ -38,7 +38,7 @@ from subnetlab.chain.model import (
     Subnet,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Json = dict[str, Any]
 
@@ -102,6 +102,7 @@ def _encode_subnet(subnet: Subnet) -> Json:
         "epochs_run": subnet.epochs_run,
         "neurons": _encode_neurons(subnet.neurons),
         "weights": _encode_array(subnet.weights),
+        "weights_named": _encode_array(subnet.weights_named.astype(np.uint8)),
         "bonds": _encode_array(subnet.bonds),
     }
 
@@ -122,6 +123,7 @@ def _decode_subnet(data: Json) -> Subnet:
         neurons=_decode_neurons(data["neurons"]),
         weights=_decode_array(data["weights"]).astype(np.uint16),
         bonds=_decode_array(data["bonds"]).astype(np.uint16),
+        weights_named=_decode_array(data["weights_named"]).astype(np.bool_),
     )
 
 

@@ -39,7 +39,9 @@ class Hyperparameters(BaseModel):
         ge=0.0,
         le=1.0,
         description="Majority ratio: consensus is the weight that at least kappa of the "
-        "active validator stake supports (stake-weighted median).",
+        "active validator stake supports (stake-weighted median). Held as a u16 step "
+        "like every proportion the chain stores: 0.5 acts as 32767/65535, subtensor's "
+        "default.",
     )
     max_allowed_validators: int = Field(
         128, ge=1, le=U16_MAX, description="Validator permits go to the top-k uids by stake."
@@ -81,9 +83,9 @@ class Hyperparameters(BaseModel):
     alpha_sigmoid_steepness: float = Field(
         10.0,
         ge=0.0,
-        le=1000.0,
-        description="Slope of the liquid-alpha sigmoid (subtensor stores 1000 and "
-        "divides by 100).",
+        le=327.67,
+        description="Slope of the liquid-alpha sigmoid, in hundredths as the chain holds "
+        "it (subtensor stores the i16 1000 and divides by 100; at most 32767/100).",
     )
 
     # --- weights policy ------------------------------------------------------------------

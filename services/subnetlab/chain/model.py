@@ -274,7 +274,9 @@ class Subnet:
     `lock` is the subnet_lock_cost taken from the owner at creation: locked, not burned, so
     it still counts in total issuance. `pending_emission` accrues every block and is paid
     out at the subnet's epoch. `weights` and `bonds` are dense (n, n) u16 matrices, row =
-    the uid that set them.
+    the uid that set them. `weights_named` marks the entries a validator named in its last
+    set (or reveal), explicit zeros included: subtensor keeps weight rows sparse, and under
+    Yuma3 with liquid alpha a bond survives only on a named entry.
     """
 
     netuid: int
@@ -291,6 +293,9 @@ class Subnet:
     neurons: Neurons = field(default_factory=Neurons)
     weights: NDArray[np.uint16] = field(default_factory=_empty_matrix)
     bonds: NDArray[np.uint16] = field(default_factory=_empty_matrix)
+    weights_named: NDArray[np.bool_] = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.bool_)
+    )
 
     @property
     def epochs(self) -> int:
@@ -300,14 +305,15 @@ class Subnet:
     def grow(self) -> None:
         """Make room in weights and bonds for one more uid (zero row and column)."""
         n = self.weights.shape[0]
-        for name in ("weights", "bonds"):
-            grown = np.zeros((n + 1, n + 1), dtype=np.uint16)
-            grown[:n, :n] = getattr(self, name)
+        for name in ("weights", "bonds", "weights_named"):
+            matrix = getattr(self, name)
+            grown = np.zeros((n + 1, n + 1), dtype=matrix.dtype)
+            grown[:n, :n] = matrix
             setattr(self, name, grown)
 
     def clear_uid(self, uid: int) -> None:
         """Forget the weights and bonds set by and on `uid` (it changes hands or empties)."""
-        for matrix in (self.weights, self.bonds):
+        for matrix in (self.weights, self.bonds, self.weights_named):
             matrix[uid, :] = 0
             matrix[:, uid] = 0
 

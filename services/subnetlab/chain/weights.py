@@ -146,10 +146,13 @@ def _check_rate(subnet: Subnet, uid: int, block: int) -> None:
 
 
 def _store_row(subnet: Subnet, uid: int, uids: Ints, weights: Ints) -> None:
-    """The row as subtensor stores it: max-upscaled to u16, zero elsewhere."""
+    """The row as subtensor stores it: max-upscaled to u16 on the named uids, none elsewhere."""
     row = subnet.weights[uid]
     row[:] = 0
     row[uids] = max_upscale_u16(weights)
+    named = subnet.weights_named[uid]
+    named[:] = False
+    named[uids] = True
 
 
 def set_weights(state: ChainState, origin: str, p: Params) -> Effect:

@@ -4,11 +4,19 @@ The function `epoch` is pure: the same inputs always give the same outputs, with
 and no hidden state. Every step is a small public function so it can be tested (and read)
 on its own; `docs/consensus.md` gives the formula of each.
 
+The chain's results come from subtensor's sparse `epoch` (`epoch_dense` serves only its
+tests), and the sparse path differs from the dense one where an entry is *absent* rather
+than zero: under Yuma3 with liquid alpha a bond survives only where the validator's
+bond-weight entry exists (`mat_ema_alpha_sparse`). We follow the sparse semantics with
+dense matrices plus a presence mask (`EpochInputs.weights_present`, `bond_weight_presence`).
+
 Differences from subtensor are deliberate and few:
-- float64 instead of I32F32 fixed point (more precise; results agree to ~1e-6 before
-  the u16 rounding that the chain applies to stored values, which we reproduce);
-- the dense semantics of `epoch_dense` are used for bonds: a bond whose weight is absent
-  decays like one whose weight is an explicit zero (subtensor's sparse path drops it);
+- float64 instead of I32F32 fixed point (more precise; results agree to ~1e-4 before
+  the u16 rounding that the chain applies to stored values, which we reproduce). Where
+  the fixed point changes a *decision* we follow it: proportions the chain stores as u16
+  (kappa, bonds_penalty, alpha_low, alpha_high) are truncated to u16 steps as its setters
+  do (`on_chain_proportion`: kappa 0.5 becomes 32767/65535, subtensor's default), and the
+  liquid-alpha sigmoid reproduces the I32F32 `exp` overflow (`FIXED_EXP_OVERFLOW`);
 - matrices are computed only over the rows that can hold a validator permit (this epoch
   or the next): every other row is zero in subtensor too, so this changes nothing but
   the cost, which falls from n x n to V x n.
@@ -16,6 +24,7 @@ Differences from subtensor are deliberate and few:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +37,12 @@ Float = NDArray[np.float64]
 Bool = NDArray[np.bool_]
 Int = NDArray[np.int64]
 U16 = NDArray[np.uint16]
+
+FIXED_EXP_OVERFLOW = 20.8885
+"""Where subtensor's I32F32 `exp` (a Taylor series with checked arithmetic) overflows: for
+x at or above this, `safe_exp` returns 0, so the liquid-alpha sigmoid reads 1 and alpha
+is alpha_high where the exact sigmoid would give alpha_low. This only matters for a
+steepness above 2 * 20.8885 = 41.8; we reproduce it because the chain's results do."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,10 @@ class EpochInputs:
     registered are masked, as subtensor does under commit-reveal. `vacant` (optional)
     marks uids no hotkey holds (deregistered, not yet filled again): they count as having
     no stake, no permit, no activity, and weights set on them are masked.
+    `weights_present` (optional, (n, n) bool) marks the entries a validator named when it
+    set its weights, explicit zeros included (subtensor stores rows sparsely); when absent,
+    the non-zero entries are taken as the named ones. It matters for Yuma3 with liquid
+    alpha only, where a bond survives only on a named entry (see `bond_weight_presence`).
     """
 
     block: int
@@ -54,6 +73,7 @@ class EpochInputs:
     owner_uid: int | None = None
     commit_block: Int | None = None
     vacant: Bool | None = None
+    weights_present: Bool | None = None
 
     @property
     def n(self) -> int:
@@ -174,6 +194,54 @@ def active_validator_stake(stake: Float, active: Bool, permit: Bool) -> Float:
     return normalize(np.where(active & permit, stake, 0.0))
 
 
+def to_chain_proportion(x: float) -> float:
+    """A proportion as the chain holds it: truncated to a u16 step, x -> floor(x*65535)/65535.
+
+    Subtensor stores kappa, bonds_penalty and the liquid-alpha bounds as u16 and its
+    setters truncate (`fixed_proportion_to_u16`, `u16::MAX / 2` for one half), so kappa
+    0.5 acts as 32767/65535 = 0.4999924: a 50/50 stake split is *not* a majority.
+    """
+    return math.floor(x * U16_MAX + 1e-7) / U16_MAX  # k/65535 may land a hair below k
+
+
+def on_chain_steepness(steepness: float) -> float:
+    """The liquid-alpha steepness as the chain holds it: an i16 in hundredths."""
+    return round(steepness * 100.0) / 100.0
+
+
+def weight_mask(
+    rows: Int,
+    n: int,
+    permit: Bool,
+    last_update: Int,
+    block_at_registration: Int,
+    owner_uid: int | None = None,
+    commit_block: Int | None = None,
+    vacant: Bool | None = None,
+) -> Bool:
+    """Which entries of the weight rows `rows` count (True) and which the epoch masks.
+
+    Masked: rows of validators without a permit, self-weights (except the subnet owner's),
+    weights on vacant uids, weights set at or before the target's registration (they
+    refer to a previous occupant of the uid) and, under commit-reveal, weights committed
+    before the target registered. On the chain these entries are removed from the sparse
+    rows, so they also lose their bonds under liquid alpha.
+    """
+    keep = np.ones((rows.shape[0], n), dtype=np.bool_)
+    keep[~permit[rows]] = False
+    if vacant is not None:
+        keep[:, vacant] = False
+    self_rows = (
+        np.arange(rows.shape[0]) if owner_uid is None else np.flatnonzero(rows != owner_uid)
+    )
+    keep[self_rows, rows[self_rows]] = False
+    keep &= ~(last_update[rows][:, None] <= block_at_registration[None, :])
+    if commit_block is not None:
+        committed = commit_block[rows]
+        keep &= ~((committed[:, None] >= 0) & (committed[:, None] < block_at_registration[None, :]))
+    return keep
+
+
 def masked_weights(
     weights_rows: Float,
     rows: Int,
@@ -184,29 +252,12 @@ def masked_weights(
     commit_block: Int | None = None,
     vacant: Bool | None = None,
 ) -> Float:
-    """The weight rows that count, row-normalised.
-
-    Zeroes rows of validators without a permit, self-weights (except the subnet owner's),
-    weights on vacant uids, weights set at or before the target's registration (they
-    refer to a previous occupant of the uid) and, under commit-reveal, weights committed
-    before the target registered.
-    """
-    w = weights_rows.astype(np.float64, copy=True)
-    w[~permit[rows]] = 0.0
-    if vacant is not None:
-        w[:, vacant] = 0.0
-    self_cols = rows if owner_uid is None else rows[rows != owner_uid]
-    self_rows = (
-        np.arange(rows.shape[0]) if owner_uid is None else np.flatnonzero(rows != owner_uid)
+    """The weight rows that count (see `weight_mask`), row-normalised."""
+    keep = weight_mask(
+        rows, weights_rows.shape[1], permit, last_update, block_at_registration, owner_uid,
+        commit_block, vacant,
     )
-    w[self_rows, self_cols] = 0.0
-    outdated = last_update[rows][:, None] <= block_at_registration[None, :]
-    w[outdated] = 0.0
-    if commit_block is not None:
-        committed = commit_block[rows]
-        early = (committed[:, None] >= 0) & (committed[:, None] < block_at_registration[None, :])
-        w[early] = 0.0
-    return normalize_rows(w)
+    return normalize_rows(np.where(keep, weights_rows.astype(np.float64), 0.0))
 
 
 def weighted_median_columns(stake: Float, weights: Float, kappa: float) -> Float:
@@ -247,6 +298,23 @@ def interpolate(a: Float, b: Float, ratio: float) -> Float:
     return a + ratio * (b - a)
 
 
+def bond_weight_presence(
+    named: Bool, weights: Float, consensus: Float, bonds_penalty: float, weights_for_bonds: Float
+) -> Bool:
+    """Which entries of the bond weights exist in subtensor's sparse epoch.
+
+    `named` are the weight entries left after the epoch's masks. Clipping at consensus
+    (`col_clip_sparse`) drops a positive weight on a miner whose consensus is zero, and
+    the penalty blend (`interpolate_sparse`, for a penalty strictly between 0 and 1)
+    keeps only positive entries, so an explicit zero disappears there too.
+    """
+    if bonds_penalty == 0.0:
+        return named
+    if bonds_penalty == 1.0:
+        return named & ~((weights > consensus[None, :]) & (consensus[None, :] <= 0.0))
+    return weights_for_bonds > 0.0
+
+
 def liquid_alpha(
     weights: Float,
     bonds: Float,
@@ -260,7 +328,8 @@ def liquid_alpha(
     When a validator buys (weight >= bond) the rate grows with how far its weight runs
     ahead of consensus; when it sells, with how far its bond exceeds its weight. The
     distance goes through a sigmoid centred at 0.5 and is mapped into [alpha_low,
-    alpha_high].
+    alpha_high]. Where the chain's fixed-point exp overflows (exponent at or above
+    `FIXED_EXP_OVERFLOW`) it reads 0, and so do we.
     """
     # In-place arithmetic: this runs on V x n entries and dominates large epochs.
     buy = weights - consensus[None, :]
@@ -273,7 +342,9 @@ def liquid_alpha(
     sigmoid = diff.astype(np.float32)
     sigmoid -= np.float32(0.5)
     sigmoid *= np.float32(-steepness)
+    overflow = sigmoid >= np.float32(FIXED_EXP_OVERFLOW)
     np.exp(sigmoid, out=sigmoid)
+    sigmoid[overflow] = np.float32(0.0)
     sigmoid += np.float32(1.0)
     np.reciprocal(sigmoid, out=sigmoid)
     alpha = sigmoid.astype(np.float64)
@@ -294,25 +365,34 @@ def bonds_yuma3(
     consensus: Float,
     fresh_columns: Bool,
     hp: Hyperparameters,
+    present: Bool | None = None,
 ) -> Float:
     """Yuma3 relative bonds: each entry is the validator's share of the miner, in [0, 1].
 
     Old bonds (stored u16 proportions) are reset for freshly registered miners, then moved
     towards the weights by an EMA whose rate is fixed (1 - bonds_moving_avg) or liquid.
+    With liquid alpha the chain computes the EMA only on the entries `present` in the
+    bond weights (`mat_ema_alpha_sparse`): a bond without one drops to zero at once,
+    where with a fixed rate it decays. `present` None: every entry is present.
     """
     old = bonds_u16.astype(np.float64) / U16_MAX
     old[:, fresh_columns] = 0.0
     if hp.liquid_alpha and bool(np.any(consensus != 0.0)):
+        alpha_low = to_chain_proportion(hp.alpha_low)
+        alpha_high = to_chain_proportion(hp.alpha_high)
         alpha = liquid_alpha(
-            weights_for_bonds, old, consensus, hp.alpha_low, hp.alpha_high,
-            hp.alpha_sigmoid_steepness,
+            weights_for_bonds, old, consensus, alpha_low, alpha_high,
+            on_chain_steepness(hp.alpha_sigmoid_steepness),
         )
         bought = alpha * weights_for_bonds
         np.maximum(bought, 0.0, out=bought)
         alpha -= 1.0
         alpha *= -old  # (1 - alpha) * old, reusing the buffer
         alpha += bought
-        return np.minimum(alpha, 1.0, out=alpha)
+        np.minimum(alpha, 1.0, out=alpha)
+        if present is not None:
+            alpha[~present] = 0.0
+        return alpha
     rate = 1.0 - hp.bonds_moving_avg
     return rate * weights_for_bonds + (1.0 - rate) * old
 
@@ -373,19 +453,18 @@ def epoch(inputs: EpochInputs, hp: Hyperparameters) -> EpochResult:
     # Only rows that hold a permit now or next epoch can carry weights or bonds.
     rows = np.flatnonzero(permit | new_permit)
     row_stake = active_stake[rows]
-    weights = masked_weights(
-        np.asarray(inputs.weights)[rows],
-        rows,
-        permit,
-        inputs.last_update,
-        inputs.block_at_registration,
-        inputs.owner_uid,
-        inputs.commit_block,
-        vacant,
+    raw_rows = np.asarray(inputs.weights)[rows]
+    keep = weight_mask(
+        rows, n, permit, inputs.last_update, inputs.block_at_registration, inputs.owner_uid,
+        inputs.commit_block, vacant,
+    )
+    weights = normalize_rows(np.where(keep, raw_rows.astype(np.float64), 0.0))
+    named = keep & (
+        raw_rows != 0 if inputs.weights_present is None else inputs.weights_present[rows]
     )
 
     preranks = row_stake @ weights
-    consensus = weighted_median_columns(row_stake, weights, hp.kappa)
+    consensus = weighted_median_columns(row_stake, weights, to_chain_proportion(hp.kappa))
     clipped = clip_to_consensus(weights, consensus)
     validator_trust = np.zeros(n)
     validator_trust[rows] = clipped.sum(axis=1)
@@ -394,11 +473,15 @@ def epoch(inputs: EpochInputs, hp: Hyperparameters) -> EpochResult:
     rank = normalize(ranks)
     incentive = rank
 
-    weights_for_bonds = interpolate(weights, clipped, hp.bonds_penalty)
+    bonds_penalty = to_chain_proportion(hp.bonds_penalty)
+    weights_for_bonds = interpolate(weights, clipped, bonds_penalty)
     fresh = recently_registered(inputs.block, hp.tempo, inputs.block_at_registration)
     old_bonds = np.asarray(inputs.bonds)[rows]
     if hp.yuma3:
-        ema = bonds_yuma3(weights_for_bonds, old_bonds, consensus, fresh, hp)
+        present = bond_weight_presence(
+            named, weights, consensus, bonds_penalty, weights_for_bonds
+        )
+        ema = bonds_yuma3(weights_for_bonds, old_bonds, consensus, fresh, hp, present)
         row_dividends = (normalize_columns(ema) @ incentive) * row_stake
         stored_rows = to_u16_proportion(ema)
     else:

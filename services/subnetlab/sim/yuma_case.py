@@ -7,7 +7,10 @@ the simulator shows is what the ledger will pay.
 Semantics (kept identical to what docs/consensus.md states):
 - every uid registers at block 0 and stays active (its last update is refreshed each epoch);
 - epoch e runs at block (e + 1) * tempo; weights given for it are set at the block before;
-- an epoch without `weights` keeps the previous ones;
+- an epoch without `weights` keeps the previous ones; a validator's row replaces its
+  previous row, and the uids it names (explicit zeros included) are the entries the chain
+  stores, which matters under Yuma3 with liquid alpha (a bond survives only on a named
+  entry, see `subnetlab.chain.yuma.bond_weight_presence`);
 - permits start empty and, as on the chain, take effect one epoch after they are computed.
 """
 
@@ -107,6 +110,7 @@ def run_case(case: YumaCase) -> list[EpochResult]:
     n = len(case.stakes)
     stake = np.asarray(case.stakes, dtype=np.float64)
     weights = np.zeros((n, n), dtype=np.uint16)
+    named = np.zeros((n, n), dtype=np.bool_)
     bonds = np.zeros((n, n), dtype=np.uint16)
     permit = np.zeros(n, dtype=bool)
     registered = np.zeros(n, dtype=np.int64)
@@ -115,8 +119,10 @@ def run_case(case: YumaCase) -> list[EpochResult]:
         block = (index + 1) * hp.tempo
         for validator, row in (ep.weights or {}).items():
             values = np.zeros(n)
+            named[validator] = False
             for target, w in row.items():
                 values[target] = w
+                named[validator, target] = True
             weights[validator] = max_upscale_u16(values)
         result = epoch(
             EpochInputs(
@@ -127,6 +133,7 @@ def run_case(case: YumaCase) -> list[EpochResult]:
                 last_update=np.full(n, block - 1, dtype=np.int64),
                 block_at_registration=registered,
                 validator_permit=permit,
+                weights_present=named,
             ),
             hp,
         )
