@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from subnetlab.chain.model import DEV_FEE
 from subnetlab.cli.main import app
 from subnetlab.ledger.client import TOKEN, LedgerClient
 from tests.integration.conftest import LedgerProcess, RedisServer, free_port, wait_until
@@ -114,7 +115,8 @@ def test_full_workflow(cli: Cli, chain: LedgerClient) -> None:
     sent = cli.json("transfer", "--dest", miner["coldkey"], "--amount", "10.5", "--name", "val")
     assert sent["amount"] == 10_500_000_000
     assert chain.account(miner["coldkey"])["balance"] == 10_500_000_000
-    assert chain.account(val["coldkey"])["balance"] == 1000 * TOKEN - 10_500_000_000
+    # the transfer's fee is burned on top of the amount (the faucet is free)
+    assert chain.account(val["coldkey"])["balance"] == 1000 * TOKEN - 10_500_000_000 - DEV_FEE
     assert "10.5" in cli.ok("wallet", "balance", "--name", "miner").stdout
 
     # A subnet, created with hyperparameters and then tuned by its owner.
@@ -133,17 +135,17 @@ def test_full_workflow(cli: Cli, chain: LedgerClient) -> None:
     assert cli.json("register", "--netuid", str(netuid), "--name", "val")["uid"] == 0
     assert cli.json("register", "--netuid", str(netuid), "--name", "miner")["uid"] == 1
 
-    # Stake: add, list, remove; the free balance moves by exactly the amounts.
+    # Stake: add, list, remove; the free balance moves by exactly the amounts and fees.
     free = chain.account(val["coldkey"])["balance"]
     cli.ok("stake", "add", "--amount", "100", "--name", "val")
-    assert chain.account(val["coldkey"])["balance"] == free - 100 * TOKEN
+    assert chain.account(val["coldkey"])["balance"] == free - 100 * TOKEN - DEV_FEE
     positions = cli.json("stake", "list", "--name", "val")["stake"]
     assert [p["hotkey"] for p in positions] == [val["hotkey"]]
     assert positions[0]["amount"] >= 100 * TOKEN  # dividends may already have added some
     table = cli.ok("stake", "list", "--name", "val").stdout
     assert val["hotkey"] in table and "default" in table
     cli.ok("stake", "remove", "--amount", "40", "--hotkey", "default", "--name", "val")
-    assert chain.account(val["coldkey"])["balance"] == free - 60 * TOKEN
+    assert chain.account(val["coldkey"])["balance"] == free - 60 * TOKEN - 2 * DEV_FEE
 
     # Weights: the validator weights the miner; two epochs later the miner earns incentive
     # (validator permits are granted in one epoch and used in the next).
@@ -210,8 +212,9 @@ def test_deregister_leaves_a_vacant_uid_and_returns_the_stake(
                    "--hotkey", "default")
     assert out["status"] == "included" and out["uid"] == 1
     assert out["hotkey"] == miner["hotkey"] and out["stake"] == 0
-    # the stake (with any dividends it earned meanwhile) is free again; nothing else moved
-    assert out["balance"] == chain.account(miner["coldkey"])["balance"] >= free + 25 * TOKEN
+    # the stake (with any dividends it earned meanwhile) is free again, less the call's fee
+    balance = chain.account(miner["coldkey"])["balance"]
+    assert out["balance"] == balance >= free + 25 * TOKEN - DEV_FEE
     vacant = neuron(chain.metagraph(netuid), 1)
     assert vacant["vacant"] is True and vacant["hotkey"] is None and vacant["stake"] == 0
     assert neuron(chain.metagraph(netuid), 0)["hotkey"] == owner["hotkey"]

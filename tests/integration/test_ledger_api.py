@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from subnetlab.chain.model import DEFAULT_FEES, DEV_FEE
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient, LedgerError
@@ -106,6 +107,7 @@ def test_transfer_with_wait_inclusion(net: Net) -> None:
     assert receipt["hash"] == ext.hash
     assert isinstance(receipt["block"], int) and receipt["block"] >= 1
     assert receipt["code"] is None
+    assert receipt["fee"] == DEV_FEE  # the dev genesis charges transfers
 
     # the receipt endpoint says the same
     again = chain.receipt(ext.hash)
@@ -120,9 +122,40 @@ def test_transfer_with_wait_inclusion(net: Net) -> None:
     assert block["receipts"][index]["hash"] == ext.hash
     assert block["receipts"][index]["ok"] is True
 
-    assert chain.balance(DAVE) == before - 12_345
+    assert chain.balance(DAVE) == before - 12_345 - DEV_FEE
     assert chain.nonce(DAVE) == nonce + 1
     assert chain.balance(dest) == 12_345
+
+
+def test_fees_are_charged_burned_and_checked_at_the_door(net: Net) -> None:
+    """A fee leaves the signer and total issuance; the door refuses an unaffordable one."""
+    chain = net.chain
+    assert chain.get_json("/v1/chain")["fees"] == DEFAULT_FEES
+    poor = Keypair.dev("api-fee-poor")
+    chain.call(DAVE, "transfer", {"dest": poor.ss58_address, "amount": DEV_FEE + 10})
+    # a transfer of 11 rao needs DEV_FEE + 11: refused at the door, nothing touched
+    too_much = chain.sign(poor, "transfer", {"dest": address(BOB), "amount": 11})
+    refused = chain.submit(too_much, wait=True)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["field"]) == ("insufficient_balance", "amount")
+    assert f"after the transaction fee of {DEV_FEE} rao" in error["message"]
+    assert chain.receipt(too_much.hash).status_code == 404
+    assert (chain.balance(poor), chain.nonce(poor)) == (DEV_FEE + 10, 0)
+    # exactly affordable: included, and the fee is gone from the supply
+    receipt = chain.call(poor, "transfer", {"dest": address(BOB), "amount": 10})
+    assert receipt["fee"] == DEV_FEE
+    assert chain.balance(poor) == 0
+    # now it cannot pay even the fee: refused naming the fee
+    broke = chain.submit(chain.sign(poor, "transfer", {"dest": address(BOB), "amount": 1}))
+    assert broke.status_code == 400, broke.text
+    assert (broke.json()["error"]["code"], broke.json()["error"]["field"]) == (
+        "insufficient_balance", "fee")
+    assert str(DEV_FEE) in broke.json()["error"]["message"]
+    # a free call on the receipt says fee 0
+    free = chain.call(net.validator, "commit_evidence",
+                      {"netuid": net.netuid, "epoch": 0, "digest": "0x" + "fe" * 32})
+    assert free["fee"] == 0
 
 
 def test_submit_without_wait_is_pending_then_included(net: Net) -> None:

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from subnetlab.chain.extrinsic import sign_extrinsic
+from subnetlab.chain.model import DEV_FEE
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from tests.integration.chainclient import (
@@ -189,7 +190,7 @@ def test_included_extrinsics_survive_sigkill(
             total = sum(s.amount for s in mine)
             assert sorted(s.nonce for s in mine) == list(range(len(mine))), name
             account = chain.account(sender)
-            assert account["balance"] == DEV_BALANCE - total, name
+            assert account["balance"] == DEV_BALANCE - total - len(mine) * DEV_FEE, name
             assert account["nonce"] == len(mine), name
             assert chain.balance(sink_of(name)) == total, name
 
@@ -308,9 +309,10 @@ def test_verify_names_a_missing_block(audited: Audited, restore_blocks: None) ->
 
 @pytest.mark.parametrize("what, says", [
     ("receipt", "receipt 0: replay gives"),
+    ("fee", f"fee {DEV_FEE} rao, the stored receipt says"),
     ("hash", "block hash"),
     ("parent_hash", "parent hash"),
-], ids=["receipt", "block_hash", "parent_hash"])
+], ids=["receipt", "fee", "block_hash", "parent_hash"])
 def test_verify_catches_rewritten_receipts_and_hashes(
     audited: Audited, restore_blocks: None, what: str, says: str
 ) -> None:
@@ -321,6 +323,10 @@ def test_verify_catches_rewritten_receipts_and_hashes(
             receipts = block["receipts"]
             assert isinstance(receipts, list)
             receipts[0].update(ok=False, code="insufficient_balance", message="forged")
+        elif what == "fee":  # the transfer paid no fee, says the rewritten receipt
+            receipts = block["receipts"]
+            assert isinstance(receipts, list)
+            receipts[0]["fee"] = 0
         else:
             block[what] = "0x" + "11" * 32
     audited.edit(number, change)

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.model import DEV_FEE
 from subnetlab.keys.keypair import Keypair
 from tests.integration.chainclient import REDIS_PREFIX, TOKEN, ChainClient, address
 from tests.integration.conftest import LedgerProcess, RedisServer
@@ -189,8 +190,17 @@ def _unstake_more_than_staked(w: World) -> Case:
 def _never_seen_account(w: World) -> Case:
     stranger = Keypair.generate()
     ext = sign_extrinsic(stranger, "transfer", {"dest": BOB.ss58_address, "amount": 1}, 0)
-    return Case(_signed(ext), ext, 400, "insufficient_balance", ("amount", "free balance of 0"),
+    return Case(_signed(ext), ext, 400, "insufficient_balance",
+                ("fee", f"transaction fee of {DEV_FEE} rao", "free balance of 0"),
                 (stranger.ss58_address,))
+
+
+def _amount_plus_fee_more_than_balance(w: World) -> Case:
+    balance = w.chain.balance(ALICE)
+    amount = balance - DEV_FEE + 1  # affordable without the fee, not with it
+    ext = w.chain.sign(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": amount})
+    return Case(_signed(ext), ext, 400, "insufficient_balance",
+                ("amount", str(amount), f"after the transaction fee of {DEV_FEE} rao"))
 
 
 def _never_seen_account_sudo(w: World) -> Case:
@@ -223,6 +233,7 @@ CASES: dict[str, Callable[[World], Case]] = {
     "stake_more_than_balance": _stake_more_than_balance,
     "unstake_more_than_staked": _unstake_more_than_staked,
     "never_seen_account": _never_seen_account,
+    "amount_plus_fee_more_than_balance": _amount_plus_fee_more_than_balance,
     "never_seen_account_sudo_call": _never_seen_account_sudo,
 }
 

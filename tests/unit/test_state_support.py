@@ -77,7 +77,7 @@ class Chain:
         chain = cls.__new__(cls)
         chain.state = state
         chain.genesis_issuance = (state.total_issuance - state.total_emitted
-                                  - state.total_faucet + state.total_burned)
+                                  - state.total_faucet + state.total_burned + state.total_fees)
         return chain
 
     def call(self, origin: str, call: str, **params: Any) -> dict[str, Any]:
@@ -110,11 +110,11 @@ class Chain:
         return reports
 
     def check(self) -> None:
-        """Conservation: issuance = holdings = genesis + emitted + faucet - burned."""
+        """Conservation: issuance = holdings = genesis + emitted + faucet - burned - fees."""
         check_conservation(self.state)
         s = self.state
         minted = s.total_emitted + s.total_faucet
-        assert s.total_issuance == self.genesis_issuance + minted - s.total_burned
+        assert s.total_issuance == self.genesis_issuance + minted - s.total_burned - s.total_fees
 
     def subnet(self, owner: str = ALICE, **hp: Any) -> int:
         """Create a subnet and return its netuid."""

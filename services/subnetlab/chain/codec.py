@@ -152,6 +152,8 @@ def to_json(state: ChainState) -> Json:
         "total_burned": state.total_burned,
         "total_emitted": state.total_emitted,
         "total_faucet": state.total_faucet,
+        "total_fees": state.total_fees,
+        "fees": {call: fee for call, fee in state.fees.items() if fee},
         "accounts": {
             address: [a.balance, a.nonce, a.last_faucet]
             for address, a in state.accounts.items()
@@ -186,6 +188,8 @@ def from_json(data: Json) -> ChainState:
         total_burned=data["total_burned"],
         total_emitted=data["total_emitted"],
         total_faucet=data["total_faucet"],
+        total_fees=data["total_fees"],
+        fees=dict(data["fees"]),
     )
     state.accounts = {k: Account(v[0], v[1], v[2]) for k, v in data["accounts"].items()}
     state.hotkeys = {k: HotkeyInfo(v[0], v[1]) for k, v in data["hotkeys"].items()}

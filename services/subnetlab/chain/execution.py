@@ -5,9 +5,12 @@ so replaying the stored block log must reproduce every state root exactly.
 
 Rules:
 - every extrinsic's signature is checked again here (the audit trusts nothing stored);
+- the signer's transaction fee (the genesis schedule, see `fees`) is withdrawn and burned
+  before the call dispatches, and stays spent when the call then fails, as in Substrate;
 - an extrinsic that the state machine refuses is recorded with a failed receipt and its
   nonce is still consumed, as in Substrate, so the signed bytes can never be replayed
   later, when they might succeed; a refused nonce (stale or future) consumes nothing;
+  see `state.apply_signed`;
 - the block opens first, as subtensor's `on_initialize` does: the number advances,
   emission accrues and every subnet whose tempo has come runs its epoch; then the
   extrinsics apply, in order, at that block number.
@@ -26,12 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from subnetlab.chain.blocks import BlockReport
-from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic
 from subnetlab.chain.model import ChainState
-from subnetlab.chain.state import advance_block, apply
-
-_NONCE_CODES = {str(ErrorCode.STALE_NONCE), str(ErrorCode.FUTURE_NONCE)}
+from subnetlab.chain.state import advance_block, apply_signed
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Receipt:
     code: str | None = None
     message: str | None = None
     field: str | None = None
+    fee: int = 0
+    """rao withdrawn (and burned) for the extrinsic, also when its call failed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,13 +55,14 @@ class Receipt:
             "code": self.code,
             "message": self.message,
             "field": self.field,
+            "fee": self.fee,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Receipt:
         return cls(
             hash=data["hash"], index=data["index"], ok=data["ok"], code=data.get("code"),
-            message=data.get("message"), field=data.get("field"),
+            message=data.get("message"), field=data.get("field"), fee=data.get("fee", 0),
         )
 
 
@@ -78,13 +81,10 @@ def apply_extrinsic(
             ext.verify()
         except (BadSignature, BadSigner) as exc:
             return Receipt(digest, index, False, exc.code, str(exc))
-    try:
-        apply(state, ext.signer, ext.nonce, ext.call, ext.params)
-    except ChainError as exc:
-        if exc.code not in _NONCE_CODES:
-            state.account_for_update(ext.signer).nonce += 1
-        return Receipt(digest, index, False, exc.code, exc.message, exc.field)
-    return Receipt(digest, index, True)
+    fee, error = apply_signed(state, ext.signer, ext.nonce, ext.call, ext.params)
+    if error is not None:
+        return Receipt(digest, index, False, error.code, error.message, error.field, fee)
+    return Receipt(digest, index, True, fee=fee)
 
 
 @dataclass(frozen=True)

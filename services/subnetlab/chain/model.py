@@ -41,6 +41,18 @@ ROOT_NETUID = 0
 
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 
+DEV_FEE = 125_000
+"""The default transaction fee in rao (0.000125 token, about a subtensor transfer's fee)."""
+
+DEFAULT_FEES: dict[str, int] = {
+    call: DEV_FEE
+    for call in ("transfer", "add_stake", "remove_stake", "register", "deregister",
+                 "create_subnet", "set_delegate_take")
+}
+"""Calls that pay a fee by default. As in subtensor, the calls validators and miners make
+every epoch (set/commit/reveal weights, serve_axon, commit_evidence) are free, and so are
+the faucet (an empty account must be able to drip) and the sudo and owner admin calls."""
+
 
 class FaucetConfig(BaseModel):
     """Testnet faucet: how much one drip mints and how often one account may drip."""
@@ -65,6 +77,21 @@ class Genesis(BaseModel):
     subnet_lock_cost: NonNegativeInt = 100 * TOKEN
     block_emission: NonNegativeInt = TOKEN
     default_hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    fees: dict[str, NonNegativeInt] = Field(
+        default_factory=lambda: dict(DEFAULT_FEES),
+        description="Transaction fee in rao per call name; a call not listed is free. "
+        "Withdrawn from the signer when its extrinsic is applied, and burned.",
+    )
+
+    @field_validator("fees")
+    @classmethod
+    def _fee_calls(cls, value: dict[str, int]) -> dict[str, int]:
+        from subnetlab.chain.state import CALLS  # the call table imports this module
+
+        for call in value:
+            if call not in CALLS:
+                raise ValueError(f"{call!r} is not a call of this chain")
+        return value
 
     @field_validator("balances")
     @classmethod
@@ -326,7 +353,8 @@ class ChainState:
     `advance_block` opens the next one. Counters: `total_issuance` is every rao in
     existence (free balances + stake + pending emission + subnet locks); `total_emitted`
     (block emission), `total_faucet` (faucet mints) and `total_burned` (registration burns)
-    account for every change of it.
+    account for every change of it, with `total_fees` (transaction fees, burned). `fees` is
+    the genesis fee schedule (rao per call name).
     """
 
     chain_id: str
@@ -341,6 +369,8 @@ class ChainState:
     total_burned: int = 0
     total_emitted: int = 0
     total_faucet: int = 0
+    total_fees: int = 0
+    fees: dict[str, int] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
     hotkeys: dict[str, HotkeyInfo] = field(default_factory=dict)
     stake: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -362,6 +392,7 @@ class ChainState:
             block_emission=genesis.block_emission,
             default_hyperparameters=genesis.default_hyperparameters,
             total_issuance=sum(genesis.balances.values()),
+            fees={call: fee for call, fee in genesis.fees.items() if fee > 0},
             accounts=accounts,
         )
 

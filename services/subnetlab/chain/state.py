@@ -4,6 +4,10 @@ This is the module the ledger imports. Everything is pure and deterministic: no 
 clock, no randomness; the ledger verifies signatures and passes the authenticated origin
 (an SS58 address) and the nonce it signed.
 
+Transaction fees are the signed-extrinsic layer around a call, as in Substrate: `apply`,
+`execute` and `plan` dispatch the call alone; `check_signed` (the ledger's door) and
+`apply_signed` (a block) add the fee from the genesis schedule (see `fees`).
+
 `apply` mutates the state in place and returns it. A refused extrinsic raises `ChainError`
 and leaves the state exactly as it was (same state root): each call is planned (every
 check, including the nonce) before anything is written, and the nonce increments only when
@@ -41,6 +45,7 @@ from subnetlab.chain.accounts import Effect
 from subnetlab.chain.blocks import BlockReport, EpochReport, advance_block, run_epoch
 from subnetlab.chain.codec import from_snapshot, state_root, to_snapshot
 from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.fees import after_fee, charge_fee, fee_for, fee_withheld, require_fee
 from subnetlab.chain.model import (
     MAX_TAKE,
     TOKEN,
@@ -83,6 +88,9 @@ def genesis_state(genesis: Genesis | None = None) -> ChainState:
     return ChainState.from_genesis(genesis if genesis is not None else Genesis())
 
 
+_NONCE_CODES = {str(ErrorCode.STALE_NONCE), str(ErrorCode.FUTURE_NONCE)}
+
+
 def _check_nonce(state: ChainState, origin: str, nonce: object) -> None:
     if not is_int(nonce):
         raise ChainError(ErrorCode.INVALID_PARAM, f"must be an integer, got {nonce!r}", "nonce")
@@ -100,15 +108,24 @@ def _check_nonce(state: ChainState, origin: str, nonce: object) -> None:
         )
 
 
-def plan(state: ChainState, origin: str, nonce: int, call: str, params: object) -> Effect:
-    """Validate an extrinsic completely; the returned effect applies it and cannot fail."""
+def _planner(state: ChainState, origin: str, nonce: object, call: object) -> Planner:
+    """The call's planner, once origin, call name and nonce are valid."""
     if not isinstance(origin, str) or not origin:
         raise ChainError(ErrorCode.INVALID_PARAM, "must be an SS58 address", "origin")
     planner = CALLS.get(call) if isinstance(call, str) else None
     if planner is None:
         raise ChainError(ErrorCode.UNKNOWN_CALL, f"{call!r} is not a call of this chain", "call")
     _check_nonce(state, origin, nonce)
-    effect = planner(state, origin, Params(params))
+    return planner
+
+
+def plan(state: ChainState, origin: str, nonce: int, call: str, params: object) -> Effect:
+    """Validate an extrinsic completely; the returned effect applies it and cannot fail.
+
+    This is the call alone, without its transaction fee (see `check_signed` and
+    `apply_signed` for what the ledger does with a signed extrinsic).
+    """
+    effect = _planner(state, origin, nonce, call)(state, origin, Params(params))
 
     def with_nonce() -> dict[str, Any]:
         result = effect()
@@ -116,6 +133,58 @@ def plan(state: ChainState, origin: str, nonce: int, call: str, params: object) 
         return result
 
     return with_nonce
+
+
+def check_signed(state: ChainState, origin: str, nonce: int, call: str, params: object) -> int:
+    """The door's dry run: raise `ChainError` unless the extrinsic would succeed on its own
+    in this state, fee included; return its fee. Nothing is changed.
+
+    The call is planned as `apply_signed` will plan it: after the fee is withdrawn, so a
+    signer who cannot afford fee + what the call spends is refused here.
+    """
+    planner = _planner(state, origin, nonce, call)
+    fee = fee_for(state, call)
+    require_fee(state, origin, fee)
+    with fee_withheld(state, origin, fee):
+        try:
+            planner(state, origin, Params(params))
+        except ChainError as exc:
+            raise after_fee(exc, fee) from None
+    return fee
+
+
+def apply_signed(
+    state: ChainState, origin: str, nonce: int, call: str, params: object
+) -> tuple[int, ChainError | None]:
+    """What a block does with one authenticated extrinsic; returns (fee paid, error).
+
+    Substrate's order: the nonce is checked, the fee is withdrawn (and burned), then the
+    call dispatches. A refused nonce (stale or future) changes nothing. Anything else
+    consumes the nonce, so the signed bytes can never be replayed later, when they might
+    succeed: a signer who cannot pay the fee pays nothing; a call that fails after the fee
+    was withdrawn keeps it spent, and changes nothing else.
+    """
+    try:
+        planner = _planner(state, origin, nonce, call)
+    except ChainError as exc:
+        if exc.code not in _NONCE_CODES:
+            state.account_for_update(origin).nonce += 1
+        return 0, exc
+    fee = fee_for(state, call)
+    try:
+        require_fee(state, origin, fee)
+    except ChainError as exc:
+        state.account_for_update(origin).nonce += 1
+        return 0, exc
+    charge_fee(state, origin, fee)
+    try:
+        effect = planner(state, origin, Params(params))
+    except ChainError as exc:
+        state.account_for_update(origin).nonce += 1
+        return fee, after_fee(exc, fee)
+    effect()
+    state.account_for_update(origin).nonce += 1
+    return fee, None
 
 
 def execute(
@@ -146,6 +215,8 @@ __all__ = [
     "account_info",
     "advance_block",
     "apply",
+    "apply_signed",
+    "check_signed",
     "execute",
     "from_snapshot",
     "genesis_state",

@@ -213,7 +213,7 @@ def create_app(
 
     @app.get("/v1/chain", tags=["chain"])
     async def chain() -> dict[str, Any]:
-        """Chain identity and parameters."""
+        """Chain identity and parameters; `fees`: rao per call (unlisted calls are free)."""
         return {
             "chain_id": node.genesis.chain_id,
             "genesis_hash": node.genesis_hash,
@@ -221,6 +221,7 @@ def create_app(
             "block_time": node.block_time,
             "faucet": node.state.faucet_enabled,
             "sudo": node.genesis.sudo,
+            "fees": dict(sorted(node.state.fees.items())),
         }
 
     @app.get("/v1/accounts/{address}", tags=["chain"], responses={400: {}})

@@ -34,7 +34,7 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, open_block
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic, MalformedExtrinsic
 from subnetlab.chain.model import ChainState, Genesis
-from subnetlab.chain.state import CALLS, plan
+from subnetlab.chain.state import CALLS, check_signed
 from subnetlab.ledger.metrics import LedgerMetrics
 from subnetlab.ledger.store import BlockStore, Snapshot, StoreError
 from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
@@ -248,7 +248,8 @@ class LedgerNode:
         return outcomes
 
     def _dry_run(self, ext: Extrinsic, on_chain_nonce: int) -> None:
-        """Plan the call against the open block: refuse now what would surely fail.
+        """Plan the call, after its fee, against the open block: refuse now what would
+        surely fail, an unaffordable fee included (insufficient_balance naming the fee).
 
         The open block is the state the extrinsic executes in (its number, its per-block
         counters, the epochs that ran when it opened), so rate limits and per-block
@@ -258,7 +259,7 @@ class LedgerNode:
         on its own is refused here, with a 4xx.
         """
         try:
-            plan(self.state, ext.signer, on_chain_nonce, ext.call, ext.params)
+            check_signed(self.state, ext.signer, on_chain_nonce, ext.call, ext.params)
         except ChainError as exc:
             raise Refused(status_for(exc.code), exc.code, exc.message, exc.field) from None
 
@@ -371,7 +372,7 @@ class LedgerNode:
         """The receipt of an extrinsic: pending, included or failed; None if unknown."""
         if digest in self.pending_hashes:
             return {"hash": digest, "status": "pending", "block": None, "index": None,
-                    "code": None, "message": None, "field": None}
+                    "code": None, "message": None, "field": None, "fee": None}
         found = self.receipts.get(digest)
         if found is None:
             location = self.store.receipt_location(digest)
@@ -438,6 +439,7 @@ def receipt_view(number: int, receipt: Receipt) -> dict[str, Any]:
         "code": receipt.code,
         "message": receipt.message,
         "field": receipt.field,
+        "fee": receipt.fee,
     }
 
 

@@ -1,9 +1,10 @@
 """The audit: replay a stored block log and check everything a block claims.
 
 A stored block claims a state root, a receipt per extrinsic (what `GET /v1/extrinsics`
-reports) and a place in the hash chain (its parent's hash, and its own hash over number,
-parent, root and extrinsic hashes). Replaying its extrinsics from the previous block's
-state must reproduce all of them; the first block where one differs is the one reported.
+reports, its fee included) and a place in the hash chain (its parent's hash, and its own
+hash over number, parent, root and extrinsic hashes). Replaying its extrinsics from the
+previous block's state must reproduce all of them; the first block where one differs is
+the one reported.
 
 The node's startup replay and `subnetlab ledger verify` both go through `check_block`, so
 the node refuses to start on a log the audit would reject, and vice versa.
@@ -75,8 +76,8 @@ def _differences(state: ChainState, block: dict[str, Any], number: int, parent: 
     if len(stored) != len(replayed):
         return f"{len(stored)} receipts stored for {len(replayed)} extrinsics"
     for mine, theirs in zip(replayed, stored, strict=True):
-        if (mine.hash, mine.index, mine.ok, mine.code) != (
-            theirs.hash, theirs.index, theirs.ok, theirs.code
+        if (mine.hash, mine.index, mine.ok, mine.code, mine.fee) != (
+            theirs.hash, theirs.index, theirs.ok, theirs.code, theirs.fee
         ):
             return (f"receipt {mine.index}: replay gives {_outcome(mine)}, "
                     f"the stored receipt says {_outcome(theirs)}")
@@ -88,7 +89,7 @@ def _differences(state: ChainState, block: dict[str, Any], number: int, parent: 
 
 def _outcome(receipt: Receipt) -> str:
     verdict = "ok" if receipt.ok else f"failed ({receipt.code})"
-    return f"{receipt.hash} {verdict}"
+    return f"{receipt.hash} {verdict}, fee {receipt.fee} rao"
 
 
 def verify_chain(
