@@ -13,6 +13,7 @@ taken and immune for 60000 blocks: the subnet is full and every neuron is immune
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,7 +284,16 @@ def test_replayed_extrinsic_is_refused(world: World) -> None:
     """The same signed bytes again after inclusion: already_known; re-signed: stale_nonce."""
     chain = world.chain
     ext = chain.sign(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 3})
-    first = chain.submit(ext, wait=True)
+    pending = chain.submit(ext, wait=False)
+    assert pending.status_code == 202, pending.text
+    again = chain.submit(ext, wait=False)  # pending or just included: the same bytes
+    assert again.status_code == 409, again.text
+    assert (again.json()["error"]["code"], again.json()["error"]["field"]) == (
+        "already_known", "signature")
+    deadline = time.monotonic() + 20
+    while (first := chain.receipt(ext.hash)).json()["status"] == "pending":
+        assert time.monotonic() < deadline, "never included"
+        time.sleep(0.05)
     assert first.status_code == 200 and first.json()["status"] == "included", first.text
     included_in = first.json()["block"]
 
@@ -291,6 +301,9 @@ def test_replayed_extrinsic_is_refused(world: World) -> None:
     replay = chain.post(ext.to_json(), wait=True)
     assert replay.status_code == 409, replay.text
     assert replay.json()["error"]["code"] in {"already_known", "stale_nonce"}
+    assert replay.json()["error"]["field"] == {"already_known": "signature",
+                                               "stale_nonce": "nonce"}[
+        replay.json()["error"]["code"]]
     assert ext.hash in replay.json()["error"]["message"] or "nonce" in replay.json()["error"][
         "message"]
     resigned = chain.sign(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 3}, ext.nonce)
@@ -341,6 +354,7 @@ def test_batch_item_over_the_size_limit_is_refused_alone(world: World) -> None:
     assert results[0] == {"hash": good.hash, "status": "pending"}
     error = results[1]["error"]
     assert error["code"] == "too_large", error  # refused for its size, before its params
+    assert error["field"] == "body", error
     assert "65536" in error["message"] and str(len(big.to_json())) in error["message"], error
     chain.wait_blocks(2)
     assert chain.receipt(good.hash).json()["status"] == "included"

@@ -24,11 +24,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.state import account_info, metagraph, subnet_info
 from subnetlab.keys.ss58 import is_valid_ss58
-from subnetlab.ledger.node import MAX_EXTRINSIC_BYTES, LedgerNode, Refused
+from subnetlab.ledger.node import (
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    MAX_EXTRINSIC_BYTES,
+    LedgerNode,
+    Refused,
+)
 from subnetlab.ledger.views import NeuronQueryError, weight_rows
 
 WAIT_TIMEOUT_S = 30.0
-MAX_BATCH = 5_000
 EXTRINSIC_SCHEMA = Extrinsic.model_json_schema()
 """The body of POST /v1/extrinsics, for the OpenAPI document."""
 
@@ -145,11 +150,8 @@ def create_app(
         wait: Annotated[Literal["none", "inclusion"], Query()] = "none",
     ) -> JSONResponse:
         """Submit one signed extrinsic (the body is `Extrinsic` JSON)."""
-        body = await request.body()
-        if len(body) > MAX_EXTRINSIC_BYTES:
-            return refuse(Refused(413, "too_large",
-                                  f"body is {len(body)} bytes; at most {MAX_EXTRINSIC_BYTES}"))
         try:
+            body = await read_capped(request, MAX_EXTRINSIC_BYTES)
             _, digest = await node.admit_in_turn(body)
             if wait == "inclusion":
                 receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
@@ -170,28 +172,19 @@ def create_app(
     async def submit_batch(request: Request) -> JSONResponse:
         """Submit many signed extrinsics at once; each gets its own result, in order.
 
-        The body is parsed by hand: validating thousands of weight lists through a
-        pydantic body model would cost more than checking the extrinsics themselves.
-        Each item is held to the single-extrinsic size limit (`too_large` in its result).
+        At most `MAX_BATCH` extrinsics and `MAX_BATCH_BYTES` of body (413 `too_large`
+        otherwise). The body is decoded by hand, a slice at a time (see
+        `LedgerNode.admit_batch`): validating thousands of weight lists through a pydantic
+        body model would cost more than checking the extrinsics themselves. Each item is
+        held to the single-extrinsic size limit (`too_large` in its result).
         """
-        raw = await request.body()
-        if len(raw) > MAX_BATCH * MAX_EXTRINSIC_BYTES:
-            return error(413, "too_large", f"batch body is {len(raw)} bytes")
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(400, "malformed_batch", f"body is not valid JSON: {exc}")
-        except RecursionError:  # the parser's own depth guard: hostile nesting
-            return error(400, "malformed_batch", "body is not valid JSON: nested too deeply")
-        items = body.get("extrinsics") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            return error(400, "malformed_batch", "body must be {\"extrinsics\": [...]}",
-                         "extrinsics")
-        if len(items) > MAX_BATCH:
-            return error(413, "too_large", f"{len(items)} extrinsics; at most {MAX_BATCH}",
-                         "extrinsics")
+            raw = await read_capped(request, MAX_BATCH_BYTES)
+            outcomes = await node.admit_batch(raw)
+        except Refused as exc:
+            return refuse(exc)
         results: list[dict[str, Any]] = []
-        for outcome in await node.admit_batch(items):
+        for outcome in outcomes:
             if isinstance(outcome, Refused):
                 node.metrics.refused.labels(code=outcome.code).inc()
                 results.append(outcome.to_dict())
@@ -331,6 +324,28 @@ def create_app(
                                  headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused (413 `too_large`, field `body`) past `limit` bytes.
+
+    A declared Content-Length over the limit is refused before a byte is read; a body
+    without one (chunked) is read in chunks and refused as soon as it passes the limit,
+    so an oversized upload never sits in memory whole.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, "too_large", f"body is {int(declared)} bytes; at most {limit}",
+                      "body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, "too_large", f"body is over {limit} bytes; at most {limit}",
+                          "body")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _sse(header: dict[str, Any]) -> bytes:

@@ -35,6 +35,7 @@ from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, op
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic, MalformedExtrinsic
 from subnetlab.chain.model import ChainState, Genesis
 from subnetlab.chain.state import CALLS, check_signed
+from subnetlab.ledger.batch import MalformedBatchError, iter_items
 from subnetlab.ledger.metrics import LedgerMetrics
 from subnetlab.ledger.store import BlockStore, Snapshot, StoreError
 from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
@@ -42,6 +43,13 @@ from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
 log = logging.getLogger(__name__)
 
 MAX_EXTRINSIC_BYTES = 64 * 1024
+MAX_BATCH = 5_000
+"""Extrinsics one batch request may carry."""
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""Bytes one batch body may have: 5,000 transfers or ~1,700 256-weight `set_weights`."""
+PARSE_SLICE_CHARS = 128 * 1024
+"""Batch body decoded between two yields to the event loop (see `admit_batch`): about
+5 ms of JSON decoding on the CI machine; a whole 4 MiB body takes ~160 ms."""
 RECENT_RECEIPTS = 200_000
 ADMIT_SLICE = 20
 """Batch items checked between two yields to the event loop (see `admit_batch`): a few
@@ -182,7 +190,7 @@ class LedgerNode:
         size = len(body) if isinstance(body, bytes) else _json_size(body)
         if size > MAX_EXTRINSIC_BYTES:
             raise Refused(413, "too_large",
-                          f"extrinsic is {size} bytes; at most {MAX_EXTRINSIC_BYTES}")
+                          f"extrinsic is {size} bytes; at most {MAX_EXTRINSIC_BYTES}", "body")
         try:
             ext = (
                 Extrinsic.from_json(body) if isinstance(body, bytes) else Extrinsic.from_dict(body)
@@ -204,7 +212,9 @@ class LedgerNode:
         except BadSignature as exc:
             raise Refused(401, exc.code, str(exc), "signature") from None
         if digest in self.pending_hashes or digest in self.receipts:
-            raise Refused(409, "already_known", f"extrinsic {digest} was already submitted")
+            raise Refused(409, "already_known",
+                          f"extrinsic {digest} was already submitted (the same signed bytes)",
+                          "signature")
         on_chain = self.state.nonce(ext.signer)
         expected = on_chain + self.pending_per_signer.get(ext.signer, 0)
         if ext.nonce < expected:
@@ -224,20 +234,25 @@ class LedgerNode:
         async with self.door:
             return self.admit(body)
 
-    async def admit_batch(self, items: list[Any]) -> list[tuple[Extrinsic, str] | Refused]:
-        """`admit` each item in order; each gets its own outcome (queued, or why not).
+    async def admit_batch(self, raw: bytes) -> list[tuple[Extrinsic, str] | Refused]:
+        """Decode a batch body and `admit` each item in order; each gets its own outcome.
 
-        Checking a big batch is the writer's longest piece of work (signatures, dry runs),
-        so it yields to the event loop every `ADMIT_SLICE` items: the block timer fires on
-        time and the block is sealed between two slices, instead of waiting for the whole
-        batch. A block sealed meanwhile changes nothing for the items after it: each is
-        checked against the open block, as if it had arrived a moment later. The `door`
-        keeps admissions in arrival order, as when a batch was admitted in one piece: a
-        request that arrives meanwhile waits until this batch is through, so a client's
-        consecutive nonces spread over several requests still queue in order.
+        Decoding and checking a big batch are the writer's longest pieces of work (JSON,
+        signatures, dry runs), so both yield to the event loop: decoding every
+        `PARSE_SLICE_CHARS` of body, checking every `ADMIT_SLICE` items. The block timer
+        fires on time and blocks are sealed in between, instead of after the whole batch.
+        The body is decoded completely before anything is admitted, so a body that is not
+        valid JSON is refused whole (`Refused` 400 `malformed_batch`, as is one with more
+        than `MAX_BATCH` items, 413 `too_large`), and nothing is queued. A block sealed
+        meanwhile changes nothing for the items after it: each is checked against the
+        open block, as if it had arrived a moment later. The `door` keeps admissions in
+        arrival order, as when a batch was admitted in one piece: a request that arrives
+        meanwhile waits until this batch is through, so a client's consecutive nonces
+        spread over several requests still queue in order.
         """
         outcomes: list[tuple[Extrinsic, str] | Refused] = []
         async with self.door:
+            items = await self._decode_batch(raw)
             for i, item in enumerate(items):
                 if i and i % ADMIT_SLICE == 0:
                     await asyncio.sleep(0)
@@ -246,6 +261,24 @@ class LedgerNode:
                 except Refused as exc:
                     outcomes.append(exc)
         return outcomes
+
+    async def _decode_batch(self, raw: bytes) -> list[Any]:
+        """The batch's items, decoded in slices between yields to the loop."""
+        items: list[Any] = []
+        pause_at = PARSE_SLICE_CHARS
+        try:
+            for item, offset in iter_items(raw):
+                if len(items) == MAX_BATCH:
+                    raise Refused(413, "too_large",
+                                  f"more than {MAX_BATCH} extrinsics; at most {MAX_BATCH}",
+                                  "extrinsics")
+                items.append(item)
+                if offset >= pause_at:
+                    await asyncio.sleep(0)
+                    pause_at = offset + PARSE_SLICE_CHARS
+        except MalformedBatchError as exc:
+            raise Refused(400, "malformed_batch", exc.message, exc.field) from None
+        return items
 
     def _dry_run(self, ext: Extrinsic, on_chain_nonce: int) -> None:
         """Plan the call, after its fee, against the open block: refuse now what would
