@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
 import redis
 
 from subnetlab.ledger.genesis import dev_genesis
+from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.ledger.store import BlockStore
-from tests.integration.chainclient import run_cli
-from tests.integration.conftest import RedisServer, free_port
+from tests.integration.chainclient import ChainClient, run_cli
+from tests.integration.conftest import LedgerProcess, RedisServer, free_port
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
 
@@ -126,3 +129,79 @@ def test_redis_url_that_is_not_a_redis_url(
         code, out, err = result.returncode, result.stdout, result.stderr
     assert code not in (0, 1), f"exit {code}: {err[-300:]}"
     assert_one_error_line(err, out, "--redis-url", bad, "redis://")
+
+
+def test_fast_and_block_time_together_are_refused(env: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = serve(["--fast", "--block-time", "1", "--redis-url", UNREACHABLE], env,
+                           tmp_path)
+    assert code == 2
+    assert_one_error_line(err, out, "--fast", "--block-time")
+
+
+@pytest.mark.parametrize("level", ["loud", "INFO", ""])
+def test_log_level_must_be_one_of_the_choices(
+    env: dict[str, str], tmp_path: Path, level: str
+) -> None:
+    code, out, err = serve(["--log-level", level, "--redis-url", UNREACHABLE], env, tmp_path)
+    assert code == 2
+    assert_one_error_line(err, out, "--log-level", "debug", "warning")
+
+
+def _ledger_with(args: list[str], env: dict[str, str], log: Path) -> LedgerProcess:
+    ledger = LedgerProcess(free_port(), args, log, env)
+    ledger.start()
+    return ledger
+
+
+def test_embedded_redis_lives_under_subnetlab_home_for_serve_and_verify(
+    tmp_path: Path
+) -> None:
+    """No --redis-url, no --data-dir: $SUBNETLAB_HOME/ledger, for `serve` and `verify`."""
+    home, user_home = tmp_path / "slhome", tmp_path / "userhome"
+    user_home.mkdir()
+    env = {**os.environ, "SUBNETLAB_HOME": str(home), "HOME": str(user_home),
+           "PYTHONUNBUFFERED": "1"}
+    ledger = _ledger_with(["--fast"], env, tmp_path / "ledger")
+    embedded = EmbeddedRedis(home / "ledger")
+    try:
+        assert embedded.is_running(), "no embedded Redis under $SUBNETLAB_HOME/ledger"
+        assert not (user_home / ".subnetlab").exists()
+        assert str(embedded.socket) in ledger.logs[-1].read_text()  # the log says where
+        ChainClient(ledger.url).wait_blocks(2)
+        ledger.kill(signal.SIGTERM)
+        audit = run_cli(["ledger", "verify"], env=env, cwd=tmp_path)
+        assert audit.returncode == 0, audit.stderr
+        assert re.search(r"^height [1-9]\d* OK$", audit.stdout, re.M), audit.stdout
+    finally:
+        ledger.kill(signal.SIGTERM)
+        embedded.stop()
+    assert not (user_home / ".subnetlab").exists()
+
+
+def test_a_redis_that_does_not_fsync_every_write_is_warned_about(
+    env: dict[str, str], tmp_path: Path, system_redis: RedisServer
+) -> None:
+    client = redis.Redis.from_url(system_redis.url)
+    durable = _ledger_with(["--redis-url", system_redis.url, "--fast"], env, tmp_path / "a")
+    durable.kill(signal.SIGTERM)
+    assert "may lose blocks" not in durable.logs[-1].read_text()
+
+    client.config_set("appendfsync", "everysec")
+    volatile = _ledger_with(["--redis-url", system_redis.url, "--fast"], env, tmp_path / "b")
+    volatile.kill(signal.SIGTERM)
+    warnings = [json.loads(line) for line in volatile.logs[-1].read_text().splitlines()
+                if "may lose blocks" in line]
+    assert len(warnings) == 1 and warnings[0]["level"] == "warning", warnings
+    assert "appendfsync is 'everysec', not 'always'" in warnings[0]["msg"]
+
+    code, out, err = serve(["--redis-url", system_redis.url, "--require-durable-redis"], env,
+                           tmp_path)
+    assert code == 2
+    assert_one_error_line(err, out, "appendfsync", "everysec", "--require-durable-redis")
+    client.config_set("appendonly", "no")
+    client.config_set("appendfsync", "always")
+    code, out, err = serve(["--redis-url", system_redis.url, "--require-durable-redis"], env,
+                           tmp_path)
+    assert code == 2
+    assert_one_error_line(err, out, "appendonly is 'no', not 'yes'")
+    client.close()

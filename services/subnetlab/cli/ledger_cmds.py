@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from subnetlab.cli.errors import fail
+from subnetlab.cli.errors import OneLineCommand, fail
+from subnetlab.cli.neuron_cmds import LogLevel
 
 if TYPE_CHECKING:
     from subnetlab.ledger.store import BlockStore
@@ -22,29 +23,50 @@ ledger_app = typer.Typer(help="Run and audit the chain-ledger.", no_args_is_help
 RedisUrl = Annotated[
     str | None,
     typer.Option(
-        "--redis-url", help="Redis URL; default: an embedded Redis under ~/.subnetlab/ledger/."
+        "--redis-url",
+        help="Redis URL; default: an embedded Redis under $SUBNETLAB_HOME/ledger/ "
+        "(~/.subnetlab/ledger/).",
     ),
 ]
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the embedded Redis keeps its files."),
+    typer.Option("--data-dir", help="Where the embedded Redis keeps its files; default: "
+                 "$SUBNETLAB_HOME/ledger/."),
 ]
 ChainId = Annotated[str, typer.Option("--chain-id", help="Chain id (namespace in Redis).")]
+DEFAULT_BLOCK_TIME = 12.0
+FAST_BLOCK_TIME = 0.25
 
 
 def resolve_redis(redis_url: str | None, data_dir: Path | None) -> str:
     """The given URL, or an embedded Redis started (or reused) under the data dir."""
     if redis_url:
         return redis_url
-    from subnetlab.ledger.redis_server import DEFAULT_DATA_DIR, EmbeddedRedis, EmbeddedRedisError
+    from subnetlab.ledger.redis_server import EmbeddedRedis, EmbeddedRedisError, default_data_dir
 
-    embedded = EmbeddedRedis(data_dir or DEFAULT_DATA_DIR)
+    embedded = EmbeddedRedis(data_dir or default_data_dir())
     try:
         url = embedded.ensure_running()
     except EmbeddedRedisError as exc:
         fail(str(exc))
     logging.getLogger("subnetlab.ledger").info("using embedded redis at %s", embedded.socket)
     return url
+
+
+def warn_unless_durable(store: BlockStore, url: str, require: bool) -> None:
+    """Warn (or, with `require`, refuse) when the server at `url` may lose acknowledged
+    blocks on a crash: receipts are reported once Redis acknowledged the block."""
+    from subnetlab.ledger.durability import DURABLE, check_durability
+
+    problems = check_durability(store.client)
+    if not problems:
+        return
+    settings = ", ".join(f"{k} {v}" for k, v in DURABLE.items())
+    message = (f"redis at {url} may lose blocks on a crash, though their receipts were "
+               f"reported: {'; '.join(problems)} (set {settings})")
+    if require:
+        fail(f"{message}; refused because of --require-durable-redis")
+    logging.getLogger("subnetlab.ledger").warning(message)
 
 
 @contextmanager
@@ -77,15 +99,17 @@ def open_store(url: str, chain_id: str) -> BlockStore:
         fail(f"--redis-url {url!r}: {exc}")
 
 
-@ledger_app.command("serve")
+@ledger_app.command("serve", cls=OneLineCommand)
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)] = 9944,
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,
     block_time: Annotated[
-        float, typer.Option("--block-time", help="Seconds per block.", min=0.01, max=3600)
-    ] = 12.0,
+        float | None,
+        typer.Option("--block-time", help="Seconds per block (default 12).", min=0.01,
+                     max=3600),
+    ] = None,
     fast: Annotated[
         bool, typer.Option("--fast", help="0.25 s blocks (local runs, tests).")
     ] = False,
@@ -95,7 +119,13 @@ def serve(
     snapshot_every: Annotated[
         int, typer.Option("--snapshot-every", help="Snapshot the state every K blocks.", min=1)
     ] = 100,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug|info|warning")] = "info",
+    require_durable: Annotated[
+        bool,
+        typer.Option("--require-durable-redis",
+                     help="Refuse a --redis-url server that does not fsync every write "
+                     "(appendonly yes, appendfsync always) instead of warning."),
+    ] = False,
+    log_level: LogLevel = "info",
 ) -> None:
     """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis."""
     import uvicorn
@@ -105,6 +135,8 @@ def serve(
     from subnetlab.ledger.node import LedgerNode
     from subnetlab.telemetry.logs import configure_logging
 
+    if fast and block_time is not None:
+        fail("--fast and --block-time both set the block time: give one of them")
     configure_logging(log_level)
     log = logging.getLogger("subnetlab.ledger")
     try:
@@ -114,8 +146,10 @@ def serve(
     url = resolve_redis(redis_url, data_dir)
     store = open_store(url, genesis.chain_id)
     with redis_errors(url):
-        node = LedgerNode(store, genesis, block_time=0.25 if fast else block_time,
-                          snapshot_every=snapshot_every)
+        if redis_url:
+            warn_unless_durable(store, url, require_durable)
+        seconds = FAST_BLOCK_TIME if fast else (block_time or DEFAULT_BLOCK_TIME)
+        node = LedgerNode(store, genesis, block_time=seconds, snapshot_every=snapshot_every)
     log.info("ledger %s listening on http://%s:%d (block time %.2fs)", genesis.chain_id, host,
              port, node.block_time)
 
@@ -135,7 +169,7 @@ def serve(
              "stored chain")
 
 
-@ledger_app.command("verify")
+@ledger_app.command("verify", cls=OneLineCommand)
 def verify(
     redis_url: RedisUrl = None,
     data_dir: DataDir = None,

@@ -20,9 +20,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from subnetlab.wallet import subnetlab_home
+
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path.home() / ".subnetlab" / "ledger"
+
+def default_data_dir() -> Path:
+    """``$SUBNETLAB_HOME/ledger`` (default ``~/.subnetlab/ledger``): where `ledger serve`
+    and `ledger verify` keep the embedded Redis unless told otherwise, read when called
+    (not at import) so that a home set by a test or a pod is honoured, as wallets do."""
+    return subnetlab_home() / "ledger"
 
 
 class EmbeddedRedisError(RuntimeError):
