@@ -191,6 +191,13 @@ def test_subnet_metagraph_and_epochs(net: Net) -> None:
     assert all(n["coldkey"] == CHARLIE.ss58_address for n in neurons)
     assert neurons[0]["stake"] >= VALIDATOR_STAKE and neurons[1]["stake"] >= MINER_STAKE
     assert neurons[0]["last_update"] == net.weights_block
+    registered = [n["block_at_registration"] for n in neurons]
+    assert all(isinstance(b, int) and 1 <= b < net.weights_block for b in registered)
+    assert registered[0] <= registered[1]  # registered in that order
+    assert all(n["axon"] is None for n in neurons)  # nobody served yet (see below)
+    for n in neurons:
+        assert isinstance(n["active"], bool)
+        assert 0.0 <= n["consensus"] <= 1.0 and 0.0 <= n["validator_trust"] <= 1.0
 
     # a few epochs later the weights have been turned into incentive and dividends
     epochs = info["epochs_run"]
@@ -206,6 +213,20 @@ def test_subnet_metagraph_and_epochs(net: Net) -> None:
     assert neurons[0]["dividends"] > 0
     assert neurons[1]["incentive"] > neurons[0]["incentive"]  # weights were 1:3
     assert neurons[0]["stake"] > VALIDATOR_STAKE  # dividends are paid as stake
+    assert [n["active"] for n in neurons] == [True, True]  # both updated within the cutoff
+    # Yuma drops self-weights: the validator's weight on itself (uid 0) counts for nothing
+    assert neurons[1]["consensus"] > 0 and neurons[0]["consensus"] == 0
+    assert neurons[0]["validator_trust"] > 0  # its weight on uid 1 agrees with consensus
+    assert neurons[1]["validator_trust"] == 0  # the miner set no weights
+    assert [n["block_at_registration"] for n in neurons] == registered  # unchanged
+
+    # the axon a neuron serves shows in the metagraph
+    served = chain.call(net.miner, "serve_axon",
+                        {"netuid": net.netuid, "ip": "10.1.2.3", "port": 8091})
+    axon = chain.metagraph(net.netuid)[1]["axon"]
+    assert axon == {"ip": "10.1.2.3", "port": 8091, "protocol": "http",
+                    "block": served["block"], "url": "http://10.1.2.3:8091"}
+    assert chain.metagraph(net.netuid)[0]["axon"] is None
 
 
 def test_set_weights_then_metagraph_last_update(net: Net) -> None:
