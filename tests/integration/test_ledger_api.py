@@ -331,11 +331,13 @@ def test_blocks_latest_and_by_number(net: Net) -> None:
     chain = net.chain
     latest = chain.get_json("/v1/blocks/latest")
     assert {"number", "hash", "parent_hash", "state_root", "extrinsics_count",
-            "timestamp"} <= set(latest)
+            "timestamp", "persisted_at"} <= set(latest)
     number = latest["number"]
     assert number >= 2
     stored = chain.block(number)
     assert stored["hash"] == latest["hash"]
+    # stored in Redis after it was sealed: the moment its receipts could first be reported
+    assert stored["persisted_at"] == latest["persisted_at"] >= latest["timestamp"]
     assert stored["parent_hash"] == chain.block(number - 1)["hash"]
     assert len(stored["extrinsics"]) == stored["extrinsics_count"] == len(stored["receipts"])
 
@@ -369,6 +371,7 @@ def test_block_stream(net: Net) -> None:
     with net.chain.block_stream() as headers:
         for header in headers:
             assert {"number", "hash", "parent_hash", "state_root"} <= set(header)
+            assert header["persisted_at"] >= header["timestamp"]
             numbers.append(header["number"])
             if len(numbers) == 4:
                 break

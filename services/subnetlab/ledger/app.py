@@ -270,18 +270,18 @@ def create_app(
 
     @app.get("/v1/blocks/latest", tags=["blocks"], responses={404: {}})
     async def latest_block() -> dict[str, Any]:
-        """The newest block header."""
+        """The newest block header, with `persisted_at` (when it was stored in Redis)."""
         if node.latest is None:
             raise ApiError(404, "no_blocks", "no block has been produced yet")
-        return node.latest.to_dict()
+        return node.header_view(node.latest)
 
     @app.get("/v1/blocks/{number}", tags=["blocks"], responses={404: {}})
     async def block(number: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
-        """A block with its extrinsics and receipts."""
+        """A block with its extrinsics and receipts; `persisted_at` as in the header."""
         stored = node.store.block(number)
         if stored is None:
             raise ApiError(404, "unknown_block", f"block {number} does not exist", "number")
-        return stored
+        return {**stored, "persisted_at": node.persisted_at.get(number)}
 
     @app.get("/v1/evidence/{netuid}", tags=["chain"], responses={404: {}})
     async def evidence(
@@ -307,7 +307,7 @@ def create_app(
         async def events() -> AsyncIterator[bytes]:
             try:
                 if node.latest is not None:
-                    yield _sse(node.latest.to_dict())
+                    yield _sse(node.header_view(node.latest))
                 while not await request.is_disconnected():
                     try:
                         header = await asyncio.wait_for(queue.get(), timeout=15.0)
