@@ -7,7 +7,9 @@ default where one makes sense, and every bad value is refused with the file, the
 the reason. Cross-field rules that a JSON schema cannot say are written twice, on purpose
 and side by side: as a pydantic validator (for `subnetlab up` and the operator) and as a
 CEL rule under `x-kubernetes-validations` (for the API server, which refuses the object
-before anything runs).
+before anything runs). Types are strict: YAML's `tempo: true` or `stake: "5"` is refused,
+not coerced, because the API server refuses them too and a spec must mean the same on a
+laptop and on a cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
+from subnetlab.urls import HTTP_SCHEMES, url_problem
 from subnetlab.validator.tasks import KINDS
 
 API_VERSION: Literal["subnetlab.io/v1alpha1"] = "subnetlab.io/v1alpha1"
@@ -35,12 +39,28 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 """A Kubernetes memory quantity such as `16Gi` (the forms a person writes)."""
 
 
+LOCAL_SIM_ENGINE = "local-sim-engine"
+"""An openai backend `url` that `subnetlab up` resolves to the simulated engine it starts
+(for passthrough miners); on a cluster, give a real URL."""
+URL_MAX_LENGTH = 2048
+
+
 class SpecError(ValueError):
-    """A spec that cannot be used: `file: path.to.field: reason`."""
+    """A spec that cannot be used: `file (Kind name): path.to.field: reason`."""
+
+
+class FieldError(ValueError):
+    """A cross-field rule broken at one field: raised in a model validator, reported at
+    `field` (camelCase, dotted, relative to the model) instead of at the model."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                              strict=True)
 
 
 def cel(rule: str, message: str, field: str | None = None) -> dict[str, str]:
@@ -58,6 +78,36 @@ def _schema_rules(*rules: dict[str, str]) -> dict[str, Any]:
 
 
 IMMUTABLE = _schema_rules(cel("self == oldSelf", "is immutable once created"))
+
+_CEL_HTTP_URL = ("(isURL(self) && url(self).getScheme() in ['http', 'https'] "
+                 "&& url(self).getHostname() != '')")
+
+
+def _http_url(value: str) -> str:
+    if problem := url_problem(value, HTTP_SCHEMES, "http://engine:8000"):
+        raise ValueError(problem)
+    return value
+
+
+def _engine_url(value: str) -> str:
+    if value != LOCAL_SIM_ENGINE and (problem := url_problem(value, HTTP_SCHEMES,
+                                                             "http://engine:8000")):
+        raise ValueError(f"{problem}, or {LOCAL_SIM_ENGINE} (with `subnetlab up`)")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url), Field(
+    min_length=1, max_length=URL_MAX_LENGTH,
+    json_schema_extra=_schema_rules(cel(_CEL_HTTP_URL, "must be an http:// or https:// URL "
+                                                       "with a host")))]
+"""A URL kept as written (no normalising: it is passed on to a process as given)."""
+
+EngineUrl = Annotated[str, AfterValidator(_engine_url), Field(
+    min_length=1, max_length=URL_MAX_LENGTH,
+    json_schema_extra=_schema_rules(cel(
+        f"self == '{LOCAL_SIM_ENGINE}' || {_CEL_HTTP_URL}",
+        f"must be an http:// or https:// URL with a host, or {LOCAL_SIM_ENGINE} (only with "
+        "`subnetlab up`)")))]
 
 
 class Metadata(_Model):
@@ -100,12 +150,15 @@ class TaskMix(_Model):
         default_factory=lambda: dict.fromkeys(TASK_KINDS, 1.0)
     )
 
+    model_config = ConfigDict(json_schema_extra=_schema_rules(cel(
+        "!has(self.kinds) || " + " || ".join(
+            f"(has(self.kinds.{k}) && self.kinds.{k} > 0.0)" for k in TASK_KINDS),
+        "kinds needs at least one kind with a positive weight", ".kinds")))
+
     @model_validator(mode="after")
     def _positive(self) -> TaskMix:
-        if not self.kinds or any(w < 0 for w in self.kinds.values()) or not any(
-            w > 0 for w in self.kinds.values()
-        ):
-            raise ValueError("kinds needs at least one kind with a positive weight, none negative")
+        if not any(w > 0 for w in self.kinds.values()):
+            raise FieldError("kinds", "needs at least one kind with a positive weight")
         return self
 
 
@@ -116,23 +169,57 @@ class Emission(_Model):
                                          description="Tokens minted per block, split over subnets.")
 
 
+ORDERED_HYPERPARAMETERS: tuple[tuple[str, str], ...] = (
+    ("alpha_low", "alpha_high"), ("min_burn", "max_burn"), ("min_burn", "burn"),
+    ("burn", "max_burn"))
+"""Pairs (low, high) with low <= high: the chain's own range rules, by field."""
+
+
+def _hyperparameter_rule(low: str, high: str) -> dict[str, str]:
+    a, b = to_camel(low), to_camel(high)
+    return cel(f"!has(self.{a}) || !has(self.{b}) || self.{a} <= self.{b}",
+               f"{a} must not exceed {b}", f".{a}")
+
+
 class HyperparameterSpec(Hyperparameters):
     """The chain's hyperparameters as a spec spells them: camelCase, like every other field.
 
     The same fields, bounds and defaults as `Hyperparameters` (it is one); snake_case names
-    are accepted too, and `model_dump()` gives the chain's snake_case names.
+    are accepted too, and `model_dump()` gives the chain's snake_case names. The range
+    rules are the chain's, restated here so that errors name the camelCase field and the
+    API server checks them too.
     """
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True,
+                              json_schema_extra=_schema_rules(
+                                  *(_hyperparameter_rule(a, b)
+                                    for a, b in ORDERED_HYPERPARAMETERS)))
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> HyperparameterSpec:  # replaces the chain's snake_case one
+        for low, high in ORDERED_HYPERPARAMETERS:
+            if getattr(self, low) > getattr(self, high):
+                raise FieldError(to_camel(low), f"must not exceed {to_camel(high)} "
+                                 f"({getattr(self, high)}), got {getattr(self, low)}")
+        return self
 
 
 class SubnetSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=_schema_rules(  # netuid: not added, not removed
+        cel("has(self.netuid) == has(oldSelf.netuid)", "is immutable once created", ".netuid")))
+
     hyperparameters: HyperparameterSpec = Field(default_factory=HyperparameterSpec)
     tasks: TaskMix = Field(default_factory=TaskMix)
     emission: Emission = Field(default_factory=Emission)
     owner: KeySource = Field(
         default_factory=lambda: KeySource(dev_key="alice"),
         description="Who creates the subnet and pays for registrations and stake.",
+        json_schema_extra=IMMUTABLE,
+    )
+    netuid: int | None = Field(
+        None, ge=0, le=65535,
+        description="Bind to this existing subnet of the ledger (owned by spec.owner) instead "
+        "of creating one. Kubernetes only: `subnetlab up` starts a new chain.",
         json_schema_extra=IMMUTABLE,
     )
 
@@ -168,12 +255,12 @@ class VllmBackendSpec(_Model):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     runtime_class_name: str | None = None
-    url: str | None = Field(None, description="Locally: an already running vLLM server.")
+    url: HttpUrl | None = Field(None, description="Locally: an already running vLLM server.")
 
 
 class OpenAIBackendSpec(_Model):
     type: Literal["openai"] = "openai"
-    url: str = Field(min_length=1)
+    url: EngineUrl = Field(description="The OpenAI-compatible engine the miner forwards to.")
     model: str = Field(min_length=1)
 
 
@@ -183,7 +270,7 @@ Backend = Annotated[SimBackendSpec | VllmBackendSpec | OpenAIBackendSpec,
 
 class MinerSpec(_Model):
     backend: Backend = Field(default_factory=SimBackendSpec)
-    copy_from: str | None = Field(None, description="copycat: the engine URL it copies.")
+    copy_from: HttpUrl | None = Field(None, description="copycat: the engine URL it copies.")
     concurrency: int = Field(8, ge=1, le=1024)
 
 
@@ -193,12 +280,15 @@ class GatewaySpec(_Model):
     spot_check_rate: float = Field(0.1, ge=0, le=1)
 
 
+Uid = Annotated[int, Field(ge=0, lt=U16_MAX)]
+
+
 class ValidatorSpec(_Model):
     sample_size: int = Field(4, ge=1, le=4096)
     timeout_seconds: float = Field(5.0, gt=0, le=300)
     interval_seconds: float = Field(1.0, gt=0, le=3600)
-    scoring: Literal["verifiable"] = "verifiable"
-    cabal: list[int] = Field(default_factory=list, description="cabal: miner uids to boost.")
+    cabal: list[Uid] = Field(default_factory=list, max_length=256,
+                             description="cabal: miner uids to boost (behaviour cabal only).")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
 
 
@@ -222,6 +312,14 @@ class NeuronSpec(_Model):
             "a miner takes `miner` settings, not `validator`", ".validator"),
         cel("self.behaviour != 'copycat' || (has(self.miner) && has(self.miner.copyFrom))",
             "behaviour copycat needs miner.copyFrom", ".miner"),
+        cel("self.behaviour == 'copycat' || !has(self.miner) || !has(self.miner.copyFrom)",
+            "miner.copyFrom only applies to behaviour copycat", ".miner"),
+        cel("self.behaviour != 'cabal' || (has(self.validator) && has(self.validator.cabal) "
+            "&& size(self.validator.cabal) > 0)",
+            "behaviour cabal needs validator.cabal (the miner uids to boost)", ".validator"),
+        cel("self.behaviour == 'cabal' || !has(self.validator) || !has(self.validator.cabal) "
+            "|| size(self.validator.cabal) == 0",
+            "validator.cabal only applies to behaviour cabal", ".validator"),
     ))
 
     subnet: str = Field(pattern=NAME_PATTERN, max_length=63,
@@ -237,18 +335,26 @@ class NeuronSpec(_Model):
     def _role_fits(self) -> NeuronSpec:
         allowed = MINER_BEHAVIOURS if self.role == "miner" else VALIDATOR_BEHAVIOURS
         if self.behaviour not in allowed:
-            raise ValueError(f"behaviour {self.behaviour!r} is not a {self.role} behaviour; "
+            raise FieldError("behaviour", f"{self.behaviour!r} is not a {self.role} behaviour; "
                              f"one of {', '.join(allowed)}")
         if self.role == "miner":
             if self.validator is not None:
-                raise ValueError("a miner takes `miner` settings, not `validator`")
+                raise FieldError("validator", "a miner takes `miner` settings, not `validator`")
             self.miner = self.miner or MinerSpec()
             if self.behaviour == "copycat" and not self.miner.copy_from:
-                raise ValueError("behaviour copycat needs miner.copyFrom")
+                raise FieldError("miner.copyFrom", "behaviour copycat needs it (the engine URL "
+                                 "it copies)")
+            if self.behaviour != "copycat" and self.miner.copy_from:
+                raise FieldError("miner.copyFrom", "only applies to behaviour copycat")
         else:
             if self.miner is not None:
-                raise ValueError("a validator takes `validator` settings, not `miner`")
+                raise FieldError("miner", "a validator takes `validator` settings, not `miner`")
             self.validator = self.validator or ValidatorSpec()
+            if self.behaviour == "cabal" and not self.validator.cabal:
+                raise FieldError("validator.cabal", "behaviour cabal needs the miner uids to "
+                                 "boost")
+            if self.behaviour != "cabal" and self.validator.cabal:
+                raise FieldError("validator.cabal", "only applies to behaviour cabal")
         return self
 
 
@@ -263,27 +369,66 @@ ResourceT = TypeVar("ResourceT", bound=BaseModel)
 
 
 class Network(BaseModel):
-    """Every Subnet and Neuron of a run, checked against each other."""
+    """Every Subnet and Neuron of a run, checked against each other.
+
+    `sources` maps `Kind/name` to the file (or flag) the resource came from, so that an
+    error found later (a rule between resources, a check of the machine before `subnetlab
+    up` starts anything) still names the file.
+    """
 
     subnets: list[Subnet]
     neurons: list[Neuron]
+    sources: dict[str, str] = Field(default_factory=dict)
 
     def neurons_of(self, subnet: str) -> list[Neuron]:
         return [n for n in self.neurons if n.spec.subnet == subnet]
 
+    def where(self, resource: Subnet | Neuron) -> str:
+        """`file (Kind name)`: how errors about `resource` begin."""
+        source = self.sources.get(f"{resource.kind}/{resource.metadata.name}", "(given)")
+        return f"{source} ({resource.kind} {resource.metadata.name})"
+
+    def error(self, resource: Subnet | Neuron, field: str, reason: str) -> SpecError:
+        """`file (Kind name): field: reason`."""
+        return SpecError(f"{self.where(resource)}: {field}: {reason}")
+
+
+_UNION_TAGS = {"backend": {"sim", "vllm", "openai"}}
+"""Discriminated unions by field: pydantic puts the tag in an error's location
+(`backend.openai.url`); the spec's path has no such step (`backend.url`)."""
+assert _UNION_TAGS["backend"] == {m.model_fields["type"].default for m in (
+    SimBackendSpec, VllmBackendSpec, OpenAIBackendSpec)}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> list[str]:
+    """An error location as the spec's field path: the union tags taken out."""
+    path: list[str] = []
+    for step in map(str, loc):
+        if not (path and step in _UNION_TAGS.get(path[-1], ())):
+            path.append(step)
+    return path
+
 
 def _format(error: ValidationError, source: str) -> SpecError:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = _field_path(first["loc"])
+    reason = first["msg"]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):  # a cross-field rule: report it at its field
+        loc += cause.field.split(".")
+        reason = str(cause)
+    elif first["type"] == "value_error":
+        reason = reason.removeprefix("Value error, ")
+    where = ".".join(loc) or "(top level)"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return SpecError(f"{source}: {where}: {first['msg']}{more}")
+    return SpecError(f"{source}: {where}: {reason}{more}")
 
 
 def validate_resource(model: type[ResourceT], document: Any, source: str) -> ResourceT:
     """One Subnet or Neuron document, or SpecError `source: field: reason`.
 
     The operator validates what the API server stored with this, so a rule the CRD schema
-    cannot express is refused with the same words `subnetlab up` uses.
+    does not hold is refused with the same words `subnetlab up` uses.
     """
     try:
         return model.model_validate(document)
@@ -295,6 +440,7 @@ def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
     """Validate decoded documents (source label, object) into a consistent Network."""
     subnets: list[Subnet] = []
     neurons: list[Neuron] = []
+    sources: dict[str, str] = {}
     for source, doc in documents:
         if doc is None:
             continue
@@ -311,23 +457,39 @@ def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
         name = doc.get("metadata", {}).get("name", "?") if isinstance(
             doc.get("metadata"), dict) else "?"
         parsed = validate_resource(model, doc, f"{source} ({kind} {name})")
+        key = f"{kind}/{parsed.metadata.name}"
+        if key in sources:
+            raise SpecError(f"{source} ({kind} {name}): metadata.name: {kind} {name!r} is "
+                            f"defined twice (first in {sources[key]})")
+        sources[key] = source
         (subnets if isinstance(parsed, Subnet) else neurons).append(parsed)  # type: ignore[arg-type]
-    return _check_network(Network(subnets=subnets, neurons=neurons))
+    return _check_network(Network(subnets=subnets, neurons=neurons, sources=sources))
 
 
 def _check_network(network: Network) -> Network:
-    names = [s.metadata.name for s in network.subnets]
+    """The rules between resources: every neuron's subnet exists, one chain emission."""
     if not network.subnets:
-        raise SpecError("no Subnet in the given files: at least one is needed")
-    for name in {n for n in names if names.count(n) > 1}:
-        raise SpecError(f"Subnet {name!r} is defined twice")
-    neuron_names = [n.metadata.name for n in network.neurons]
-    for name in {n for n in neuron_names if neuron_names.count(n) > 1}:
-        raise SpecError(f"Neuron {name!r} is defined twice")
+        files = sorted(set(network.sources.values()))
+        raise SpecError(f"{', '.join(files) or 'the given files'}: no Subnet: at least one "
+                        "is needed")
+    names = [s.metadata.name for s in network.subnets]
     for neuron in network.neurons:
         if neuron.spec.subnet not in names:
-            raise SpecError(f"Neuron {neuron.metadata.name}: spec.subnet: no Subnet named "
-                            f"{neuron.spec.subnet!r} (known: {', '.join(names)})")
+            raise network.error(neuron, "spec.subnet", f"no Subnet named {neuron.spec.subnet!r} "
+                                f"(known: {', '.join(names)})")
+    for subnet in network.subnets:  # spec.netuid is for the operator (a ledger that runs on)
+        if subnet.spec.netuid is not None:
+            raise network.error(subnet, "spec.netuid", "binds to a subnet of a running "
+                                "ledger (Kubernetes only); `subnetlab up` starts a new chain: "
+                                "leave it out")
+    first = network.subnets[0]
+    for subnet in network.subnets[1:]:
+        tokens = subnet.spec.emission.block_emission_tokens
+        if tokens != first.spec.emission.block_emission_tokens:
+            raise network.error(subnet, "spec.emission.blockEmissionTokens", (
+                f"{tokens} differs from {first.spec.emission.block_emission_tokens} of "
+                f"{network.where(first)}: the chain mints one block emission for all subnets, "
+                "so every Subnet must give the same"))
     return network
 
 

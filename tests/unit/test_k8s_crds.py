@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 import yaml
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from subnetlab.chain.hyperparameters import Hyperparameters
 from subnetlab.k8s.crds import KINDS, NEURON, SUBNET, crd, file_name, rendered
 from subnetlab.k8s.schema import SchemaError, model_schema
-from subnetlab.specs import NeuronSpec, SubnetSpec
+from subnetlab.specs import TASK_KINDS, NeuronSpec, SubnetSpec
 
 CRD_DIR = Path(__file__).parents[2] / "manifests" / "crds"
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "title", "propertyNames",
@@ -91,6 +91,65 @@ def test_cross_field_rules_of_the_models_reach_the_schema() -> None:
     owner = model_schema(SubnetSpec)["properties"]["owner"]["x-kubernetes-validations"]
     assert {r["rule"] for r in owner} == {"!has(self.devKey) || !has(self.wallet)",
                                           "self == oldSelf"}  # model's rule kept, field's added
+
+
+def test_every_cross_field_rule_of_the_models_is_a_cel_rule_naming_the_field() -> None:
+    subnet = model_schema(SubnetSpec)
+    hp = subnet["properties"]["hyperparameters"]["x-kubernetes-validations"]
+    assert {(r["rule"], r["fieldPath"]) for r in hp} == {
+        ("!has(self.alphaLow) || !has(self.alphaHigh) || self.alphaLow <= self.alphaHigh",
+         ".alphaLow"),
+        ("!has(self.minBurn) || !has(self.maxBurn) || self.minBurn <= self.maxBurn", ".minBurn"),
+        ("!has(self.minBurn) || !has(self.burn) || self.minBurn <= self.burn", ".minBurn"),
+        ("!has(self.burn) || !has(self.maxBurn) || self.burn <= self.maxBurn", ".burn")}
+    tasks = subnet["properties"]["tasks"]["x-kubernetes-validations"]
+    assert [r["fieldPath"] for r in tasks] == [".kinds"]
+    assert all(f"self.kinds.{kind} > 0.0" in tasks[0]["rule"] for kind in TASK_KINDS)
+    neuron = model_schema(NeuronSpec)
+    paths = {r["message"]: r["fieldPath"] for r in neuron["x-kubernetes-validations"]}
+    assert paths["behaviour cabal needs validator.cabal (the miner uids to boost)"] == ".validator"
+    assert paths["miner.copyFrom only applies to behaviour copycat"] == ".miner"
+    cabal = neuron["properties"]["validator"]["properties"]["cabal"]
+    assert cabal["maxItems"] == 256
+    assert cabal["items"] == {"type": "integer", "minimum": 0, "maximum": 65535,
+                              "exclusiveMaximum": True}
+    copy_from = neuron["properties"]["miner"]["properties"]["copyFrom"]
+    assert copy_from["minLength"] == 1 and copy_from["maxLength"] == 2048
+    assert "isURL(self)" in copy_from["x-kubernetes-validations"][0]["rule"]
+
+
+def test_a_field_several_backends_share_keeps_every_constraint() -> None:
+    backend = model_schema(NeuronSpec)["properties"]["miner"]["properties"]["backend"]
+    url = backend["properties"]["url"]
+    assert url["minLength"] == 1 and url["maxLength"] == 2048  # `url: ""` is refused
+    assert url["nullable"] is True  # vllm's is optional; openai's is required by a rule
+    lifted = {r["rule"].split(" || ")[0]: r for r in backend["x-kubernetes-validations"]
+              if "isURL" in r["rule"]}
+    assert set(lifted) == {"self.type != 'vllm'", "self.type != 'openai'"}
+    assert "self.url == 'local-sim-engine'" in lifted["self.type != 'openai'"]["rule"]
+    assert "local-sim-engine" not in lifted["self.type != 'vllm'"]["rule"]
+    assert all(r["fieldPath"] == ".url" and "isURL(self.url)" in r["rule"]
+               for r in lifted.values())
+
+
+class _Short(BaseModel):
+    type: Literal["short"] = "short"
+    name: str = Field(max_length=4)
+
+
+class _Long(BaseModel):
+    type: Literal["long"] = "long"
+    name: str = Field(max_length=40)
+
+
+class _Disagreeing(BaseModel):
+    value: Annotated[_Short | _Long, Field(discriminator="type")]
+
+
+def test_variants_that_disagree_on_a_constraint_are_refused() -> None:
+    with pytest.raises(SchemaError, match=r"_Disagreeing\.value\.name: the variants disagree "
+                                          r"on \['maxLength'\]"):
+        model_schema(_Disagreeing)
 
 
 def test_names_columns_and_subresources() -> None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from subnetlab.cli.errors import fail
@@ -62,13 +61,16 @@ def up(
         bool, typer.Option("--fast/--slow", help="0.25 s blocks (default) or 12 s blocks.")
     ] = True,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Stop after this many seconds.", min=1)
+        float | None, typer.Option(
+            "--duration", min=1,
+            help="Stop this many seconds after the network is running (setup not counted).")
     ] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Write summary.json and report.md here.")
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis for the chain; default: embedded.")
+        str | None, typer.Option("--redis-url", help="Redis for the chain (redis://, "
+                                 "rediss:// or unix://); default: embedded.")
     ] = None,
     organic_rate: Annotated[
         float, typer.Option("--organic-rate", help="Organic requests/s to the gateways.", min=0)
@@ -80,25 +82,75 @@ def up(
         bool, typer.Option("--detach", help="Run in the background; stop with `subnetlab down`.")
     ] = False,
 ) -> None:
-    """Start a whole testnet (ledger, miners, validators) from Subnet/Neuron specs."""
-    from subnetlab.local.testnet import pid_file
+    """Start a whole testnet (ledger, miners, validators) from Subnet/Neuron specs.
+
+    Everything is checked before anything starts: the specs (file, field, reason), the
+    keys and local model servers they need, the --run-dir and --report folders and the
+    --redis-url.
+    """
+    from subnetlab.local.testnet import Testnet, pid_file
     from subnetlab.specs import SpecError, load_specs
 
     if (miners is None) != (validators is None):
         fail("--miners and --validators go together (an ad-hoc subnet needs both)")
     if files and miners is not None:
         fail("give -f FILES or --miners/--validators, not both")
+    home = Path(os.environ.get("SUBNETLAB_HOME", Path.home() / ".subnetlab"))
+    run_dir = run_dir or home / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    for flag, folder in (("--run-dir", run_dir), ("--report", report)):
+        if folder is not None and (problem := folder_problem(folder)):
+            fail(f"{flag} {folder}: {problem}")
+    if redis_url is not None:
+        check_redis(redis_url)
     try:
         network = (_adhoc_network(miners, validators) if miners is not None and validators
                    else load_specs(files or [_bundled_example()]))
+        testnet = Testnet(network, run_dir, 0.25 if fast else 12.0, redis_url, organic_rate)
+        testnet.prepare()
     except SpecError as exc:
         fail(str(exc))
-    home = Path(os.environ.get("SUBNETLAB_HOME", Path.home() / ".subnetlab"))
-    run_dir = run_dir or home / "runs" / time.strftime("%Y%m%d-%H%M%S")
     if detach:
         _detach(run_dir, pid_file())
         return
-    _run(network, run_dir, 0.25 if fast else 12.0, duration, report, redis_url, organic_rate)
+    _run(testnet, duration, report)
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be (or become) a folder this process writes in; None: it can.
+
+    Checked before the run, so that a bad --run-dir fails in a line and a bad --report
+    does not lose the results of a whole run at its end.
+    """
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
+
+
+def check_redis(url: str) -> None:
+    """--redis-url: a redis/rediss/unix URL of a server that answers PING, or one line."""
+    import redis
+
+    from subnetlab.urls import REDIS_SCHEMES, shown, url_problem
+
+    if problem := url_problem(url, REDIS_SCHEMES, "redis://127.0.0.1:6379/0"):
+        fail(f"--redis-url: {problem}")
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        fail(f"--redis-url {shown(url)}: no Redis answers there ({exc})")
 
 
 def _detach(run_dir: Path, pidfile: Path) -> None:
@@ -109,45 +161,60 @@ def _detach(run_dir: Path, pidfile: Path) -> None:
     args = [a for a in sys.argv[1:] if a != "--detach"]
     if "--run-dir" not in args:
         args += ["--run-dir", str(run_dir)]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = (run_dir / "up.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "subnetlab", *args], stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = (run_dir / "up.log").open("ab")
+    except OSError as exc:
+        fail(f"--run-dir {run_dir}: {exc.strerror or exc}")
+    with log:
+        process = subprocess.Popen([sys.executable, "-m", "subnetlab", *args], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(str(process.pid))
     Console().print(f"testnet starting in the background (pid {process.pid}); "
                     f"log: {run_dir / 'up.log'}; stop it with `subnetlab down`")
 
 
-def _run(network: Any, run_dir: Path, block_time: float, duration: float | None,
-         report: Path | None, redis_url: str | None, organic_rate: float) -> None:
+def _run(testnet: Any, duration: float | None, report: Path | None) -> None:
+    import httpx
+
+    from subnetlab.cli.up_view import Steps, render
     from subnetlab.local.bootstrap import SetupError
     from subnetlab.local.processes import NeuronProcessError
     from subnetlab.local.report import write_report
-    from subnetlab.local.testnet import Testnet, install_stop_signals, pid_file
+    from subnetlab.local.testnet import install_stop_signals, pid_file
 
     # A pipe or a log file has no width: give the metagraph table room for its ten columns.
     console = Console() if sys.stdout.isatty() else Console(width=140)
-    testnet = Testnet(network, run_dir, block_time, redis_url, organic_rate)
     install_stop_signals(testnet)
-    started = time.monotonic()
+    running_since = time.monotonic()
     try:
-        with console.status("starting") as status:
-            testnet.start(lambda text: status.update(text))
+        with Steps(console) as steps:
+            testnet.start(steps.step, steps.update)
         organic = threading.Thread(target=testnet.organic_loop, daemon=True)
         organic.start()
-        console.print(f"testnet up: ledger {testnet.ledger_url}, logs in {run_dir / 'logs'}")
-        with Live(render(testnet, started), console=console, refresh_per_second=2,
+        console.print(f"testnet up: ledger {testnet.ledger_url}, logs in "
+                      f"{testnet.run_dir / 'logs'}")
+        running_since = time.monotonic()  # --duration counts from here
+        shown = len(testnet.events)
+        with Live(render(testnet, running_since), console=console, refresh_per_second=2,
                   transient=False) as live:
-            while duration is None or time.monotonic() - started < duration:
+            while duration is None or time.monotonic() - running_since < duration:
                 testnet.poll()
-                live.update(render(testnet, started))
+                for event in testnet.events[shown:]:  # as lines too: logs keep them
+                    live.console.print(Text(event, style="yellow"))
+                shown = len(testnet.events)
+                live.update(render(testnet, running_since))
                 time.sleep(1.0)
     except KeyboardInterrupt:
         console.print("stopping")
     except (NeuronProcessError, SetupError, ValueError) as exc:
         fail(str(exc))
+    except httpx.HTTPError as exc:
+        fail(f"the ledger at {testnet.ledger_url} failed during setup: {exc}")
+    except OSError as exc:
+        fail(f"{exc.filename or 'setup'}: {exc.strerror or exc}")
     finally:
         if testnet.ledger_url:
             # the last epoch's numbers, before the chain goes away (best effort)
@@ -158,47 +225,12 @@ def _run(network: Any, run_dir: Path, block_time: float, duration: float | None,
         if pid.exists() and pid.read_text().strip() == str(os.getpid()):
             pid.unlink()
     if report is not None:
-        path = write_report(testnet, report)
+        try:
+            path = write_report(testnet, report)
+        except OSError as exc:
+            fail(f"--report {report}: {exc.strerror or exc}")
         console.line()
         console.print(f"report written to {path} and {report / 'summary.json'}")
-
-
-def render(testnet: Any, started: float) -> Group:
-    """The live view: per subnet, block, epoch, metagraph, organic latency and N+V ratio."""
-    from subnetlab.local.testnet import quantiles
-
-    parts: list[Any] = []
-    elapsed = time.monotonic() - started
-    for run in testnet.subnets:
-        last: dict[str, Any] = run.history[-1] if run.history else {"block": 0, "neurons": []}
-        rows = {n["hotkey"]: n for n in last["neurons"]}
-        organic = testnet.organic.get(run.netuid)
-        ratio = (sum(organic.ratios) / len(organic.ratios)) if organic and organic.ratios else None
-        latency = quantiles(organic.latencies_ms if organic else [])
-        table = Table(title=f"subnet {run.spec.metadata.name} (netuid {run.netuid}) · block "
-                            f"{last['block']} · epoch {max(0, run.last_epoch)} · "
-                            f"{elapsed:.0f}s", title_justify="left")
-        for column in ("uid", "neuron", "role", "behaviour", "stake", "incentive", "dividends",
-                       "emission", "trust", "restarts"):
-            table.add_column(column, justify="right" if column not in ("neuron", "role",
-                                                                       "behaviour") else "left")
-        for neuron in run.neurons:
-            row = rows.get(neuron.key.ss58_address, {})
-            table.add_row(
-                str(row.get("uid", "-")), neuron.spec.metadata.name, neuron.spec.spec.role,
-                neuron.spec.spec.behaviour, f"{row.get('stake', 0) / 1e9:.2f}",
-                f"{row.get('incentive', 0):.4f}", f"{row.get('dividends', 0):.4f}",
-                f"{row.get('emission', 0) / 1e9:.4f}",
-                f"{row.get('validator_trust', 0):.3f}",
-                str(neuron.child.restarts if neuron.child else 0))
-        parts.append(table)
-        parts.append(Text(
-            f"organic: {len(organic.latencies_ms) if organic else 0} requests, latency p50 "
-            f"{latency['p50']} ms p99 {latency['p99']} ms · N+V ratio "
-            f"{'-' if ratio is None else f'{ratio:.2f}'}"))
-    for event in testnet.events[-5:]:
-        parts.append(Text(event, style="yellow"))
-    return Group(*parts)
 
 
 def down(

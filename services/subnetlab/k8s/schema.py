@@ -15,7 +15,11 @@ the rest. The conversion, rule by rule:
 - a discriminated union (`oneOf` + `discriminator`) becomes one object with the union of
   the variants' properties, the tag required and enumerated, and CEL rules that require
   each variant's fields and forbid the others' (`x-kubernetes-validations`); defaults that
-  belong to one variant are left to the model, where they cannot leak into another;
+  belong to one variant are left to the model, where they cannot leak into another. A
+  property that several variants share keeps every constraint: the variants must agree on
+  the keywords, and a CEL rule only some of them have moves up to the union, guarded by
+  the tag (`self.type != 'vllm' || !has(self.url) || <rule on self.url>`), so nothing is
+  loosened;
 - `title` is dropped (noise in `kubectl explain`); descriptions and defaults stay.
 
 Anything else that a structural schema cannot hold raises `SchemaError` naming the path,
@@ -25,6 +29,7 @@ so a new spec field of an unsupported shape fails the unit tests, not a cluster.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -127,9 +132,11 @@ def _any_of(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
     if len(options) != 1:
         raise SchemaError(f"{path}: only Optional[X] unions are supported, got anyOf")
     inner = convert(options[0], defs, path)
-    for key in ("description", "x-kubernetes-validations"):
-        if key in node:
-            inner[key] = node[key]
+    if "description" in node:
+        inner["description"] = node["description"]
+    rules = [*inner.get(_RULES, []), *node.get(_RULES, [])]
+    if rules:  # the field's rules add to its type's, never replace them
+        inner[_RULES] = rules
     if node.get("default") is not None:
         inner["default"] = node["default"]
     if len(options) < len(node["anyOf"]):
@@ -150,24 +157,28 @@ def _union(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
         if len(tags) != 1:
             raise SchemaError(f"{path}: every variant needs one constant `{tag}`")
         variants[str(tags[0])] = variant
-    properties: dict[str, Schema] = {}
-    owners: dict[str, list[str]] = {}
+    shared: dict[str, list[tuple[str, Schema]]] = {}
     for name, variant in variants.items():
         for prop, sub in variant["properties"].items():
-            owners.setdefault(prop, []).append(name)
-            properties[prop] = _merge_property(properties.get(prop), sub)
+            shared.setdefault(prop, []).append((name, sub))
+    properties: dict[str, Schema] = {tag: {}}  # first, as the variants have it
+    rules = []
+    for prop, having in shared.items():
+        if prop != tag:  # the tag's schema is the union's own, below
+            properties[prop], lifted = _merge_property(tag, prop, having, f"{path}.{prop}")
+            rules += lifted
     properties[tag] = {"type": "string", "enum": list(variants),
                        "description": f"Which kind: {', '.join(variants)}."}
-    rules = []
     for name, variant in variants.items():
         for prop in variant.get("required", []):
             rules.append(cel(f"self.{tag} != '{name}' || has(self.{prop})",
                              f"{prop} is required when {tag} is {name}", f".{prop}"))
-    for prop, having in owners.items():
-        if prop != tag and len(having) < len(variants):
+    for prop, having in shared.items():
+        names = [name for name, _ in having]
+        if prop != tag and len(names) < len(variants):
             rules.append(cel(f"!has(self.{prop}) || self.{tag} in "
-                             + "[" + ", ".join(f"'{v}'" for v in having) + "]",
-                             f"{prop} only applies when {tag} is {' or '.join(having)}",
+                             + "[" + ", ".join(f"'{v}'" for v in names) + "]",
+                             f"{prop} only applies when {tag} is {' or '.join(names)}",
                              f".{prop}"))
     out: Schema = {"type": "object", "required": [tag], "properties": properties,
                    "x-kubernetes-validations": rules}
@@ -176,16 +187,54 @@ def _union(node: Schema, defs: dict[str, Schema], path: str) -> Schema:
     return out
 
 
-def _merge_property(seen: Schema | None, new: Schema) -> Schema:
-    """A property present in several variants: identical schemas merge; different ones
-    keep only what they share (type, nullability), the model checks the rest."""
-    new = {k: v for k, v in new.items() if k != "default"}
-    if seen is None or seen == new:
-        return new
-    loose: Schema = {"type": new["type"]}
-    if seen.get("nullable") or new.get("nullable"):
-        loose["nullable"] = True
-    return loose
+_LOOSE = {"default", "description", "nullable", _RULES}
+"""Keywords variants may differ on: defaults stay with the model, a description is kept
+when all agree, nullability is the union's, and rules are moved up (see `_lift`)."""
+
+
+def _merge_property(tag: str, prop: str, having: list[tuple[str, Schema]],
+                    path: str) -> tuple[Schema, list[dict[str, str]]]:
+    """A property of one or more variants: the schema they share, and the CEL rules that
+    only some variants have, lifted to the union and guarded by the tag.
+
+    Variants that disagree on a constraint keyword (say one `maxLength` each) are refused:
+    one schema cannot hold both, and dropping either would let the API server store what
+    the model refuses.
+    """
+    schemas = [sub for _, sub in having]
+    strict = [{k: v for k, v in sub.items() if k not in _LOOSE} for sub in schemas]
+    differ = sorted({k for one in strict for k in set(one) | set(strict[0])
+                     if one.get(k) != strict[0].get(k)})
+    if differ:
+        raise SchemaError(f"{path}: the variants disagree on {differ}; give the field one "
+                          "schema in every variant")
+    merged: Schema = dict(strict[0])
+    descriptions = {sub.get("description") for sub in schemas}
+    if len(descriptions) == 1 and None not in descriptions:
+        merged["description"] = descriptions.pop()
+    if any(sub.get("nullable") for sub in schemas):
+        merged["nullable"] = True
+    rule_lists = [sub.get(_RULES, []) for sub in schemas]
+    common = [r for r in rule_lists[0] if all(r in rs for rs in rule_lists)]
+    if common:
+        merged[_RULES] = common
+    lifted = [_lift(rule, tag, name, prop, path) for (name, _), rs in zip(having, rule_lists,
+                                                                            strict=True)
+              for rule in rs if rule not in common]
+    return merged, lifted
+
+
+_SELF = re.compile(r"\bself\b")
+
+
+def _lift(rule: dict[str, str], tag: str, variant: str, prop: str,
+          path: str) -> dict[str, str]:
+    """A rule on `self` (the property) as a rule on the union that applies to `variant`."""
+    if "oldSelf" in rule["rule"]:
+        raise SchemaError(f"{path}: a transition rule of one variant cannot move to the union")
+    inner = _SELF.sub(f"self.{prop}", rule["rule"])
+    return cel(f"self.{tag} != '{variant}' || !has(self.{prop}) || ({inner})",
+               f"{prop}: {rule['message']}", f".{prop}{rule.get('fieldPath', '')}")
 
 
 def _type_of(value: object, path: str) -> str:

@@ -8,7 +8,7 @@ block each.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -102,14 +102,17 @@ def bootstrap_subnet(
     url: str,
     owner: Keypair,
     hyperparameters: dict[str, Any],
-    miners: list[Keypair],
-    validators: list[tuple[Keypair, int]],
+    miners: Sequence[Keypair | tuple[Keypair, int]],
+    validators: Sequence[tuple[Keypair, int]],
 ) -> int:
-    """Create a subnet owned by `owner`, register every hotkey, stake the validators.
+    """Create a subnet owned by `owner`, register every hotkey, stake what is asked.
 
-    `validators` pairs each hotkey with the stake (rao) the owner delegates to it. Returns
-    the new netuid.
+    `validators` pairs each hotkey with the stake (rao) the owner delegates to it; a miner
+    is a hotkey, or a hotkey with its stake (miners may hold stake too, as on the chain,
+    and the Kubernetes operator stakes them). Validators register first, so they get the
+    low uids. Returns the new netuid.
     """
+    staked = [*validators, *((m, 0) if isinstance(m, Keypair) else m for m in miners)]
     client = SetupClient(url)
     started = int(client.http.get("/v1/chain").json()["block"])  # also right at block 0
     client.run_setup([client.sign(owner, "create_subnet", {"hyperparameters": hyperparameters})],
@@ -118,14 +121,13 @@ def bootstrap_subnet(
                             owner.ss58_address, started)
     if netuid is None:
         raise SetupError("create_subnet was included but no new subnet of this owner exists")
-    hotkeys = [k for k, _ in validators] + miners
     client.run_setup(
         [client.sign(owner, "register", {"netuid": netuid, "hotkey": k.ss58_address})
-         for k in hotkeys],
+         for k, _ in staked],
         "register",
     )
     stakes = [client.sign(owner, "add_stake", {"hotkey": k.ss58_address, "amount": amount})
-              for k, amount in validators if amount > 0]
+              for k, amount in staked if amount > 0]
     if stakes:
         client.run_setup(stakes, "add_stake")
     return netuid

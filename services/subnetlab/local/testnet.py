@@ -3,8 +3,10 @@
 Starts the ledger (fresh chain per run, dev genesis plus every key the specs need), creates
 each subnet, registers and stakes every neuron, starts miners and validators as child
 processes (each with its own log file and port), sends a trickle of organic requests to
-the validators' gateways, restarts neurons that crash, records the metagraph every epoch,
-and on the end of `--duration`, Ctrl-C or SIGTERM stops every child and writes the report.
+the validators' gateways, restarts neurons that crash (with a backoff, up to a limit),
+records the metagraph every epoch, and on the end of `--duration`, Ctrl-C or SIGTERM stops
+every child and writes the report. Everything that can be checked before starting
+(`local.preflight`) is checked before the first process starts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,27 +31,17 @@ from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.genesis import DEV_ACCOUNTS, DEV_BALANCE
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.local.bootstrap import bootstrap_subnet
-from subnetlab.local.processes import Child, Supervisor
+from subnetlab.local.preflight import Prepared, dev_key_name, preflight
+from subnetlab.local.processes import Child, ChildEvent, Supervisor
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
-from subnetlab.neuron.command import role_args
-from subnetlab.specs import KeySource, Network, Neuron, Subnet
+from subnetlab.neuron.command import key_args, role_args
+from subnetlab.specs import LOCAL_SIM_ENGINE, Network, Neuron, Subnet
 from subnetlab.validator.tasks import KINDS, generate
 
 API_KEY = "subnetlab-up"
 RUN_INFO = "run.json"  # in the run dir: how clients (load generators) find this testnet
-LOCAL_SIM_ENGINE = "local-sim-engine"
 
-
-def key_of(source: KeySource, default_name: str) -> Keypair:
-    """A spec's key: its dev key, its wallet's hotkey, or a dev key named after it."""
-    if source.wallet:
-        from subnetlab.wallet import (  # type: ignore[import-not-found,unused-ignore]
-            load_hotkey,
-        )
-
-        key: Keypair = load_hotkey(source.wallet, source.hotkey)
-        return key
-    return Keypair.dev(source.dev_key or default_name)
+Say = Callable[[str], object]
 
 
 @dataclass
@@ -93,21 +86,32 @@ class Testnet:
     events: list[str] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     vllm_urls: dict[str, str] = field(default_factory=dict)  # model -> local vLLM server
+    prepared: Prepared | None = None
+    ledger_problem: str | None = None  # why the last poll could not read the ledger
 
     # --- start ---------------------------------------------------------------------------
 
+    def prepare(self) -> Prepared:
+        """Check the network against this machine (SpecError naming file and field);
+        nothing is started or written. `start` calls it when the caller did not."""
+        if self.prepared is None:
+            self.prepared = preflight(self.network)
+        return self.prepared
+
     def genesis(self) -> Genesis:
-        """The dev genesis, plus a balance for every subnet owner the specs name."""
+        """The dev genesis, plus a balance for every subnet owner the specs name. The
+        chain has one block emission: the specs agree on it (`specs._check_network`)."""
         balances = {Keypair.dev(n).ss58_address: DEV_BALANCE for n in DEV_ACCOUNTS}
-        for subnet in self.network.subnets:
-            owner = key_of(subnet.spec.owner, f"{subnet.metadata.name}-owner")
+        for owner in self.prepare().owners.values():
             balances.setdefault(owner.ss58_address, DEV_BALANCE)
-        emission = max(s.spec.emission.block_emission_tokens for s in self.network.subnets)
+        emission = self.network.subnets[0].spec.emission.block_emission_tokens
         return Genesis(balances=balances, sudo=Keypair.dev("alice").ss58_address,
                        faucet=FaucetConfig(), block_emission=int(emission * TOKEN))
 
-    def start(self, say: Any) -> None:
-        """Bring everything up; `say(text)` reports progress."""
+    def start(self, say: Say, update: Say | None = None) -> None:
+        """Bring everything up. `say(text)` is called as each step begins (so the previous
+        one has finished); `update(text)` with progress within a step (vLLM's start)."""
+        prepared = self.prepare()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         logs = self.run_dir / "logs"
         genesis_file = self.run_dir / "genesis.json"
@@ -124,18 +128,18 @@ class Testnet:
                        "--log-level", "warning"],
             logs / "ledger.log", f"{self.ledger_url}/readyz"))
         engine_url = self._maybe_start_engine(logs, say)
-        self._start_vllm_servers(logs, say)
+        self._start_vllm_servers(logs, say, update)
         for subnet in self.network.subnets:
-            neurons = [NeuronRun(n, key_of(n.spec.wallet, f"{subnet.metadata.name}-"
-                                                       f"{n.metadata.name}"))
+            neurons = [NeuronRun(n, prepared.hotkeys[n.metadata.name])
                        for n in self.network.neurons_of(subnet.metadata.name)]
-            say(f"creating subnet {subnet.metadata.name} and registering {len(neurons)} neurons")
-            owner = key_of(subnet.spec.owner, f"{subnet.metadata.name}-owner")
+            say(f"creating subnet {subnet.metadata.name}, registering and staking "
+                f"{len(neurons)} neurons")
             netuid = bootstrap_subnet(
-                self.ledger_url, owner,
+                self.ledger_url, prepared.owners[subnet.metadata.name],
                 subnet.spec.hyperparameters.model_dump(exclude_defaults=True),
-                miners=[n.key for n in neurons if n.spec.spec.role == "miner"],
-                validators=[(n.key, int(n.spec.spec.stake * TOKEN)) for n in neurons
+                miners=[(n.key, rao(n.spec.spec.stake)) for n in neurons
+                        if n.spec.spec.role == "miner"],
+                validators=[(n.key, rao(n.spec.spec.stake)) for n in neurons
                             if n.spec.spec.role == "validator"],
             )
             run = SubnetRun(subnet, netuid, neurons)
@@ -161,7 +165,7 @@ class Testnet:
             "ledger_url": self.ledger_url, "api_keys_file": str(self.run_dir / "api-keys"),
             "gateways": gateways})
 
-    def _maybe_start_engine(self, logs: Path, say: Any) -> str | None:
+    def _maybe_start_engine(self, logs: Path, say: Say) -> str | None:
         wanted = any(n.spec.miner and getattr(n.spec.miner.backend, "url", None)
                      == LOCAL_SIM_ENGINE for n in self.network.neurons)
         if not wanted:
@@ -172,17 +176,19 @@ class Testnet:
                                     logs / "engine.log", f"http://127.0.0.1:{port}/healthz"))
         return f"http://127.0.0.1:{port}"
 
-    def _start_vllm_servers(self, logs: Path, say: Any) -> None:
+    def _start_vllm_servers(self, logs: Path, say: Say, update: Say | None) -> None:
         """One local vLLM server per distinct model of the vllm miners that give no url."""
         for neuron in self.network.neurons:
             backend = neuron.spec.miner.backend if neuron.spec.miner else None
             if backend is None or backend.type != "vllm" or backend.url:
                 continue
             if (key := server_key(backend)) not in self.vllm_urls:
+                say(f"starting vLLM for {backend.model}")
                 server = VllmServer(local_config(backend, free_port()),
                                     logs / f"vllm-{len(self.vllm_urls)}.log")
                 self.supervisor.children.append(server.child)
-                self.vllm_urls[key] = server.start(timeout=900, say=say).url
+                progress = update or (lambda _text: None)
+                self.vllm_urls[key] = server.start(timeout=900, say=progress).url
 
     def _child(self, neuron: NeuronRun, logs: Path, engine_url: str | None) -> Child:
         """The neuron's process: the spec's own flags (shared with the operator's pods,
@@ -197,11 +203,12 @@ class Testnet:
             backend_url = backend.url if backend.url != LOCAL_SIM_ENGINE else engine_url
             if backend.type == "vllm" and not backend_url:
                 backend_url = self.vllm_urls.get(server_key(backend))
-            if not backend_url:
-                raise ValueError(f"Neuron {name}: miner.backend.url is needed locally")
+            # preflight checked the spec, and start() started the servers it needs
+            assert backend_url, f"Neuron {name}: no local server for miner.backend"
         args = [*role_args(spec, subnet.spec.tasks, backend_url),
                 "--netuid", str(neuron.netuid), "--ledger", self.ledger_url,
-                "--port", str(port), "--dev-key", key_name(neuron), "--log-level", "warning"]
+                "--port", str(port), *key_args(spec.wallet, dev_key_name(neuron.spec)),
+                "--log-level", "warning"]
         if spec.role == "validator":
             args += ["--redis-url", str(self.redis_url),
                      "--api-keys-file", str(self.run_dir / "api-keys")]
@@ -210,16 +217,42 @@ class Testnet:
 
     # --- while running -------------------------------------------------------------------
 
-    def poll(self) -> None:
-        """Restart crashed neurons; record the metagraph whenever an epoch completed."""
-        for child in self.supervisor.restart_crashed():
-            self.events.append(f"{time.strftime('%H:%M:%S')} {child.name} crashed; "
-                               f"restarted (#{child.restarts})")
+    def note(self, text: str) -> None:
+        """An event for the view, the log and the report."""
+        self.events.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def poll(self) -> list[ChildEvent]:
+        """Restart crashed neurons; record the metagraph whenever an epoch completed.
+
+        A ledger that does not answer (restarting, overloaded) does not end the run: the
+        problem is kept in `ledger_problem` for the view, noted once as an event, and the
+        next poll tries again. Returns what the supervisor did, for the caller to show.
+        """
+        events = self.supervisor.restart_crashed()
+        for event in events:
+            self.note(event.text)
+        try:
+            self._read_ledger()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if self.ledger_problem is None:
+                self.note(f"ledger at {self.ledger_url} not answering ({problem}); retrying")
+            self.ledger_problem = problem
+            return events
+        if self.ledger_problem is not None:
+            self.note("ledger answering again")
+            self.ledger_problem = None
+        return events
+
+    def _read_ledger(self) -> None:
         for run in self.subnets:
-            subnet = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}", timeout=10).json()
-            epoch = int(subnet["epochs_run"])
-            metagraph = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}/metagraph",
-                                  timeout=10).json()
+            response = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}", timeout=10)
+            response.raise_for_status()
+            epoch = int(response.json()["epochs_run"])
+            response = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}/metagraph",
+                                 timeout=10)
+            response.raise_for_status()
+            metagraph = response.json()
             by_hotkey = {n["hotkey"]: n for n in metagraph["neurons"]}
             for neuron in run.neurons:
                 row = by_hotkey.get(neuron.key.ss58_address)
@@ -285,10 +318,8 @@ class Testnet:
         return {"subnets": subnets, "events": self.events}
 
 
-def key_name(neuron: NeuronRun) -> str:
-    """The dev-key name a child process signs with (same derivation as `key_of`)."""
-    source = neuron.spec.spec.wallet
-    return source.dev_key or f"{neuron.spec.spec.subnet}-{neuron.spec.metadata.name}"
+def rao(tokens: float) -> int:
+    return round(tokens * TOKEN)
 
 
 def neuron_summary(neuron: NeuronRun, row: dict[str, Any] | None) -> dict[str, Any]:
@@ -304,6 +335,7 @@ def neuron_summary(neuron: NeuronRun, row: dict[str, Any] | None) -> dict[str, A
         "dividends": row.get("dividends", 0.0),
         "emission": row.get("emission", 0) / TOKEN,
         "restarts": neuron.child.restarts if neuron.child else 0,
+        "given_up": bool(neuron.child and neuron.child.given_up),
     }
 
 

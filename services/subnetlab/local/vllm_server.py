@@ -221,13 +221,37 @@ def gpu_python() -> Path:
         return Path(override)
     if importlib.util.find_spec("vllm") is not None:
         return Path(sys.executable)
-    raise VllmServerError("miner.backend: gpus > 0 needs vLLM: install it (pip install vllm) "
-                          "in a Python and point SUBNETLAB_VLLM_PYTHON at it, or give "
-                          "miner.backend.url of a running server")
+    raise VllmServerError("miner.backend.gpus: gpus > 0 needs a GPU build of vLLM: install it "
+                          "(pip install vllm) in a Python and point SUBNETLAB_VLLM_PYTHON at "
+                          "it, or give miner.backend.url of a running server")
+
+
+def check_local(backend: VllmBackendSpec) -> None:
+    """Refuse, naming the spec's field, what `local_config` could not run; builds and
+    starts nothing, so that `subnetlab up` can check every vLLM miner before the ledger
+    starts. The tiny model is only checked to be buildable (the CPU build is there)."""
+    from subnetlab.local.tiny_model import SERVED_NAME
+    from subnetlab.local.vllm_env import MARKER, VENV_NAME, cache_root
+
+    if backend.gpus > 0:
+        python = gpu_python()
+        if not python.exists():
+            raise VllmServerError(f"miner.backend.gpus: SUBNETLAB_VLLM_PYTHON={python} does "
+                                  "not exist")
+        return
+    env_dir = cache_root() / VENV_NAME
+    if not (env_dir / MARKER).is_file():
+        raise VllmServerError(f"miner.backend.gpus: gpus: 0 runs the CPU build of vLLM, which "
+                              f"is not built in {env_dir}: run `python -m "
+                              "subnetlab.local.vllm_env`, or give miner.backend.url")
+    if backend.model != SERVED_NAME and not Path(backend.model).is_dir():
+        raise VllmServerError(f"miner.backend.model: {backend.model!r}: with gpus: 0 (the CPU "
+                              f"build) the model must be {SERVED_NAME!r} or a local model "
+                              "folder (nothing is downloaded)")
 
 
 def local_config(backend: VllmBackendSpec, port: int) -> VllmServerConfig:
-    """How `subnetlab up` runs a spec's vLLM locally.
+    """How `subnetlab up` runs a spec's vLLM locally (after `check_local`'s checks).
 
     `gpus > 0`: vLLM's GPU defaults with the spec's `args`, the model as named (a hub name
     is fetched by vLLM). `gpus: 0`: the cached CPU build; the model `subnetlab-tiny-llama`
@@ -236,13 +260,11 @@ def local_config(backend: VllmBackendSpec, port: int) -> VllmServerConfig:
     from subnetlab.local.tiny_model import SERVED_NAME, TinyModelError, ensure_model
     from subnetlab.local.vllm_env import MARKER, VENV_NAME, VllmEnv, cache_root
 
+    check_local(backend)
     if backend.gpus > 0:
         return VllmServerConfig.for_gpu(gpu_python(), backend.model, port, tuple(backend.args))
     root = cache_root()
     env_dir = root / VENV_NAME
-    if not (env_dir / MARKER).is_file():
-        raise VllmServerError(f"miner.backend: gpus: 0 runs the CPU build of vLLM, which is not "
-                              f"built in {env_dir}: run `python -m subnetlab.local.vllm_env`")
     model = backend.model
     if model == SERVED_NAME:
         import json
@@ -252,10 +274,6 @@ def local_config(backend: VllmBackendSpec, port: int) -> VllmServerConfig:
             model = str(ensure_model(env, root).path)
         except TinyModelError as exc:
             raise VllmServerError(f"miner.backend.model: {exc}") from None
-    elif not Path(model).is_dir():
-        raise VllmServerError(f"miner.backend.model: {model!r}: on the CPU build the model must "
-                              f"be {SERVED_NAME!r} or a local model folder (nothing is "
-                              "downloaded)")
     return VllmServerConfig(env_dir / "bin" / "python", model, backend.model, port,
                             extra_args=tuple(backend.args), cache_dir=root)
 

@@ -9,12 +9,24 @@ ledger is, which port, which key file, where the model server listens) is passed
 
 from __future__ import annotations
 
-from subnetlab.specs import NeuronSpec, TaskMix
+from subnetlab.specs import KeySource, NeuronSpec, TaskMix
 
 
 def task_mix_arg(tasks: TaskMix) -> str:
     """`--tasks` of a validator: `arithmetic=1.0,string=1.0,...`."""
     return ",".join(f"{kind}={weight}" for kind, weight in tasks.kinds.items())
+
+
+def key_args(source: KeySource, default_dev_key: str) -> list[str]:
+    """The key flags: `--wallet W --hotkey H` for a wallet, else `--dev-key NAME` (the
+    spec's dev key, or `default_dev_key`, which a runner derives from the neuron's name).
+
+    Whoever registers the hotkey must derive it from the same source (`subnetlab up`:
+    `local.testnet.key_of`), or the neuron signs with a key the chain does not know.
+    """
+    if source.wallet:
+        return ["--wallet", source.wallet, "--hotkey", source.hotkey]
+    return ["--dev-key", source.dev_key or default_dev_key]
 
 
 def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) -> list[str]:

@@ -1,0 +1,82 @@
+"""Checks of a network against this machine, before `subnetlab up` starts anything.
+
+Why a step of its own: the specs can be valid and still not run here (a wallet that is not
+on this machine, two neurons with one hotkey, a vLLM miner on a CPU build that is not built
+or with a model that would have to be downloaded). Found after the ledger started, such a
+problem leaves a half-started testnet and an error without the file; found here, it is one
+line naming the file, the resource and the field, and nothing has been started or written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subnetlab.keys.keypair import Keypair
+from subnetlab.specs import KeySource, Network, Neuron, SpecError
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the checks resolved, so that starting does not resolve it again."""
+
+    owners: dict[str, Keypair]  # subnet name -> the key that creates it and pays
+    hotkeys: dict[str, Keypair]  # neuron name -> its hotkey
+
+
+def dev_key_name(neuron: Neuron) -> str:
+    """The dev key of a neuron whose spec names no key: derived from subnet and name, so
+    that every run of the same files gets the same hotkeys."""
+    return f"{neuron.spec.subnet}-{neuron.metadata.name}"
+
+
+def key_of(source: KeySource, default_name: str) -> Keypair:
+    """A spec's key: its dev key, its wallet's hotkey, or a dev key named after it.
+
+    Raises ValueError (a `WalletError`) or OSError when the wallet cannot be read.
+    """
+    if source.wallet:
+        from subnetlab.wallet import load_hotkey
+
+        return load_hotkey(source.wallet, source.hotkey)
+    return Keypair.dev(source.dev_key or default_name)
+
+
+def preflight(network: Network) -> Prepared:
+    """Resolve every key and check every local model server; SpecError naming the file,
+    the resource and the field on the first problem."""
+    owners: dict[str, Keypair] = {}
+    for subnet in network.subnets:
+        try:
+            owners[subnet.metadata.name] = key_of(subnet.spec.owner,
+                                                  f"{subnet.metadata.name}-owner")
+        except (OSError, ValueError) as exc:
+            raise network.error(subnet, "spec.owner", str(exc)) from None
+    hotkeys: dict[str, Keypair] = {}
+    holders: dict[tuple[str, str], Neuron] = {}
+    for neuron in network.neurons:
+        try:
+            key = key_of(neuron.spec.wallet, dev_key_name(neuron))
+        except (OSError, ValueError) as exc:
+            raise network.error(neuron, "spec.wallet", str(exc)) from None
+        other = holders.setdefault((neuron.spec.subnet, key.ss58_address), neuron)
+        if other is not neuron:
+            raise network.error(neuron, "spec.wallet", (
+                f"hotkey {key.ss58_address} is also the hotkey of {network.where(other)}; "
+                "one hotkey holds one uid of a subnet"))
+        hotkeys[neuron.metadata.name] = key
+        _check_backend(network, neuron)
+    return Prepared(owners, hotkeys)
+
+
+def _check_backend(network: Network, neuron: Neuron) -> None:
+    """A vLLM miner without a url gets a local server: check that one can run here."""
+    backend = neuron.spec.miner.backend if neuron.spec.miner else None
+    if backend is None or backend.type != "vllm" or backend.url:
+        return
+    from subnetlab.local.vllm_server import VllmServerError, check_local
+
+    try:
+        check_local(backend)
+    except VllmServerError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise SpecError(f"{network.where(neuron)}: spec.{field}: {reason}") from None

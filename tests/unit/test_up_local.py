@@ -1,0 +1,252 @@
+"""`subnetlab up`'s parts that need no running network: the checks before start (keys,
+wallets, local vLLM), the key flags, the restart policy with real crashing processes, the
+progress lines and the view, a ledger that does not answer."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from subnetlab import wallet
+from subnetlab.bench.processes import free_port
+from subnetlab.cli.up_cmds import folder_problem
+from subnetlab.cli.up_view import Steps, render
+from subnetlab.local import testnet as local
+from subnetlab.local.preflight import dev_key_name, preflight
+from subnetlab.local.processes import Child, RestartPolicy, Supervisor
+from subnetlab.local.tiny_model import SERVED_NAME
+from subnetlab.local.vllm_env import MARKER, VENV_NAME
+from subnetlab.neuron.command import key_args
+from subnetlab.specs import KeySource, Network, SpecError, load_specs
+
+SUBNET = "apiVersion: subnetlab.io/v1alpha1\nkind: Subnet\nmetadata: {name: s}\n"
+
+
+def neuron(name: str, spec: str) -> str:
+    return (f"apiVersion: subnetlab.io/v1alpha1\nkind: Neuron\nmetadata: {{name: {name}}}\n"
+            f"spec: {spec}\n")
+
+
+def network(tmp_path: Path, *neurons: str) -> tuple[Network, Path]:
+    path = tmp_path / "net.yaml"
+    path.write_text("---\n".join([SUBNET, *neurons]))
+    return load_specs([path]), path
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(wallet.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv("SUBNETLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SUBNETLAB_VLLM_PYTHON", raising=False)
+    return tmp_path / "home"
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+def test_a_wallet_neuron_is_registered_and_run_with_the_wallets_hotkey(tmp_path: Path) -> None:
+    made = wallet.create_wallet("w", "pw", hotkey="h1")
+    net, _ = network(tmp_path, neuron("m", "{subnet: s, role: miner, wallet: {wallet: w, "
+                                      "hotkey: h1}}"), neuron("d", "{subnet: s, role: miner}"))
+    prepared = preflight(net)
+    assert prepared.hotkeys["m"].ss58_address == made.hotkey.ss58_address
+    wallet_neuron, dev_neuron = net.neurons
+    assert key_args(wallet_neuron.spec.wallet, dev_key_name(wallet_neuron)) == [
+        "--wallet", "w", "--hotkey", "h1"]
+    assert key_args(dev_neuron.spec.wallet, dev_key_name(dev_neuron)) == ["--dev-key", "s-d"]
+    assert key_args(KeySource(dev_key="bob"), "unused") == ["--dev-key", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("neurons", "expected"),
+    [
+        ([neuron("m", "{subnet: s, role: miner, wallet: {wallet: nowhere}}")],
+         "(Neuron m): spec.wallet: "),
+        ([neuron("m", "{subnet: s, role: miner, wallet: {devKey: k}}"),
+          neuron("v", "{subnet: s, role: validator, wallet: {devKey: k}}")],
+         "(Neuron v): spec.wallet: hotkey "),
+    ],
+)
+def test_keys_that_cannot_be_used_are_refused_naming_file_and_field(
+        tmp_path: Path, neurons: list[str], expected: str) -> None:
+    net, path = network(tmp_path, *neurons)
+    with pytest.raises(SpecError) as info:
+        preflight(net)
+    assert str(info.value).startswith(f"{path} {expected}"), info.value
+
+
+def test_a_subnet_owner_wallet_that_is_missing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "net.yaml"
+    path.write_text(SUBNET + "spec: {owner: {wallet: gone}}\n")
+    with pytest.raises(SpecError) as info:
+        preflight(load_specs([path]))
+    assert str(info.value).startswith(f"{path} (Subnet s): spec.owner: ")
+
+
+# ---- local vLLM, checked before anything starts ----------------------------------------
+
+
+VLLM = ("{{subnet: s, role: miner, miner: {{backend: {{type: vllm, model: {model}, "
+        "gpus: {gpus}}}}}}}")
+
+
+def _vllm_error(tmp_path: Path, model: str, gpus: int) -> str | None:
+    net, _ = network(tmp_path, neuron("g", VLLM.format(model=model, gpus=gpus)))
+    try:
+        preflight(net)
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def test_a_cpu_vllm_miner_needs_the_cpu_build(tmp_path: Path) -> None:
+    error = _vllm_error(tmp_path, SERVED_NAME, 0)
+    assert error is not None and "(Neuron g): spec.miner.backend.gpus: gpus: 0 runs the CPU " \
+        "build of vLLM, which is not built" in error, error
+
+
+def test_a_cpu_vllm_miner_cannot_download_a_hub_model(tmp_path: Path) -> None:
+    env = tmp_path / "cache" / VENV_NAME
+    env.mkdir(parents=True)
+    (env / MARKER).write_text("{}")
+    error = _vllm_error(tmp_path, "Qwen/Qwen2.5-0.5B-Instruct", 0)
+    assert error is not None and "(Neuron g): spec.miner.backend.model: " \
+        "'Qwen/Qwen2.5-0.5B-Instruct': with gpus: 0" in error, error
+    assert _vllm_error(tmp_path, SERVED_NAME, 0) is None  # buildable: the CPU build is there
+    (tmp_path / "model").mkdir()
+    assert _vllm_error(tmp_path, str(tmp_path / "model"), 0) is None
+
+
+def test_a_gpu_vllm_miner_needs_a_gpu_build(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUBNETLAB_VLLM_PYTHON", str(tmp_path / "no-python"))
+    error = _vllm_error(tmp_path, "m", 1)
+    assert error is not None and "(Neuron g): spec.miner.backend.gpus: " in error, error
+    monkeypatch.setenv("SUBNETLAB_VLLM_PYTHON", sys.executable)
+    assert _vllm_error(tmp_path, "m", 1) is None
+
+
+def test_a_vllm_miner_with_a_url_needs_nothing_local(tmp_path: Path) -> None:
+    net, _ = network(tmp_path, neuron("g", "{subnet: s, role: miner, miner: {backend: "
+                                      "{type: vllm, model: m, gpus: 0, url: 'http://h:1'}}}"))
+    preflight(net)
+
+
+# ---- restarts: backoff and a limit --------------------------------------------------------
+
+
+def test_the_restart_delay_doubles_up_to_a_cap_and_gives_up_after_the_limit() -> None:
+    policy = RestartPolicy(base_delay=0.5, max_delay=3.0, max_crashes=4, window=60)
+    crashes: list[float] = []
+    delays = []
+    for t in (0.0, 1.0, 2.0, 4.0):
+        crashes.append(t)
+        delays.append(policy.delay(crashes, t))
+    assert delays == [0.5, 1.0, 2.0, 3.0]
+    crashes.append(7.0)
+    assert policy.delay(crashes, 7.0) is None  # five crashes within a minute
+    assert policy.delay([0.0, 1.0, 30.0, 40.0, 70.0], 70.0) == 2.0  # older: forgiven
+    assert policy.delay([100.0], 100.0) == 0.5
+
+
+@pytest.mark.parametrize("kwargs", [{"base_delay": 0}, {"base_delay": 2, "max_delay": 1},
+                                    {"max_crashes": 0}, {"window": 0}])
+def test_a_bad_restart_policy_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="RestartPolicy"):
+        RestartPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+class Clock:
+    """The supervisor's clock, moved by the test: the backoff is checked without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_child_that_keeps_crashing_is_restarted_with_backoff_then_given_up(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    supervisor = Supervisor(policy=RestartPolicy(base_delay=1, max_delay=8, max_crashes=2,
+                                                 window=100), clock=clock)
+    child = Child("crasher", ["-c", "import sys; print('dying'); sys.exit(3)"],
+                  tmp_path / "crasher.log", program=[sys.executable])
+    supervisor.children.append(child)
+    child.start()
+    kinds = []
+    for step in (0.0, 0.5, 0.5, 1.0, 2.0, 2.0, 50.0):
+        clock.now += step
+        assert child.process is not None
+        child.process.wait(30)  # it has exited before the supervisor looks
+        kinds.append([(e.kind, e.text) for e in supervisor.restart_crashed()])
+    assert [[k for k, _ in events] for events in kinds] == [
+        ["crashed"], [], ["restarted"], ["crashed"], ["restarted"], ["gave-up"], []]
+    assert kinds[0][0][1] == "crasher crashed (exit code 3); restarting in 1.0 s"
+    assert kinds[3][0][1] == "crasher crashed (exit code 3); restarting in 2.0 s"
+    assert kinds[2][0][1] == "crasher crashed; restarted (#1)"
+    assert "crasher crashed 3 times in 100 s (last exit code 3); gave up" in kinds[5][0][1]
+    assert str(child.log_path) in kinds[5][0][1]
+    assert child.given_up and child.restarts == 2
+    assert child.log_path.read_text().count("dying") == 3
+
+
+# ---- progress lines and the view ---------------------------------------------------------
+
+
+def test_each_finished_step_is_a_line_also_off_a_terminal() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=100)
+    assert not console.is_terminal
+    with Steps(console) as steps:
+        steps.step("starting the ledger")
+        steps.update("still starting")  # progress within a step: the spinner only
+        steps.step("creating subnet s")
+    lines = out.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["starting the ledger: done",
+                                                       "creating subnet s: done"]
+    out.truncate(0)
+    out.seek(0)
+    with pytest.raises(RuntimeError), Steps(console) as steps:
+        steps.step("registering")
+        raise RuntimeError("refused")
+    assert out.getvalue().startswith("registering: failed (")
+
+
+def test_a_ledger_that_does_not_answer_is_shown_and_noted_once(tmp_path: Path) -> None:
+    net, _ = network(tmp_path, neuron("m", "{subnet: s, role: miner}"))
+    testnet = local.Testnet(net, tmp_path / "run")
+    testnet.ledger_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    testnet.subnets.append(local.SubnetRun(net.subnets[0], 1, []))
+    testnet.poll()
+    testnet.poll()
+    assert testnet.ledger_problem is not None and "ConnectError" in testnet.ledger_problem
+    assert len(testnet.events) == 1 and "not answering" in testnet.events[0]
+    crashed = Child("miner-x", [], tmp_path / "x.log", given_up=True)
+    testnet.supervisor.children.append(crashed)
+    out = io.StringIO()
+    Console(file=out, width=140).print(render(testnet, 0.0))
+    view = out.getvalue()
+    assert "subnet s (netuid 1)" in view and "N+V ratio -" in view
+    assert "ledger not answering: ConnectError" in view
+    assert "gave up restarting: miner-x" in view
+    assert "not answering" in view.splitlines()[-1]
+
+
+# ---- CLI folders ---------------------------------------------------------------------------
+
+
+def test_folders_that_cannot_be_written_are_found_before_the_run(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert folder_problem(afile) == "exists and is not a directory"
+    assert folder_problem(afile / "sub" / "dir") == f"cannot be created: {afile} is not a " \
+        "directory"
+    assert folder_problem(tmp_path / "new" / "dir") is None
+    assert folder_problem(tmp_path) is None
+    assert not (tmp_path / "new").exists()  # probing creates nothing
