@@ -280,6 +280,33 @@ class GatewaySpec(_Model):
     spot_check_rate: float = Field(0.1, ge=0, le=1)
 
 
+class ReferenceSpec(_Model):
+    """The validator's reference model: what organic answers (and open prompts) are graded
+    against. `sim` is a simulated oracle; `openai` and `vllm` a real server at `url`."""
+
+    model_config = ConfigDict(json_schema_extra=_schema_rules(
+        cel("self.backend != 'sim' || !has(self.url)",
+            "url only applies to backend openai or vllm", ".url"),
+        cel("self.backend != 'sim' || !has(self.model)",
+            "model only applies to backend openai or vllm", ".model"),
+        cel("self.backend == 'sim' || has(self.url)",
+            "backend openai or vllm needs url (its server's base URL)", ".url")))
+
+    backend: Literal["sim", "openai", "vllm"] = "sim"
+    url: HttpUrl | None = None
+    model: str | None = Field(None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _url_fits(self) -> ReferenceSpec:
+        if self.backend == "sim":
+            for name, value in (("url", self.url), ("model", self.model)):
+                if value is not None:
+                    raise FieldError(name, "only applies to backend openai or vllm")
+        elif self.url is None:
+            raise FieldError("url", f"backend {self.backend} needs it (its server's base URL)")
+        return self
+
+
 Uid = Annotated[int, Field(ge=0, lt=U16_MAX)]
 
 
@@ -290,6 +317,7 @@ class ValidatorSpec(_Model):
     cabal: list[Uid] = Field(default_factory=list, max_length=256,
                              description="cabal: miner uids to boost (behaviour cabal only).")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
 
 
 MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")

@@ -65,6 +65,9 @@ REFUSED = [
     (_hyper(minBurn=1, burn=50, maxBurn=20), "spec.hyperparameters.burn"),
     (_doc("Subnet", {"tasks": {"kinds": {"arithmetic": 0, "sorting": 0}}}), "spec.tasks.kinds"),
     (_doc("Subnet", {"tasks": {"kinds": {}}}), "spec.tasks.kinds"),
+    (_validator(reference={"url": "http://r:1"}), "spec.validator.reference.url"),
+    (_validator(reference={"backend": "openai"}), "spec.validator.reference.url"),
+    (_validator(reference={"backend": "vllm", "url": "r:1"}), "spec.validator.reference.url"),
     (_hyper(tempo=True), "spec.hyperparameters.tempo"),  # strict types: no coercion
     (_doc("Neuron", {"subnet": "s", "role": "miner", "stake": "5"}), "spec.stake"),
 ]
@@ -76,6 +79,7 @@ ACCEPTED = [
     _miner(backend={"type": "vllm", "model": "m"}),
     _miner("copycat", copyFrom="http://engine:8000"),
     _validator("cabal", cabal=[0, 3, 65534]),
+    _validator(reference={"backend": "vllm", "url": "http://vllm:8000", "model": "qwen"}),
     _hyper(alphaLow=0.9, alphaHigh=0.9, minBurn=5, burn=5, maxBurn=5),
     _doc("Subnet", {"tasks": {"kinds": {"string": 2, "sorting": 0}}}),
 ]

@@ -103,6 +103,14 @@ def _neuron_file(tmp_path: Path, neuron: str) -> Path:
          "spec.validator.cabal: only applies to behaviour cabal"),
         ("spec: {subnet: s, role: miner, wallet: {devKey: a, wallet: b}}",
          "spec.wallet: give devKey or wallet, not both"),
+        ("spec: {subnet: s, role: validator, validator: {reference: {url: 'http://r:1'}}}",
+         "spec.validator.reference.url: only applies to backend openai or vllm"),
+        ("spec: {subnet: s, role: validator, validator: {reference: {backend: vllm}}}",
+         "spec.validator.reference.url: backend vllm needs it"),
+        ("spec: {subnet: s, role: validator, validator: {reference: {backend: openai, "
+         "url: 'r:1'}}}", "spec.validator.reference.url: "),
+        ("spec: {subnet: s, role: validator, validator: {reference: {backend: tgi}}}",
+         "spec.validator.reference.backend: Input should be 'sim', 'openai' or 'vllm'"),
     ],
 )
 def test_bad_neuron_specs_are_refused_with_file_and_field(

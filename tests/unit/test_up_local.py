@@ -20,7 +20,7 @@ from subnetlab.local.preflight import dev_key_name, preflight
 from subnetlab.local.processes import Child, RestartPolicy, Supervisor
 from subnetlab.local.tiny_model import SERVED_NAME
 from subnetlab.local.vllm_env import MARKER, VENV_NAME
-from subnetlab.neuron.command import key_args
+from subnetlab.neuron.command import key_args, role_args
 from subnetlab.specs import KeySource, Network, SpecError, load_specs
 
 SUBNET = "apiVersion: subnetlab.io/v1alpha1\nkind: Subnet\nmetadata: {name: s}\n"
@@ -85,6 +85,18 @@ def test_a_subnet_owner_wallet_that_is_missing_is_refused(tmp_path: Path) -> Non
     with pytest.raises(SpecError) as info:
         preflight(load_specs([path]))
     assert str(info.value).startswith(f"{path} (Subnet s): spec.owner: ")
+
+
+def test_a_validators_reference_model_reaches_its_command_line(tmp_path: Path) -> None:
+    net, _ = network(tmp_path, neuron("v", "{subnet: s, role: validator, validator: {"
+                                      "reference: {backend: vllm, url: 'http://r:8000', "
+                                      "model: qwen}}}"),
+                     neuron("d", "{subnet: s, role: validator}"))
+    tasks = net.subnets[0].spec.tasks
+    args = role_args(net.neurons[0].spec, tasks)
+    assert args[-6:] == ["--reference-backend", "vllm", "--reference-url", "http://r:8000",
+                         "--reference-model", "qwen"]
+    assert "--reference-backend" not in role_args(net.neurons[1].spec, tasks)  # sim: default
 
 
 # ---- local vLLM, checked before anything starts ----------------------------------------

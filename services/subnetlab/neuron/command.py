@@ -63,4 +63,9 @@ def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) 
             "--spot-check-rate", str(v.gateway.spot_check_rate), "--tasks", task_mix_arg(tasks)]
     if v.cabal:
         args += ["--cabal", ",".join(map(str, v.cabal))]
+    if v.reference.backend != "sim":  # sim, the validator's default, needs no flags
+        assert v.reference.url is not None  # ReferenceSpec requires it for these
+        args += ["--reference-backend", v.reference.backend, "--reference-url", v.reference.url]
+        if v.reference.model:
+            args += ["--reference-model", v.reference.model]
     return args
