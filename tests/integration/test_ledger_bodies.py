@@ -46,12 +46,15 @@ ALICE, BOB = Keypair.dev("alice"), Keypair.dev("bob")
     '{"extrinsics": ["é", "\\ud83d\\ude00"]}'.encode(),
 ])
 def test_decoding_item_by_item_equals_json_loads(body: bytes) -> None:
-    assert [item for item, _ in iter_items(body)] == json.loads(body)["extrinsics"]
+    assert [item for item, _, _ in iter_items(body)] == json.loads(body)["extrinsics"]
 
 
-def test_offsets_grow_to_the_end_of_the_array() -> None:
-    body = b'{"extrinsics": [10, 20, 30]}'
-    assert [offset for _, offset in iter_items(body)] == [18, 22, 26]
+def test_items_come_with_their_size_as_sent_and_the_offset_after_them() -> None:
+    body = b'{"extrinsics": [10, {"a": 1} , 300]}'
+    assert [(size, offset) for _, size, offset in iter_items(body)] == [
+        (2, 18), (8, 28), (3, 34)]
+    accented = '{"extrinsics": ["é", "x"]}'.encode()  # é is 2 bytes, one character
+    assert [size for _, size, _ in iter_items(accented)] == [4, 3]
 
 
 @pytest.mark.parametrize(("body", "field", "says"), [

@@ -27,8 +27,9 @@ class MalformedBatchError(ValueError):
         self.field = field
 
 
-def iter_items(raw: bytes) -> Iterator[tuple[object, int]]:
-    """Yield each item of the batch with the offset (in characters) reached after it.
+def iter_items(raw: bytes) -> Iterator[tuple[object, int, int]]:
+    """Yield each item of the batch with its size in the body (bytes, as sent) and the
+    offset (in characters) reached after it.
 
     Raises `MalformedBatchError` when the body turns out not to be valid JSON (possibly after
     some items were yielded: callers that need all-or-nothing collect first), or not an
@@ -39,8 +40,11 @@ def iter_items(raw: bytes) -> Iterator[tuple[object, int]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBatchError(f"body is not valid JSON: {exc}") from None
+    ascii_only = raw.isascii()  # then characters are bytes, and a slice need not be encoded
     try:
-        yield from _items(text)
+        for item, start, end in _items(text):
+            size = end - start if ascii_only else len(text[start:end].encode("utf-8"))
+            yield item, size, end
     except json.JSONDecodeError as exc:
         raise MalformedBatchError(f"body is not valid JSON: {exc}") from None
     except RecursionError:  # the decoder's own depth guard: hostile nesting
@@ -59,7 +63,7 @@ def _expect(text: str, at: int, chars: str, what: str) -> str:
     return char
 
 
-def _items(text: str) -> Iterator[tuple[object, int]]:
+def _items(text: str) -> Iterator[tuple[object, int, int]]:
     at = _skip(text, 0)
     if text[at : at + 1] != "{":  # not decoded further: it could be megabytes of anything
         raise MalformedBatchError(_SHAPE, "extrinsics")
@@ -83,14 +87,16 @@ def _items(text: str) -> Iterator[tuple[object, int]]:
         raise json.JSONDecodeError("Extra data", text, end)
 
 
-def _array(text: str, at: int) -> Generator[tuple[object, int], None, int]:
-    """The elements of the array opening at `at`; returns the offset after its `]`."""
+def _array(text: str, at: int) -> Generator[tuple[object, int, int], None, int]:
+    """The elements of the array opening at `at`, each with the offsets where it starts
+    and ends; returns the offset after the `]`."""
     at = _skip(text, at + 1)
     if text[at : at + 1] == "]":
         return at + 1
     while True:
-        item, at = _DECODER.raw_decode(text, at)
-        yield item, at
+        item, end = _DECODER.raw_decode(text, at)
+        yield item, at, end
+        at = end
         at = _skip(text, at)
         if _expect(text, at, ",]", "',' delimiter") == "]":
             return at + 1

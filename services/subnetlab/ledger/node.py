@@ -182,15 +182,15 @@ class LedgerNode:
 
     # --- admission ---------------------------------------------------------------------
 
-    def admit(self, body: bytes | dict[str, Any]) -> tuple[Extrinsic, str]:
+    def admit(self, body: bytes | Any, size: int) -> tuple[Extrinsic, str]:
         """Check an extrinsic at the door and queue it; return it with its hash.
 
-        `Refused` says why not; then nothing was queued and nothing changed. A parsed
-        body (a batch item) is measured as compact JSON, the form a block stores.
+        `body` is the request body, or a batch item already decoded; `size` is its bytes
+        in the request either way. `Refused` says why not; then nothing was queued and
+        nothing changed.
         """
         if self.failure is not None:
             raise self.not_ready()
-        size = len(body) if isinstance(body, bytes) else _json_size(body)
         if size > MAX_EXTRINSIC_BYTES:
             raise Refused(413, "too_large",
                           f"extrinsic is {size} bytes; at most {MAX_EXTRINSIC_BYTES}", "body")
@@ -235,7 +235,7 @@ class LedgerNode:
     async def admit_in_turn(self, body: bytes) -> tuple[Extrinsic, str]:
         """`admit` one extrinsic once the batch being admitted (if any) is through."""
         async with self.door:
-            return self.admit(body)
+            return self.admit(body, len(body))
 
     async def admit_batch(self, raw: bytes) -> list[tuple[Extrinsic, str] | Refused]:
         """Decode a batch body and `admit` each item in order; each gets its own outcome.
@@ -256,26 +256,28 @@ class LedgerNode:
         outcomes: list[tuple[Extrinsic, str] | Refused] = []
         async with self.door:
             items = await self._decode_batch(raw)
-            for i, item in enumerate(items):
+            for i, (item, size) in enumerate(items):
                 if i and i % ADMIT_SLICE == 0:
                     await asyncio.sleep(0)
                 try:
-                    outcomes.append(self.admit(item))
+                    outcomes.append(self.admit(item, size))
                 except Refused as exc:
                     outcomes.append(exc)
         return outcomes
 
-    async def _decode_batch(self, raw: bytes) -> list[Any]:
-        """The batch's items, decoded in slices between yields to the loop."""
-        items: list[Any] = []
+    async def _decode_batch(self, raw: bytes) -> list[tuple[Any, int]]:
+        """The batch's items with their sizes, decoded in slices between yields to the
+        loop. Sizes come from the body itself: re-encoding each item to measure it cost
+        as much as checking its signature."""
+        items: list[tuple[Any, int]] = []
         pause_at = PARSE_SLICE_CHARS
         try:
-            for item, offset in iter_items(raw):
+            for item, size, offset in iter_items(raw):
                 if len(items) == MAX_BATCH:
                     raise Refused(413, "too_large",
                                   f"more than {MAX_BATCH} extrinsics; at most {MAX_BATCH}",
                                   "extrinsics")
-                items.append(item)
+                items.append((item, size))
                 if offset >= pause_at:
                     await asyncio.sleep(0)
                     pause_at = offset + PARSE_SLICE_CHARS
@@ -502,14 +504,3 @@ def _header(block: dict[str, Any]) -> BlockHeader:
         state_root=block["state_root"], extrinsics_count=block["extrinsics_count"],
         timestamp=block["timestamp"],
     )
-
-
-def _json_size(value: Any) -> int:
-    """Bytes of `value` as compact JSON (what a block stores); unencodable values count 0.
-
-    Values JSON cannot encode are refused later, by the extrinsic parser, with their field.
-    """
-    try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    except (TypeError, ValueError, RecursionError):
-        return 0
