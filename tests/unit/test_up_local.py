@@ -127,7 +127,7 @@ def test_a_cpu_vllm_miner_cannot_download_a_hub_model(tmp_path: Path) -> None:
     (env / MARKER).write_text("{}")
     error = _vllm_error(tmp_path, "Qwen/Qwen2.5-0.5B-Instruct", 0)
     assert error is not None and "(Neuron g): spec.miner.backend.model: " \
-        "'Qwen/Qwen2.5-0.5B-Instruct': with gpus: 0" in error, error
+        "'Qwen/Qwen2.5-0.5B-Instruct': on the CPU build (gpus: 0)" in error, error
     assert _vllm_error(tmp_path, SERVED_NAME, 0) is None  # buildable: the CPU build is there
     (tmp_path / "model").mkdir()
     assert _vllm_error(tmp_path, str(tmp_path / "model"), 0) is None

@@ -65,9 +65,14 @@ class Phase:
         def rounded(x: float | None) -> float | None:
             return None if x is None else round(x, 4)
 
+        seconds = self.gateways.seconds
         return {**self.locust.as_json(),
                 "overhead_ratio": {"mean": rounded(self.overhead_mean),
                                    "p50": rounded(self.overhead_p50)},
+                "overhead_seconds_ratio": {
+                    "mean": rounded(seconds.mean),
+                    "p50": rounded(seconds.quantile(0.5, floor=RATIO_FLOOR)),
+                    "requests": seconds.count},
                 "metrics": self.gateways.as_json()}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 OVERHEAD = "subnetlab_organic_overhead_ratio"
+SECONDS = "subnetlab_organic_overhead_seconds_ratio"
 LATENCY = "subnetlab_organic_latency_seconds"
 REQUESTS = "subnetlab_organic_requests"
 
@@ -76,6 +77,8 @@ class StrategyFigures:
     outcomes: dict[str, float] = field(default_factory=dict)
     overhead: Histogram = Histogram()
     latency: Histogram = Histogram()
+    seconds: Histogram = Histogram()
+    """The engine-seconds ratio (observed only for requests whose every answer had them)."""
 
     @property
     def ok(self) -> float:
@@ -88,20 +91,24 @@ class StrategyFigures:
     def minus(self, before: StrategyFigures) -> StrategyFigures:
         outcomes = {k: v - before.outcomes.get(k, 0.0) for k, v in self.outcomes.items()}
         return StrategyFigures(outcomes, self.overhead.minus(before.overhead),
-                               self.latency.minus(before.latency))
+                               self.latency.minus(before.latency),
+                               self.seconds.minus(before.seconds))
 
     def plus(self, other: StrategyFigures) -> StrategyFigures:
         outcomes = dict(self.outcomes)
         for k, v in other.outcomes.items():
             outcomes[k] = outcomes.get(k, 0.0) + v
         return StrategyFigures(outcomes, self.overhead.plus(other.overhead),
-                               self.latency.plus(other.latency))
+                               self.latency.plus(other.latency),
+                               self.seconds.plus(other.seconds))
 
     def as_json(self) -> dict[str, Any]:
         """The raw numbers, as the /metrics endpoints exposed them (differences of)."""
         return {"requests_ok": self.ok, "requests_failed": self.failed,
                 "outcomes": dict(sorted(self.outcomes.items())),
                 "overhead_count": self.overhead.count, "overhead_sum": self.overhead.total,
+                "seconds_ratio_count": self.seconds.count,
+                "seconds_ratio_sum": self.seconds.total,
                 "latency_count": self.latency.count, "latency_sum_s": self.latency.total}
 
 
@@ -109,11 +116,12 @@ Snapshot = dict[str, StrategyFigures]
 
 
 def parse_organic(text: str) -> Snapshot:
-    """Per strategy: request outcomes, the N+V ratio histogram and the latency histogram."""
+    """Per strategy: request outcomes, the N+V ratio histograms (tokens, engine seconds)
+    and the latency histogram."""
     outcomes: dict[str, dict[str, float]] = {}
     hists: dict[tuple[str, str], dict[str, Any]] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in (OVERHEAD, LATENCY, REQUESTS):
+        if family.name not in (OVERHEAD, SECONDS, LATENCY, REQUESTS):
             continue
         for sample in family.samples:
             strategy = sample.labels.get("strategy")
@@ -141,7 +149,8 @@ def parse_organic(text: str) -> Snapshot:
                          parts.get("sum", 0.0))
 
     return {s: StrategyFigures(outcomes.get(s, {}), histogram(OVERHEAD, s),
-                               histogram(LATENCY, s)) for s in strategies}
+                               histogram(LATENCY, s), histogram(SECONDS, s))
+            for s in strategies}
 
 
 def difference(after: Snapshot, before: Snapshot) -> Snapshot:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from subnetlab.cli.errors import fail
+from subnetlab.cli.errors import OneLineCommand, fail
 from subnetlab.keys.keypair import Keypair
 
 miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True)
@@ -26,6 +26,9 @@ Wallet = Annotated[str | None, typer.Option("--wallet", help="Wallet name.")]
 Hotkey = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
 Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"], typer.Option("--log-level", help="Log level.")
+]
 
 
 def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair:
@@ -137,7 +140,7 @@ def miner_serve(
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
-@validator_app.command("run")
+@validator_app.command("run", cls=OneLineCommand)
 def validator_run(
     netuid: Netuid = 1,
     ledger: Ledger = DEFAULT_LEDGER,
@@ -150,16 +153,20 @@ def validator_run(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Gateway port.", min=1, max=65535)] = 8092,
     behaviour: Annotated[
-        str, typer.Option("--behaviour", help="honest|weight-copier|cabal|lazy")
+        Literal["honest", "weight-copier", "cabal", "lazy"],
+        typer.Option("--behaviour", help="What the validator does (docs/protocol.md)."),
     ] = "honest",
     sample_size: Annotated[int, typer.Option("--sample-size", min=1)] = 4,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Per query, seconds.", min=0.01)
     ] = 5.0,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between rounds.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between rounds (at least 0.05).")
+    ] = 1.0,
     cabal: Annotated[str, typer.Option("--cabal", help="cabal: miner uids to boost, 1,2,3")] = "",
     strategy: Annotated[
-        str, typer.Option("--strategy", help="Gateway default: broadcast|best-of-n|spot-check")
+        Literal["broadcast", "best-of-n", "spot-check"],
+        typer.Option("--strategy", help="Gateway: the default strategy."),
     ] = "broadcast",
     fan_out: Annotated[
         int, typer.Option("--fan-out", help="Gateway: miners per request.", min=1)
@@ -168,44 +175,75 @@ def validator_run(
         float, typer.Option("--spot-check-rate", min=0.0, max=1.0,
                             help="Gateway, spot-check: share of answers re-checked.")
     ] = 0.1,
+    spot_check_others: Annotated[
+        int, typer.Option("--spot-check-others", min=1, max=8,
+                          help="Gateway, spot-check: other miners a re-check asks.")
+    ] = 2,
     api_keys_file: Annotated[
         Path | None, typer.Option("--api-keys-file", help="One key per line.")
     ] = None,
     tasks: Annotated[
-        str, typer.Option("--tasks", help="Task mix, e.g. arithmetic=1,sorting=2.")
-    ] = "arithmetic=1,string=1,sorting=1,extraction=1",
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+        str, typer.Option("--tasks", help="Task mix, kind=weight (weights >= 0), e.g. "
+                                          "arithmetic=1,open=2.")
+    ] = "arithmetic=1,string=1,sorting=1,extraction=1,open=1",
+    reference_backend: Annotated[
+        Literal["sim", "openai", "vllm"],
+        typer.Option("--reference-backend", help="The reference model grading open prompts "
+                                                 "and organic answers; sim is a simulated "
+                                                 "oracle."),
+    ] = "sim",
+    reference_url: Annotated[
+        str | None, typer.Option("--reference-url", help="openai/vllm: the server's base URL.")
+    ] = None,
+    reference_model: Annotated[
+        str | None, typer.Option("--reference-model", help="openai/vllm: model name "
+                                                           "[default: default].")
+    ] = None,
+    ledger_wait: Annotated[
+        float, typer.Option("--ledger-wait", min=0.0, max=600.0,
+                            help="Seconds to wait for the ledger at startup.")
+    ] = 30.0,
+    log_level: LogLevel = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
     import uvicorn
 
     from subnetlab.cli.ledger_cmds import resolve_redis
-    from subnetlab.miner.backends import SimBackend, SimModel
     from subnetlab.telemetry.logs import configure_logging
     from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
-    from subnetlab.validator.loop import Validator, ValidatorConfig
+    from subnetlab.validator.loop import MIN_INTERVAL_S, Validator, ValidatorConfig
+    from subnetlab.validator.preflight import PreflightError, check_ledger, check_redis
+    from subnetlab.validator.reference import reference_backend as make_reference
+    from subnetlab.validator.tasks import parse_task_mix
 
     configure_logging(log_level)
     keypair = load_hotkey(dev_key, wallet, hotkey)
+    if not interval >= MIN_INTERVAL_S:
+        fail(f"--interval {interval}: must be at least {MIN_INTERVAL_S} s")
     try:
         cabal_uids = frozenset(int(x) for x in cabal.split(",") if x.strip())
     except ValueError:
         fail(f"--cabal {cabal!r}: must be comma-separated uids, e.g. 1,2,3")
     keys = _api_keys(api_keys_file)
     try:
-        task_weights = {k.strip(): float(w) for k, w in
-                        (part.split("=", 1) for part in tasks.split(",") if part.strip())}
-    except ValueError:
-        fail(f"--tasks {tasks!r}: must be kind=weight pairs, e.g. arithmetic=1,sorting=2")
+        task_weights = parse_task_mix(tasks)
+    except ValueError as exc:
+        fail(f"--tasks {tasks!r}: {exc}")
     try:
-        config = ValidatorConfig(keypair, netuid, ledger, resolve_redis(redis_url, None),
-                                 behaviour, sample_size, timeout, interval, cabal=cabal_uids,
-                                 task_weights=task_weights)
-        gateway = GatewayConfig(keys, SimBackend(SimModel(default_accuracy=1.0), "reference"),
-                                strategy, fan_out, spot_check_rate)
+        reference = make_reference(reference_backend, reference_url, reference_model)
+        gateway = GatewayConfig(keys, strategy, fan_out, spot_check_rate,
+                                spot_check_others=spot_check_others)
     except ValueError as exc:
         fail(str(exc))
-    validator = Validator(config)
+    store = resolve_redis(redis_url, None)
+    try:
+        config = ValidatorConfig(keypair, netuid, ledger, store, behaviour, sample_size,
+                                 timeout, interval, cabal=cabal_uids, task_weights=task_weights)
+        asyncio.run(check_ledger(ledger, netuid, ledger_wait))
+        check_redis(store)
+    except (ValueError, PreflightError) as exc:
+        fail(str(exc))
+    validator = Validator(config, reference)
     app = create_gateway_app(validator, gateway)
 
     @app.on_event("startup")
@@ -241,36 +279,43 @@ def audit(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recompute a validator's weights from its evidence and compare with what it set."""
+    """Recompute a validator's weights from its evidence; compare them with its claims and
+    with the chain (exit 1 on a mismatch, saying which side differs)."""
     import json
 
-    import httpx
     import redis
 
     from subnetlab.cli.ledger_cmds import resolve_redis
+    from subnetlab.ledger.client import LedgerClient, LedgerClientError
+    from subnetlab.validator.audit import audit_against_chain
     from subnetlab.validator.evidence import audit_document, load_evidence
 
     try:
-        response = httpx.get(f"{ledger}/v1/evidence/{netuid}",
-                             params={"hotkey": validator, "epoch": epoch}, timeout=30)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the ledger at {ledger}: {exc}")
-    if response.status_code != 200:
-        fail(f"ledger refused: {response.json().get('error', {}).get('message')}")
-    digests = response.json()["digests"]
-    if not digests:
-        fail(f"no evidence committed by {validator} on subnet {netuid} for epoch {epoch}")
-    digest = digests[0]["digest"]
-    document = load_evidence(redis.Redis.from_url(resolve_redis(redis_url, None)), digest)
-    if document is None:
-        fail(f"evidence {digest} is committed on chain but missing from the evidence store")
-    result = audit_document(document, digest)
+        with LedgerClient(ledger) as client:
+            digests = client.evidence(netuid, hotkey=validator, epoch=epoch)
+            if not digests:
+                fail(f"no evidence committed by {validator} on subnet {netuid} for epoch "
+                     f"{epoch}")
+            digest = str(digests[0]["digest"])
+            store = resolve_redis(redis_url, None)
+            try:
+                document = load_evidence(redis.Redis.from_url(store), digest)
+            except (redis.RedisError, ValueError) as exc:
+                fail(f"--redis-url {store}: {exc}")
+            if document is None:
+                fail(f"evidence {digest} is committed on chain but missing from the evidence "
+                     "store")
+            result = audit_against_chain(client, netuid, validator, document,
+                                         audit_document(document, digest))
+    except (LedgerClientError, ValueError) as exc:
+        fail(f"--ledger {ledger}: {exc}")
     if as_json:
-        typer.echo(json.dumps({"ok": result.ok, "digest": digest, "reasons": result.reasons,
-                               "recomputed": result.recomputed, "claimed": result.claimed}))
+        typer.echo(json.dumps({"digest": digest, **result.as_json()}))
     else:
-        verdict = "MATCH" if result.ok else "MISMATCH"
-        typer.echo(f"{verdict}: evidence {digest} ({len(document.get('records', []))} records)")
+        verdict = "MATCH" if result.ok else f"MISMATCH ({' and '.join(result.differs)} differ)"
+        typer.echo(f"{verdict}: evidence {digest} ({len(document.get('records', []))} records, "
+                   f"{len(document.get('penalties', []))} penalties); chain: "
+                   f"{result.chain_source}")
         for reason in result.reasons:
             typer.echo(f"  - {reason}")
     if not result.ok:

@@ -245,8 +245,8 @@ def check_local(backend: VllmBackendSpec) -> None:
                               f"is not built in {env_dir}: run `python -m "
                               "subnetlab.local.vllm_env`, or give miner.backend.url")
     if backend.model != SERVED_NAME and not Path(backend.model).is_dir():
-        raise VllmServerError(f"miner.backend.model: {backend.model!r}: with gpus: 0 (the CPU "
-                              f"build) the model must be {SERVED_NAME!r} or a local model "
+        raise VllmServerError(f"miner.backend.model: {backend.model!r}: on the CPU build "
+                              f"(gpus: 0) the model must be {SERVED_NAME!r} or a local model "
                               "folder (nothing is downloaded)")
 
 

@@ -1,11 +1,17 @@
 """The validator's loop: sample miners, ask, score, keep moving scores, set weights, commit
 the evidence.
 
-Once per epoch (when the subnet's epoch counter moves, and never faster than the weights
-rate limit) the validator turns its moving scores into weights according to its behaviour,
-sets them (or commits them, then reveals them `commit_reveal_period` epochs later, when
-the subnet uses commit-reveal), stores the evidence document in Redis and commits its
-digest on chain.
+Each round asks a sample of miners one task (verifiable, or an open prompt scored against
+the validator's reference model) and updates the moving scores. Once per epoch (when the
+subnet's epoch counter moves, and never faster than the weights rate limit) the moving
+scores become weights according to the behaviour; they are set (or, when the subnet uses
+commit-reveal, committed, then revealed in the epoch the chain expects: reveals are tried
+every round, not only when weights are due, so the rate limit never delays one), the
+evidence document is stored in Redis and its digest committed on chain.
+
+A round that fails (ledger down, Redis down, a refused extrinsic) is logged as one line
+and retried with backoff; nothing is lost: weights not set keep their records for the
+next try, evidence not stored or not committed stays queued, reveals stay pending.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import redis
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
+from subnetlab.miner.backends import Backend
 from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.protocol.client import signed_post
 from subnetlab.protocol.metagraph import occupied
 from subnetlab.validator.evidence import round_scores, store_evidence
+from subnetlab.validator.health import Health, LedgerUnavailableError, one_line
 from subnetlab.validator.metrics import ValidatorMetrics
-from subnetlab.validator.scoring import Scorer, verifiable_score
-from subnetlab.validator.tasks import KINDS, Task, generate
+from subnetlab.validator.reference import simulated_oracle
+from subnetlab.validator.scoring import Scorer, task_score
+from subnetlab.validator.tasks import OPEN, TASK_KINDS, Task, generate, with_reference
 from subnetlab.validator.weights import (
     BEHAVIOURS,
     DEFAULT_ALPHA,
@@ -44,10 +53,19 @@ from subnetlab.validator.weights import (
 
 log = logging.getLogger(__name__)
 
+MIN_INTERVAL_S = 0.05
+"""The shortest round interval: below it a validator only burns its miners' rate limit."""
+MAX_PENDING_EVIDENCE = 64
+"""Evidence documents kept for a retry while Redis or the ledger is down (oldest go)."""
+
 
 @dataclass(frozen=True)
 class MinerAnswer:
-    """What one miner returned for one task, and what it cost."""
+    """What one miner returned for one request, and what it cost.
+
+    `refused`: the miner answered with an error status (it spent no engine time);
+    `simulated`: the miner labelled its answer simulated.
+    """
 
     uid: int
     hotkey: str
@@ -57,6 +75,8 @@ class MinerAnswer:
     engine_seconds: float | None
     ok: bool
     error: str | None = None
+    simulated: bool = False
+    refused: bool = False
 
 
 @dataclass
@@ -71,7 +91,7 @@ class ValidatorConfig:
     round_interval_s: float = 1.0
     alpha: float = DEFAULT_ALPHA
     cabal: frozenset[int] = frozenset()
-    task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 1.0))
+    task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TASK_KINDS, 1.0))
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -81,9 +101,16 @@ class ValidatorConfig:
             raise ValueError(f"sample_size must be at least 1, got {self.sample_size}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-        unknown = set(self.task_weights) - set(KINDS)
+        if not self.round_interval_s >= MIN_INTERVAL_S:
+            raise ValueError(f"round_interval_s must be at least {MIN_INTERVAL_S}, got "
+                             f"{self.round_interval_s}")
+        unknown = set(self.task_weights) - set(TASK_KINDS)
         if unknown:
-            raise ValueError(f"unknown task kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+            raise ValueError(f"unknown task kinds {sorted(unknown)}; known: "
+                             f"{', '.join(TASK_KINDS)}")
+        negative = sorted(k for k, w in self.task_weights.items() if not w >= 0)
+        if negative:
+            raise ValueError(f"task weights must be >= 0: {', '.join(negative)}")
         if not any(w > 0 for w in self.task_weights.values()):
             raise ValueError("at least one task kind needs a positive weight")
 
@@ -93,7 +120,6 @@ def miners_of(metagraph: dict[str, Any], own_hotkey: str) -> list[dict[str, Any]
     this validator."""
     return [n for n in occupied(metagraph.get("neurons", []))
             if n.get("axon") and n["hotkey"] != own_hotkey]
-
 
 
 def sample(pool: list[dict[str, Any]], k: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -114,24 +140,38 @@ async def ask(
 ) -> MinerAnswer:
     """Query one miner with a signed request; any failure is an answer with ok=False."""
     started = time.perf_counter()
+    uid, hotkey = neuron["uid"], neuron["hotkey"]
     try:
         response = await signed_post(http, f"{axon_url(neuron)}/v1/chat/completions", keypair,
-                                     neuron["hotkey"], body, timeout=timeout_s)
+                                     hotkey, body, timeout=timeout_s)
         latency = time.perf_counter() - started
         if response.status_code != 200:
             code = response.json().get("error", {}).get("code", str(response.status_code))
-            return MinerAnswer(neuron["uid"], neuron["hotkey"], "", latency, 0, None, False, code)
+            return MinerAnswer(uid, hotkey, "", latency, 0, 0.0, False, code, refused=True)
         data = response.json()
         usage = data.get("usage") or {}
         extra = data.get("subnetlab") or {}
+        seconds = extra.get("engine_seconds")
         return MinerAnswer(
-            neuron["uid"], neuron["hotkey"], data["choices"][0]["message"]["content"] or "",
-            latency, int(usage.get("completion_tokens", 0)), extra.get("engine_seconds"), True,
+            uid, hotkey, data["choices"][0]["message"]["content"] or "", latency,
+            int(usage.get("completion_tokens", 0)),
+            float(seconds) if isinstance(seconds, int | float) else None, True,
+            simulated=bool(extra.get("simulated")) or data.get("system_fingerprint") == "simulated",
         )
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         latency = time.perf_counter() - started
-        return MinerAnswer(neuron["uid"], neuron["hotkey"], "", latency, 0, None, False,
-                           type(exc).__name__)
+        return MinerAnswer(uid, hotkey, "", latency, 0, None, False, type(exc).__name__)
+
+
+@dataclass
+class _Snapshot:
+    """What one weight setting rests on, taken in one step so nothing slips between."""
+
+    records: list[dict[str, Any]]
+    penalties: list[dict[str, Any]]
+    moving_before: dict[int, float]
+    held_uids: list[int] | None
+    weights: dict[int, int]
 
 
 @dataclass
@@ -139,11 +179,15 @@ class Validator:
     """One validator process's state and loop."""
 
     config: ValidatorConfig
+    reference: Backend = field(default_factory=simulated_oracle)
     metrics: ValidatorMetrics = field(default_factory=ValidatorMetrics)
-    scorer: Scorer = verifiable_score
+    scorer: Scorer = task_score
     moving: dict[int, float] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
+    penalties: list[dict[str, Any]] = field(default_factory=list)
     pending_reveals: list[dict[str, Any]] = field(default_factory=list)
+    pending_evidence: list[dict[str, Any]] = field(default_factory=list)
+    health: Health = field(default_factory=Health)
     last_epoch_set: int = -1
     last_set_block: int = -(10**9)
     rounds: int = 0
@@ -152,13 +196,19 @@ class Validator:
         self.rng = random.Random(self.config.seed)
         self.follower = ChainFollower(self.config.ledger_url, self.config.netuid)
         self.writer = ChainWriter(self.config.ledger_url, self.config.keypair)
-        self.redis = redis.Redis.from_url(self.config.redis_url)
+        self.redis = redis.Redis.from_url(self.config.redis_url, socket_timeout=5,
+                                          socket_connect_timeout=5)
         self.http = httpx.AsyncClient(timeout=self.config.timeout_s)
         self.moving_before: dict[int, float] = {}
+        self.stage = "idle"
 
     @property
     def hotkey(self) -> str:
         return self.config.keypair.ss58_address
+
+    @property
+    def reference_simulated(self) -> bool:
+        return bool(getattr(self.reference, "simulated", False))
 
     # --- one round -----------------------------------------------------------------------
 
@@ -170,16 +220,27 @@ class Validator:
     async def query_round(self) -> list[MinerAnswer]:
         """Ask a sample of miners one task, score the answers, update moving scores."""
         metagraph = self.follower.metagraph or {}
-        pool = miners_of(metagraph, self.hotkey)
-        chosen = sample(pool, self.config.sample_size, self.rng)
+        chosen = sample(miners_of(metagraph, self.hotkey), self.config.sample_size, self.rng)
         if not chosen:
             return []
         task = self.new_task()
         body = {"model": "subnet", "messages": [{"role": "user", "content": task.prompt}]}
-        answers = await asyncio.gather(
-            *(ask(self.http, self.config.keypair, n, body, self.config.timeout_s)
-              for n in chosen)
-        )
+        asks = [ask(self.http, self.config.keypair, n, body, self.config.timeout_s)
+                for n in chosen]
+        reference: dict[str, Any] = {}
+        if task.kind == OPEN:
+            self.stage = "reference"
+            graded = asyncio.ensure_future(self.reference.complete(body))
+            answers = list(await asyncio.gather(*asks))
+            completion = await graded
+            self.health.reference, self.stage = "ok", "query"
+            self.metrics.reference_tokens.labels(purpose="open_task").inc(
+                completion.completion_tokens)
+            task = with_reference(task, completion.text)
+            reference = {"reference": completion.text,
+                         "reference_simulated": bool(completion.simulated)}
+        else:
+            answers = list(await asyncio.gather(*asks))
         round_records = []
         for answer in answers:
             outcome = "ok" if answer.ok else (answer.error or "error")
@@ -193,6 +254,7 @@ class Validator:
                 "uid": answer.uid, "hotkey": answer.hotkey, "kind": task.kind,
                 "seed": task.seed, "prompt": task.prompt, "response": answer.text,
                 "latency_s": answer.latency_s, "score": score, "round": self.rounds,
+                **reference,
             })
         self.rounds += 1
         self.records.extend(round_records)
@@ -201,6 +263,16 @@ class Validator:
         for uid, value in self.moving.items():
             self.metrics.moving_score.labels(uid=str(uid)).set(value)
         return list(answers)
+
+    def penalise(self, uid: int, penalty: dict[str, Any]) -> None:
+        """A spot-check caught miner `uid`: cut its moving score to 0 (its weights follow
+        at the next setting) and keep the proof for the evidence, placed after the rounds
+        completed so far, so the audit replays it where it happened."""
+        self.penalties.append({**penalty, "uid": uid, "after_round": self.rounds})
+        self.moving[uid] = 0.0
+        self.metrics.moving_score.labels(uid=str(uid)).set(0.0)
+        self.metrics.penalties.inc()
+        log.info("penalised uid %d: caught by a spot-check", uid)
 
     # --- weights -------------------------------------------------------------------------
 
@@ -218,89 +290,201 @@ class Validator:
         uids = [n["uid"] for n in miners_of(metagraph, self.hotkey)]
         return lazy_weights(uids, self.rng)
 
-    async def maybe_set_weights(self) -> bool:
-        """Once per epoch (within the rate limit): set or commit weights, commit evidence."""
-        subnet = (await self.writer.http.get(f"/v1/subnets/{self.config.netuid}")).json()
-        epoch = int(subnet.get("epochs_run", 0))
-        hyper = subnet["hyperparameters"]
-        block = self.follower.latest_block
-        if epoch == self.last_epoch_set:
-            return False
-        if block - self.last_set_block < int(hyper["weights_rate_limit"]):
-            return False
-        metagraph = self.follower.metagraph or {}
-        await self._reveal_due(epoch)
+    def _take_snapshot(self, metagraph: dict[str, Any]) -> _Snapshot | None:
+        """Weights and what they rest on, in one synchronous step (no await: a penalty or
+        a round cannot land between the weights and their evidence)."""
+        held: list[int] | None = None
         if metagraph:
             self.moving = held_scores(self.moving, metagraph.get("neurons", []))
+            held = sorted(int(n["uid"]) for n in occupied(metagraph.get("neurons", [])))
         weights = self.weights(metagraph)
-        if not weights:
+        if not any(weights.values()):
+            return None
+        snapshot = _Snapshot(self.records, self.penalties, self.moving_before, held, weights)
+        self.records, self.penalties, self.moving_before = [], [], dict(self.moving)
+        return snapshot
+
+    def _restore(self, snapshot: _Snapshot) -> None:
+        """Weights were not set: their records go back, to rest the next try on."""
+        self.records = snapshot.records + self.records
+        self.penalties = snapshot.penalties + self.penalties
+        self.moving_before = snapshot.moving_before
+
+    async def _ledger_json(self, path: str) -> dict[str, Any]:
+        response = await self.writer.http.get(path)
+        if response.status_code != 200:
+            raise LedgerUnavailableError(f"GET {path}: HTTP {response.status_code} "
+                                    f"{response.text[:200]}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def maybe_set_weights(self) -> bool:
+        """Reveal what is due; once per epoch (within the rate limit) set or commit weights
+        and queue their evidence."""
+        self.stage = "subnet"
+        subnet = await self._ledger_json(f"/v1/subnets/{self.config.netuid}")
+        self.health.ledger = "ok"
+        epoch = int(subnet["epochs_run"])
+        hyper = subnet["hyperparameters"]
+        if self.pending_reveals:
+            self.stage = "reveal"
+            await self._reveal_due(epoch)
+        if epoch == self.last_epoch_set:
             return False
-        uids, values = list(weights), list(weights.values())
+        if self.follower.latest_block - self.last_set_block < int(hyper["weights_rate_limit"]):
+            return False
+        snapshot = self._take_snapshot(self.follower.metagraph or {})
+        if snapshot is None:
+            return False
+        self.stage = "weights"
         try:
-            if hyper.get("commit_reveal_weights_enabled"):
-                salt = [secrets.randbelow(2**16) for _ in range(8)]
-                commit = weights_commit_hash(self.hotkey, self.config.netuid, uids, values, salt, 0)
-                await self.writer.submit("commit_weights",
-                                         {"netuid": self.config.netuid, "commit_hash": commit})
-                self.pending_reveals.append({
-                    "epoch": epoch + int(hyper.get("commit_reveal_period", 1)),
-                    "uids": uids, "weights": values, "salt": salt})
-            else:
-                await self.writer.submit("set_weights", {"netuid": self.config.netuid,
-                                                         "uids": uids, "weights": values})
+            chain = await self._submit_weights(snapshot.weights, epoch, hyper)
         except ExtrinsicError as exc:
-            log.warning("weights not set: %s", exc)
+            self._restore(snapshot)
+            log.warning("weights not set: epoch=%d code=%s message=%s", epoch, exc.code,
+                        exc.message)
             self.metrics.weight_sets.labels(outcome=exc.code).inc()
             return False
+        except BaseException:
+            self._restore(snapshot)
+            raise
         self.metrics.weight_sets.labels(outcome="ok").inc()
-        self.last_epoch_set, self.last_set_block = epoch, block
-        await self._commit_evidence(epoch, weights)
+        self.last_epoch_set = epoch
+        self.last_set_block = int(chain.get("block") or self.follower.latest_block)
+        self._queue_evidence(self._document(epoch, snapshot, chain))
         return True
 
+    async def _submit_weights(self, weights: dict[int, int], epoch: int,
+                              hyper: dict[str, Any]) -> dict[str, Any]:
+        """Set (or commit) the weights; return where the chain has them (for the evidence)."""
+        uids = sorted(weights)
+        values = [weights[u] for u in uids]
+        netuid = self.config.netuid
+        if not hyper.get("commit_reveal_weights_enabled"):
+            receipt = await self.writer.submit("set_weights", {"netuid": netuid, "uids": uids,
+                                                               "weights": values})
+            return {"call": "set_weights", "block": receipt.get("block")}
+        salt = [secrets.randbelow(2**16) for _ in range(8)]
+        commit = weights_commit_hash(self.hotkey, netuid, uids, values, salt, 0)
+        receipt = await self.writer.submit("commit_weights",
+                                           {"netuid": netuid, "commit_hash": commit})
+        # The earliest epoch the chain can want the reveal in: a commit included after the
+        # epoch turned wants it one later, and `reveal_too_early` keeps it pending till then.
+        self.pending_reveals.append({
+            "epoch": epoch + int(hyper.get("commit_reveal_period", 1)), "uids": uids,
+            "weights": values, "salt": salt, "commit_hash": commit})
+        return {"call": "commit_weights", "block": receipt.get("block"), "commit_hash": commit,
+                "salt": salt, "version_key": 0}
+
     async def _reveal_due(self, epoch: int) -> None:
-        due = [r for r in self.pending_reveals if r["epoch"] <= epoch]
-        self.pending_reveals = [r for r in self.pending_reveals if r["epoch"] > epoch]
-        for reveal in due:
-            if reveal["epoch"] < epoch:
-                continue  # missed its epoch; the chain would refuse it as too late
+        """Reveal every commit whose epoch has come; a reveal the chain finds too late is
+        counted and logged as missed (never dropped silently), one too early kept."""
+        for reveal in list(self.pending_reveals):
+            if epoch < reveal["epoch"]:
+                continue
             try:
                 await self.writer.submit("reveal_weights", {
                     "netuid": self.config.netuid, "uids": reveal["uids"],
                     "weights": reveal["weights"], "salt": reveal["salt"], "version_key": 0})
             except ExtrinsicError as exc:
-                log.warning("reveal failed: %s", exc)
+                if exc.code == "reveal_too_early":
+                    continue
+                self.pending_reveals.remove(reveal)
+                outcome = "missed" if exc.code == "reveal_too_late" else exc.code
+                if outcome == "missed":
+                    self.health.missed_reveals += 1
+                self.metrics.reveals.labels(outcome=outcome).inc()
+                log.warning("reveal not made: outcome=%s commit=%s epoch=%d message=%s",
+                            outcome, reveal["commit_hash"], epoch, exc.message)
+                continue
+            self.pending_reveals.remove(reveal)
+            self.metrics.reveals.labels(outcome="ok").inc()
 
-    async def _commit_evidence(self, epoch: int, weights: dict[int, int]) -> None:
-        document = {
-            "validator": self.hotkey, "netuid": self.config.netuid, "epoch": epoch,
-            "behaviour": self.config.behaviour, "timeout_s": self.config.timeout_s,
-            "alpha": self.config.alpha, "records": self.records,
-            "moving_before": {str(k): v for k, v in self.moving_before.items()},
-            "weights": {str(k): v for k, v in weights.items()},
+    def _document(self, epoch: int, snapshot: _Snapshot, chain: dict[str, Any]
+                  ) -> dict[str, Any]:
+        return {
+            "version": 2, "validator": self.hotkey, "netuid": self.config.netuid,
+            "epoch": epoch, "behaviour": self.config.behaviour,
+            "timeout_s": self.config.timeout_s, "alpha": self.config.alpha,
+            "reference": {"backend": self.reference.name,
+                          "simulated": self.reference_simulated},
+            "records": snapshot.records, "penalties": snapshot.penalties,
+            "moving_before": {str(k): v for k, v in snapshot.moving_before.items()},
+            "held_uids": snapshot.held_uids,
+            "weights": {str(k): v for k, v in snapshot.weights.items()},
+            "chain": chain,
         }
-        digest = await asyncio.to_thread(store_evidence, self.redis, document)
-        try:
-            await self.writer.submit("commit_evidence", {
-                "netuid": self.config.netuid, "epoch": epoch, "digest": digest})
-        except ExtrinsicError as exc:
-            log.warning("evidence not committed: %s", exc)
-        self.records = []
-        self.moving_before = dict(self.moving)
+
+    def _queue_evidence(self, document: dict[str, Any]) -> None:
+        self.pending_evidence.append(document)
+        if len(self.pending_evidence) > MAX_PENDING_EVIDENCE:
+            dropped = self.pending_evidence.pop(0)
+            log.warning("evidence dropped: epoch=%d (queue full while Redis or the ledger "
+                        "is down)", dropped["epoch"])
+
+    async def flush_evidence(self) -> None:
+        """Store each queued document in Redis and commit its digest, oldest first; what
+        fails stays queued for the next round."""
+        while self.pending_evidence:
+            document = self.pending_evidence[0]
+            self.stage = "store_evidence"
+            digest = await asyncio.to_thread(store_evidence, self.redis, document)
+            self.health.redis = "ok"
+            self.stage = "commit_evidence"
+            try:
+                await self.writer.submit("commit_evidence", {
+                    "netuid": self.config.netuid, "epoch": document["epoch"],
+                    "digest": digest})
+            except ExtrinsicError as exc:
+                if exc.code != "duplicate_evidence":  # else: committed, the answer was lost
+                    log.warning("evidence not committed: epoch=%d code=%s message=%s",
+                                document["epoch"], exc.code, exc.message)
+            self.pending_evidence.pop(0)
 
     # --- the loop ------------------------------------------------------------------------
 
+    async def round_once(self) -> None:
+        """One round: query (honest and cabal validators), weights, evidence."""
+        if self.config.behaviour in ("honest", "cabal"):
+            self.stage = "query"
+            await self.query_round()
+        await self.maybe_set_weights()
+        await self.flush_evidence()
+        self.stage = "idle"
+
     async def run(self) -> None:
+        """Rounds forever; a failed round is logged (one line) and retried with backoff."""
         follow = asyncio.create_task(self.follower.run())
         try:
-            await asyncio.wait_for(self.follower.connected.wait(), timeout=60)
             while True:
                 started = time.monotonic()
-                if self.config.behaviour in ("honest", "cabal"):
-                    await self.query_round()
-                await self.maybe_set_weights()
+                try:
+                    await self.round_once()
+                    self.health.succeeded()
+                except Exception as exc:  # a round must never end the loop
+                    dependency = self.health.failed(self.stage, exc)
+                    self.metrics.round_failures.labels(stage=self.stage,
+                                                       dependency=dependency).inc()
+                    log.warning("round failed: stage=%s dependency=%s failures=%d "
+                                "retry_in_s=%.2f error=%s", self.stage, dependency,
+                                self.health.consecutive_failures,
+                                self.health.backoff_s(self.config.round_interval_s),
+                                one_line(exc))
+                    self.stage = "idle"
+                    await asyncio.sleep(self.health.backoff_s(self.config.round_interval_s))
+                    continue
                 await asyncio.sleep(max(0.0, self.config.round_interval_s
                                         - (time.monotonic() - started)))
         finally:
             follow.cancel()
             await self.http.aclose()
             await self.writer.aclose()
+
+    def health_json(self) -> dict[str, Any]:
+        return {**self.health.as_json(self.follower.connected.is_set()), "hotkey": self.hotkey,
+                "netuid": self.config.netuid, "behaviour": self.config.behaviour,
+                "last_epoch_set": self.last_epoch_set,
+                "pending_reveals": len(self.pending_reveals),
+                "pending_evidence": len(self.pending_evidence),
+                "reference_model": {"backend": self.reference.name,
+                                    "simulated": self.reference_simulated}}

@@ -31,6 +31,23 @@ class ValidatorMetrics:
             "N+V compute ratio per organic request: compute of every miner asked plus the "
             "validator's grading, over the compute of the answer delivered.",
             ("strategy",), buckets=(1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
+        self.overhead_seconds = Histogram(
+            "subnetlab_organic_overhead_seconds_ratio",
+            "N+V engine-seconds ratio per organic request, observed only when every answer "
+            "(and the grading) carried the engine's own seconds.",
+            ("strategy",), buckets=(1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
+        self.reference_tokens = Counter(
+            "subnetlab_validator_reference_tokens",
+            "Completion tokens the validator's reference model generated, by purpose.",
+            ("purpose",), registry=r)
+        self.penalties = Counter("subnetlab_validator_penalties",
+                                 "Miners caught by a spot-check and penalised.", registry=r)
+        self.round_failures = Counter("subnetlab_validator_round_failures",
+                                      "Rounds that failed, by stage and dependency.",
+                                      ("stage", "dependency"), registry=r)
+        self.reveals = Counter("subnetlab_validator_reveals",
+                               "Weight reveals under commit-reveal, by outcome.", ("outcome",),
+                               registry=r)
         self.organic_requests = Counter("subnetlab_organic_requests",
                                         "Organic requests by strategy and outcome.",
                                         ("strategy", "outcome"), registry=r)

@@ -3,10 +3,14 @@
 A scorer maps (task, answer, latency) to [0, 1]. The default for verifiable tasks:
 a wrong answer scores 0 whatever its speed; a right one scores 0.7 plus up to 0.3 for
 speed, linear from 0.3 at latency 0 to 0 at the timeout. Speed matters, but never more
-than being right. Open prompts have no ground truth: their answer is compared with the
-validator's own reference answer by token F1 (the harmonic mean of token precision and
-recall over lower-cased word tokens), which rewards content over phrasing and is cheap
-enough to run on every response.
+than being right.
+
+Open prompts have no ground truth: the answer is compared with the validator's own
+reference answer (the task's `expected`, see `tasks.with_reference`) by token F1, the
+harmonic mean of token precision and recall over lower-cased word tokens (`\\w+`), which
+rewards content over phrasing and is cheap enough to run on every response. The score is
+that similarity times the same correctness-plus-speed factor:
+`f1 * (0.7 + 0.3 * speed)`, so an answer sharing no token with the reference scores 0.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from collections import Counter
 from typing import Protocol
 
-from subnetlab.validator.tasks import Task, is_correct
+from subnetlab.validator.tasks import OPEN, Task, is_correct
 
 CORRECTNESS_WEIGHT = 0.7
 
@@ -33,11 +37,27 @@ def speed_bonus(latency_s: float, timeout_s: float) -> float:
     return max(0.0, 1.0 - latency_s / timeout_s)
 
 
+def _speed_factor(latency_s: float, timeout_s: float) -> float:
+    return CORRECTNESS_WEIGHT + (1.0 - CORRECTNESS_WEIGHT) * speed_bonus(latency_s, timeout_s)
+
+
 def verifiable_score(task: Task, answer: str, latency_s: float, timeout_s: float) -> float:
     """The default scorer for tasks with a ground truth."""
     if not is_correct(task, answer):
         return 0.0
-    return CORRECTNESS_WEIGHT + (1.0 - CORRECTNESS_WEIGHT) * speed_bonus(latency_s, timeout_s)
+    return _speed_factor(latency_s, timeout_s)
+
+
+def open_score(task: Task, answer: str, latency_s: float, timeout_s: float) -> float:
+    """The default scorer for open prompts: token F1 with the reference answer, times the
+    correctness-plus-speed factor."""
+    return token_f1(answer, task.expected) * _speed_factor(latency_s, timeout_s)
+
+
+def task_score(task: Task, answer: str, latency_s: float, timeout_s: float) -> float:
+    """The default scorer: `open_score` for open prompts, `verifiable_score` otherwise."""
+    scorer = open_score if task.kind == OPEN else verifiable_score
+    return scorer(task, answer, latency_s, timeout_s)
 
 
 _TOKEN = re.compile(r"\w+")

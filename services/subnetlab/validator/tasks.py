@@ -1,19 +1,30 @@
-"""Verifiable synthetic tasks: the validator knows the right answer without any model.
+"""The validator's tasks: verifiable synthetic ones, and open prompts.
 
-Each kind generates a prompt and its ground truth from a seed, so a task is reproducible
-from its evidence record (kind + seed) alone: an auditor regenerates it and re-scores the
-stored response. The simulated miner backend uses `solve` to play a model of a given
-accuracy; a real model just reads the prompt.
+Verifiable kinds (`KINDS`) generate a prompt and its ground truth from a seed, so a task
+is reproducible from its evidence record (kind + seed) alone: an auditor regenerates it
+and re-scores the stored response. The simulated miner backend uses `solve` to play a
+model of a given accuracy; a real model just reads the prompt.
+
+The `open` kind picks a prompt from a bundled prompt set (`data/open_prompts.txt`) by
+seed. It has no ground truth: its `expected` is the validator's own reference model's
+answer, filled in at run time (`with_reference`) and stored in the evidence, so an
+auditor re-scores it without running any model.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
 from importlib import resources
 
 KINDS = ("arithmetic", "string", "sorting", "extraction")
+"""The verifiable kinds: the validator computes the right answer itself."""
+OPEN = "open"
+TASK_KINDS = (*KINDS, OPEN)
+"""Every kind a validator's task mix may name."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,14 @@ class Task:
 def _passages() -> list[str]:
     text = resources.files("subnetlab.data").joinpath("passages.txt").read_text()
     return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+@cache
+def open_prompts() -> tuple[str, ...]:
+    """The bundled open prompts, one a line (`#` lines are comments); read once."""
+    text = resources.files("subnetlab.data").joinpath("open_prompts.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines()
+                 if line.strip() and not line.startswith("#"))
 
 
 def _arithmetic(rng: random.Random) -> tuple[str, str]:
@@ -72,11 +91,50 @@ _GENERATORS = {"arithmetic": _arithmetic, "string": _string, "sorting": _sorting
 
 
 def generate(kind: str, seed: int) -> Task:
-    """The task of `kind` for `seed` (same inputs, same task, on any machine)."""
+    """The task of `kind` for `seed` (same inputs, same task, on any machine).
+
+    An `open` task comes without its expected answer (""): see `with_reference`.
+    """
+    rng = random.Random(f"{kind}:{seed}")
+    if kind == OPEN:
+        return Task(kind, seed, rng.choice(open_prompts()), "")
     if kind not in _GENERATORS:
-        raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(KINDS)}")
-    prompt, expected = _GENERATORS[kind](random.Random(f"{kind}:{seed}"))
+        raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}")
+    prompt, expected = _GENERATORS[kind](rng)
     return Task(kind, seed, prompt, expected)
+
+
+def with_reference(task: Task, reference: str) -> Task:
+    """An open task with the reference model's answer as what answers are compared with."""
+    if task.kind != OPEN:
+        raise ValueError(f"only open tasks take a reference answer, not {task.kind!r}")
+    return replace(task, expected=reference)
+
+
+def parse_task_mix(text: str) -> dict[str, float]:
+    """`kind=weight,...` into weights: known kinds, finite weights >= 0, one of them > 0."""
+    mix: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, sep, raw = part.partition("=")
+        kind = kind.strip()
+        if not sep:
+            raise ValueError(f"{part!r} is not kind=weight")
+        if kind not in TASK_KINDS:
+            raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}")
+        if kind in mix:
+            raise ValueError(f"task kind {kind!r} is given twice")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ValueError(f"weight of {kind!r} is not a number: {raw.strip()!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight of {kind!r} must be a finite number >= 0, got {raw.strip()}")
+        mix[kind] = weight
+    if not any(w > 0 for w in mix.values()):
+        raise ValueError("at least one task kind needs a positive weight")
+    return mix
 
 
 def normalise(answer: str) -> str:

@@ -1,0 +1,43 @@
+"""The validator's reference model: what open prompts and organic answers are graded by.
+
+`--reference-backend sim` (the default) is a simulated oracle: the task generator's answer
+key for verifiable prompts and the sim engine's deterministic answer for open ones. It is
+labelled simulated wherever its answers count (evidence, the gateway's `subnetlab` block).
+`openai` and `vllm` use the miner's own backend classes against a real server.
+"""
+
+from __future__ import annotations
+
+import os
+
+from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
+
+REFERENCE_BACKENDS = ("sim", "openai", "vllm")
+
+
+def simulated_oracle() -> SimBackend:
+    """The default reference: a sim engine that is always right (labelled simulated)."""
+    return SimBackend(SimModel(default_accuracy=1.0), "reference")
+
+
+def reference_backend(kind: str, url: str | None = None, model: str | None = None) -> Backend:
+    """The reference model `--reference-backend/--reference-url/--reference-model` name;
+    ValueError (naming the flag) for a combination that cannot work."""
+    if kind not in REFERENCE_BACKENDS:
+        raise ValueError(f"--reference-backend {kind}: must be one of "
+                         f"{', '.join(REFERENCE_BACKENDS)}")
+    if kind == "sim":
+        given = [flag for flag, value in (("--reference-url", url), ("--reference-model", model))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply only to --reference-backend openai "
+                             "or vllm, not sim")
+        return simulated_oracle()
+    if not url:
+        raise ValueError(f"--reference-backend {kind} needs --reference-url (its server's "
+                         "base URL)")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--reference-url {url}: must look like http://HOST:PORT")
+    if kind == "vllm":
+        return VllmBackend(url, model or "default")
+    return OpenAIBackend(url, model or "default", os.environ.get("OPENAI_API_KEY"))

@@ -1,0 +1,185 @@
+"""A validator outlives its ledger: real processes, a real ledger killed and restarted.
+
+Startup refuses what cannot work with one line naming the flag (an unknown subnet, an
+unreachable ledger after a bounded wait, an unreachable Redis, bad options). Once running,
+a SIGKILLed ledger makes the validators report `degraded` and log one-line failures; when
+the ledger is back (same port, same Redis, the chain replayed), they set weights and
+commit evidence again, and the audit of that evidence matches the chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from subnetlab.chain.model import TOKEN
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerClient
+from subnetlab.local.bootstrap import bootstrap_subnet
+from subnetlab.local.processes import Child, Supervisor
+from tests.integration.conftest import (
+    LedgerProcess,
+    RedisServer,
+    free_port,
+    start_ledger,
+    start_redis_server,
+    stop_redis_server,
+    wait_until,
+)
+
+HYPER = {"tempo": 10, "weights_rate_limit": 0, "max_registrations_per_block": 64,
+         "target_registrations_per_interval": 64, "immunity_period": 1000}
+VALIDATORS = ("rs-v0", "rs-v1")
+
+
+@dataclass
+class Bed:
+    redis: RedisServer
+    ledger: LedgerProcess
+    netuid: int
+    validators: dict[str, Child]
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+    tmp = tmp_path_factory.mktemp("resilience")
+    redis = start_redis_server(tmp / "redis")
+    supervisor = Supervisor()
+    ledger = start_ledger(tmp, redis.url)
+    try:
+        netuid = bootstrap_subnet(
+            ledger.url, Keypair.dev("alice"), HYPER,
+            miners=[Keypair.dev(n) for n in ("rs-m0", "rs-m1")],
+            validators=[(Keypair.dev(n), 1_000 * TOKEN) for n in VALIDATORS])
+        logs = tmp / "logs"
+        miners = [Child(n, ["miner", "serve", "--dev-key", n, "--netuid", str(netuid),
+                            "--ledger", ledger.url, "--port", str(port), "--log-level",
+                            "warning"], logs / f"{n}.log", f"http://127.0.0.1:{port}/healthz")
+                  for n, port in (("rs-m0", free_port()), ("rs-m1", free_port()))]
+        supervisor.start_all(miners, timeout=90)
+        validators = {}
+        for name in VALIDATORS:
+            port = free_port()
+            validators[name] = Child(
+                name, ["validator", "run", "--dev-key", name, "--netuid", str(netuid),
+                       "--ledger", ledger.url, "--redis-url", redis.url, "--port", str(port),
+                       "--interval", "0.3", "--timeout", "2"],
+                logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
+                env={"SUBNETLAB_API_KEYS": "k"})
+        supervisor.start_all(list(validators.values()), timeout=90)
+        yield Bed(redis, ledger, netuid, validators, tmp / "home")
+    finally:
+        supervisor.stop_all()
+        ledger.kill(signal.SIGTERM)
+        stop_redis_server(redis)
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SUBNETLAB_HOME": str(home), "SUBNETLAB_API_KEYS": "k"}
+    return subprocess.run([sys.executable, "-m", "subnetlab", "validator", "run",
+                           "--dev-key", "rs-v0", "--port", str(free_port()), *args],
+                          capture_output=True, text=True, timeout=90, env=env, check=False)
+
+
+def test_startup_refuses_what_cannot_work_with_one_line_naming_the_flag(
+    testbed: Bed,
+) -> None:
+    ledger, redis = testbed.ledger.url, testbed.redis.url
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    cases = {
+        "--netuid 77: no such subnet": ["--netuid", "77", "--ledger", ledger,
+                                        "--redis-url", redis],
+        f"--ledger {nowhere}: unreachable after 1 s": [
+            "--netuid", str(testbed.netuid), "--ledger", nowhere, "--ledger-wait", "1",
+            "--redis-url", redis],
+        "--redis-url redis://127.0.0.1:": [
+            "--netuid", str(testbed.netuid), "--ledger", ledger,
+            "--redis-url", f"redis://127.0.0.1:{free_port()}/0"],
+        "--interval 0.01: must be at least": ["--interval", "0.01", "--ledger", ledger],
+        "--tasks 'sorting=-2'": ["--tasks", "sorting=-2", "--ledger", ledger],
+        "--tasks 'poetry=1'": ["--tasks", "poetry=1", "--ledger", ledger],
+        "'--log-level'": ["--log-level", "loud"],
+        "'--behaviour'": ["--behaviour", "saint"],
+        "--reference-url apply only to": ["--reference-url", "http://127.0.0.1:1"],
+    }
+    for expected, args in cases.items():
+        proc = _run(testbed.home, *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0, (expected, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error:"), (expected, proc.stderr)
+        assert expected in lines[0], (expected, lines[0])
+        assert "unreachable" not in expected or "unreachable" in lines[0]
+
+
+def _health(child: Child) -> dict[str, Any]:
+    assert child.health_url is not None
+    body: dict[str, Any] = httpx.get(child.health_url, timeout=5).json()
+    return body
+
+
+def _wait_status(child: Child, status: str) -> None:
+    wait_until(lambda: _health(child)["status"] == status, 60,
+               f"{child.name} to report {status}")
+
+
+def _rows(ledger: str, netuid: int) -> dict[str, int]:
+    with LedgerClient(ledger) as client:
+        return {r["hotkey"]: int(r["last_update"]) for r in client.weights(netuid)["rows"]}
+
+
+def _evidence_epochs(ledger: str, netuid: int, hotkey: str) -> list[int]:
+    with LedgerClient(ledger) as client:
+        return sorted(int(d["epoch"]) for d in client.evidence(netuid, hotkey=hotkey))
+
+
+def test_validators_set_weights_again_after_the_ledger_is_killed_and_restarted(
+    testbed: Bed,
+) -> None:
+    url, netuid = testbed.ledger.url, testbed.netuid
+    hotkeys = {n: Keypair.dev(n).ss58_address for n in VALIDATORS}
+    wait_until(lambda: all(_evidence_epochs(url, netuid, hk) for hk in hotkeys.values()), 120,
+               "both validators' first evidence")
+    last_epoch = {n: _evidence_epochs(url, netuid, hk)[-1] for n, hk in hotkeys.items()}
+    with LedgerClient(url) as client:
+        killed_at = int(client.latest_block()["number"])
+
+    testbed.ledger.kill(signal.SIGKILL)
+    for child in testbed.validators.values():
+        _wait_status(child, "degraded")
+        assert child.alive()
+    testbed.ledger.start(timeout=60)
+
+    def weights_set_again() -> bool:
+        rows = _rows(url, netuid)
+        return all(rows.get(hk, -1) > killed_at for hk in hotkeys.values())
+
+    wait_until(weights_set_again, 120, "weights set again after the restart")
+    wait_until(lambda: all(_evidence_epochs(url, netuid, hk)[-1] > last_epoch[n]
+                           for n, hk in hotkeys.items()), 120, "evidence committed again")
+    for name, child in testbed.validators.items():
+        assert child.alive(), child.tail()
+        _wait_status(child, "ok")
+        failures = [json.loads(line) for line in child.log_path.read_text().splitlines()
+                    if "round failed" in line]
+        assert any("dependency=ledger" in f["msg"] for f in failures), failures[:3]
+        assert all(f["level"] == "warning" and "stage=" in f["msg"] and "retry_in_s=" in f["msg"]
+                   for f in failures), failures[:3]
+        epoch = _evidence_epochs(url, netuid, hotkeys[name])[-1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "subnetlab", "audit", str(netuid), "--validator",
+             hotkeys[name], "--epoch", str(epoch), "--ledger", url, "--redis-url",
+             testbed.redis.url, "--json"], capture_output=True, text=True, timeout=60,
+            check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["chain_ok"] is True
