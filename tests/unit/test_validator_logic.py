@@ -27,7 +27,7 @@ from subnetlab.validator.evidence import (
 from subnetlab.validator.gateway import account, first_to_answer, spot_check_verdict
 from subnetlab.validator.health import Health, one_line
 from subnetlab.validator.loop import MinerAnswer, Validator, ValidatorConfig
-from subnetlab.validator.reference import reference_backend
+from subnetlab.validator.reference import is_simulated, reference_backend
 from subnetlab.validator.scoring import open_score, task_score, token_f1, verifiable_score
 from subnetlab.validator.spotcheck import caught
 from subnetlab.validator.tasks import (
@@ -381,7 +381,7 @@ def test_health_backs_off_and_reports_degraded_while_a_dependency_is_down() -> N
 
 def test_reference_backend_flags() -> None:
     oracle = reference_backend("sim")
-    assert oracle.simulated and oracle.name == "sim:reference"
+    assert is_simulated(oracle) and oracle.name == "sim:reference"
     assert reference_backend("vllm", "http://127.0.0.1:8000", "tiny").name == "vllm:tiny"
     for args, message in ((("sim", "http://x:1"), "--reference-url apply only"),
                           (("openai",), "needs --reference-url"),

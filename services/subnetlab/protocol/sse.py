@@ -25,27 +25,38 @@ def wants_usage(body: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class ChunkWriter:
-    """Encodes the events of one streamed completion (same id, creation time and model)."""
+    """Encodes the events of one streamed completion (same id, creation time and model).
+
+    `fingerprint` is every chunk's `system_fingerprint`, as OpenAI sends it: a miner whose
+    engine is simulated sets `"simulated"`, the same label as its non-streamed answers.
+    """
 
     model: str
     ident: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
+    fingerprint: str | None = None
 
-    def _event(self, payload: dict[str, Any]) -> bytes:
+    def _event(self, payload: dict[str, Any], fingerprint: str | None = None) -> bytes:
         base = {"id": self.ident, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model}
+                "model": self.model, "system_fingerprint": fingerprint or self.fingerprint}
         return f"data: {json.dumps({**base, **payload})}\n\n".encode()
 
     def content(self, text: str) -> bytes:
         return self._event({"choices": [{"index": 0, "delta": {"content": text},
                                          "finish_reason": None}]})
 
-    def finish(self, reason: str = "stop") -> bytes:
-        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+    def finish(self, reason: str = "stop", extra: dict[str, Any] | None = None,
+               fingerprint: str | None = None) -> bytes:
+        """The chunk with the finish reason; `extra` adds top-level fields (the miner's
+        `subnetlab` block when no usage chunk follows); `fingerprint` overrides the
+        writer's for this chunk (a label learnt only at the end of the stream)."""
+        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}],
+                            **(extra or {})}, fingerprint)
 
     def usage(self, prompt_tokens: int, completion_tokens: int,
-              extra: dict[str, Any] | None = None) -> bytes:
-        """The usage chunk; `extra` adds top-level fields (the gateway's accounting)."""
+              extra: dict[str, Any] | None = None, fingerprint: str | None = None) -> bytes:
+        """The usage chunk; `extra` adds top-level fields (the gateway's accounting, the
+        miner's `subnetlab` block); `fingerprint` as for :meth:`finish`."""
         return self._event({"choices": [], "usage": {
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}, **(extra or {})})
+            "total_tokens": prompt_tokens + completion_tokens}, **(extra or {})}, fingerprint)

@@ -37,7 +37,7 @@ from subnetlab.protocol.metagraph import occupied
 from subnetlab.validator.evidence import round_scores, store_evidence
 from subnetlab.validator.health import Health, LedgerUnavailableError, one_line
 from subnetlab.validator.metrics import ValidatorMetrics
-from subnetlab.validator.reference import simulated_oracle
+from subnetlab.validator.reference import is_simulated, simulated_oracle
 from subnetlab.validator.scoring import Scorer, task_score
 from subnetlab.validator.tasks import OPEN, TASK_KINDS, Task, generate, with_reference
 from subnetlab.validator.weights import (
@@ -208,7 +208,7 @@ class Validator:
 
     @property
     def reference_simulated(self) -> bool:
-        return bool(getattr(self.reference, "simulated", False))
+        return is_simulated(self.reference)
 
     # --- one round -----------------------------------------------------------------------
 

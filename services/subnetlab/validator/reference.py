@@ -20,6 +20,11 @@ def simulated_oracle() -> SimBackend:
     return SimBackend(SimModel(default_accuracy=1.0), "reference")
 
 
+def is_simulated(backend: Backend) -> bool:
+    """Whether everything `backend` produces is simulated (a sim engine's always is)."""
+    return bool(getattr(backend, "simulated", isinstance(backend, SimBackend)))
+
+
 def reference_backend(kind: str, url: str | None = None, model: str | None = None) -> Backend:
     """The reference model `--reference-backend/--reference-url/--reference-model` name;
     ValueError (naming the flag) for a combination that cannot work."""
