@@ -121,8 +121,17 @@ build_helm() {  # build_helm BIN K8S_VERSION GO_VERSION
   say "[helm] helm $version built in $((SECONDS - step)) s"
 }
 
+# Go is a prerequisite: the build compiles kube-apiserver, kube-controller-manager, kubectl
+# and helm from source (even a warm cache is checked against the Go version it was built with).
+require_go() {
+  command -v go >/dev/null && return
+  local hint="install Go 1.22 or newer (the go line of tests/k8s/go.mod) and put its bin directory on PATH"
+  [ -x /usr/local/go/bin/go ] && hint="/usr/local/go/bin/go exists: add /usr/local/go/bin to PATH"
+  die "go: not found on PATH; the Kubernetes test binaries are built from Go source: $hint"
+}
+
 cmd_build() {
-  command -v go >/dev/null || die "go: not found on PATH (the binaries are built from source)"
+  require_go
   export GOPATH="$CACHE/gopath" GOMODCACHE="$CACHE/gopath/pkg/mod" GOCACHE="$CACHE/gocache"
   export GOTOOLCHAIN="${SUBNETLAB_K8S_GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod CGO_ENABLED=0
   local version bin stamp flags go_version

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,32 @@ def test_a_go_mod_without_the_kubernetes_pin_is_refused(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert "go.mod: no 'require k8s.io/kubernetes vX.Y.Z' line" in done.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_missing_go_is_named_before_anything_is_built(tmp_path: Path) -> None:
+    """Go is a prerequisite of the build; without it on PATH the script says so (and where
+    the usual install lives, if it is there), and touches no cache."""
+    tools = tmp_path / "bin"  # what the script needs besides go, and no go
+    tools.mkdir()
+    for tool in ("bash", "awk", "dirname", "sed", "cut", "sha256sum", "cat", "mkdir"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (tools / tool).symlink_to(found)
+    env = {"PATH": str(tools), "HOME": str(tmp_path), "SUBNETLAB_K8S_CACHE": str(tmp_path / "c")}
+
+    done = subprocess.run([str(tools / "bash"), str(SCRIPT), "build"], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("controlplane.sh: error: go: not found on PATH; the Kubernetes test "
+                           "binaries are built from Go source: ")
+    if Path("/usr/local/go/bin/go").exists():
+        assert line.endswith("/usr/local/go/bin/go exists: add /usr/local/go/bin to PATH")
+    else:
+        assert line.endswith("install Go 1.22 or newer (the go line of tests/k8s/go.mod) and "
+                             "put its bin directory on PATH")
+    assert not (tmp_path / "c").exists()
 
 
 def test_prune_keeps_only_the_binaries(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import yaml
 
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import TOKEN, LedgerClient
+from subnetlab.wallet import hotkey_from_document
 from tests.integration.conftest import (
     LedgerProcess,
     RedisServer,
@@ -162,8 +163,27 @@ class OperatorProcess:
                 self.process.kill()
                 self.process.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handler runs, whatever it was doing stops mid-way."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every line of its log (stdout and stderr) as a JSON object; a line that is not
+        one fails the test, quoted."""
+        found = []
+        for line in self.text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise AssertionError(f"not a JSON log line: {line!r}") from None
+            assert isinstance(record, dict), line
+            found.append(record)
+        return found
 
 
 @pytest.fixture
@@ -219,6 +239,10 @@ def synced_since(plane: ControlPlane, namespace: str, name: str, last: str) -> b
 
 def conditions(st: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in st.get("conditions", [])}
+
+
+def ready_message(st: dict[str, Any]) -> str:
+    return str(next(c["message"] for c in st["conditions"] if c["type"] == "Ready"))
 
 
 def events(plane: ControlPlane, namespace: str) -> list[dict[str, Any]]:
@@ -316,6 +340,10 @@ def test_operator_registers_neurons_and_applies_their_workloads(
         plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
         operator_factory: OperatorFactory) -> None:
     ns = kube_namespace
+    # Pods are admitted only if they meet the `restricted` Pod Security Standard (the
+    # vLLM container included).
+    plane.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
+                  "pod-security.kubernetes.io/enforce-version=v1.30")
     op = operator_factory(ledger.url)
     apply(plane, ns, EXAMPLES / "gpu.yaml")
     apply(plane, ns, neuron("sim-miner", {"subnet": "gpu", "role": "miner", "stake": 2.5}))
@@ -370,10 +398,19 @@ def test_operator_registers_neurons_and_applies_their_workloads(
     assert "nvidia.com/gpu" not in json.dumps(sim)
     validator_svc = get(plane, ns, "service", "gpu-validator") or {}
     assert validator_svc["spec"]["ports"][0]["name"] == "gateway"
-    # the controller-manager took the Deployments over: ReplicaSets and (Pending) Pods
-    eventually(lambda: plane.kubectl("get", "pods", "-n", ns, "-l",
-                                     "subnetlab.io/neuron=gpu-miner-0", "-o", "name").stdout,
-               WAIT_S, "a Pod for gpu-miner-0")
+    # the controller-manager took the Deployments over: ReplicaSets and (Pending) Pods,
+    # each admitted by the restricted Pod Security Standard
+    for name in names:
+        eventually(lambda name=name: plane.kubectl(
+            "get", "pods", "-n", ns, "-l", f"subnetlab.io/neuron={name}", "-o", "name").stdout,
+            WAIT_S, f"a Pod for {name} (admitted under the restricted standard)")
+    refused = [e["message"] for e in events(plane, ns) if e["reason"] == "FailedCreate"]
+    assert refused == []
+    gpu_pod = json.loads(plane.kubectl("get", "pods", "-n", ns, "-l",
+                                       "subnetlab.io/neuron=gpu-miner-0", "-o", "json").stdout)
+    vllm = next(c for c in gpu_pod["items"][0]["spec"]["containers"] if c["name"] == "vllm")
+    assert vllm["securityContext"]["runAsUser"] == 10001
+    assert vllm["securityContext"]["allowPrivilegeEscalation"] is False
 
     # printer columns, events, metrics, liveness
     table = plane.kubectl("get", "neurons", "-n", ns).stdout
@@ -386,6 +423,17 @@ def test_operator_registers_neurons_and_applies_their_workloads(
     assert 'subnetlab_operator_reconciles_total{kind="Neuron",result="ok"}' in metrics
     assert "subnetlab_operator_ledger_up 1.0" in metrics
     assert 'subnetlab_operator_extrinsics_total{call="register",result="included"}' in metrics
+
+    # structured logs: every line a JSON object, ours among them; no key material
+    records = op.records()
+    messages = [str(r.get("message", "")) for r in records]
+    assert any(m.startswith("subnetlab operator ") for m in messages), messages[:5]
+    assert any(m.startswith("Neuron ") and " is Starting: " in m for m in messages)
+    assert all("severity" in r or "level" in r for r in records)
+    for name in names:
+        secret = get(plane, ns, "secret", f"{name}-hotkey") or {}
+        document = json.loads(base64.b64decode(secret["data"]["hotkey"]))
+        assert document["mnemonic"] not in op.text()
 
 
 def test_a_hyperparameter_change_reaches_the_ledger(
@@ -559,24 +607,288 @@ def test_a_spec_the_operator_cannot_run_is_a_permanent_error(
         operator_factory: OperatorFactory) -> None:
     ns = kube_namespace
     operator_factory(ledger.url)
-    # Both pass the CRD schema; the models refuse them.
-    apply(plane, ns, subnet("crossed", {"hyperparameters": {"alphaLow": 0.9, "alphaHigh": 0.2}}))
+    # A cross-field rule of the model is a CEL rule of the CRD too: refused at the door.
+    done = plane.kubectl("apply", "-n", ns, "-f", "-", check=False, input=subnet(
+        "crossed", {"hyperparameters": {"alphaLow": 0.9, "alphaHigh": 0.2}}))
+    assert done.returncode != 0
+    assert "spec.hyperparameters.alphaLow" in done.stderr
+    assert "alphaLow must not exceed alphaHigh" in done.stderr
+    # These pass the CRD schema; only a cluster makes them impossible.
     apply(plane, ns, subnet("ok", FAST))
     apply(plane, ns, neuron("disk", {"subnet": "ok", "role": "miner",
                                      "wallet": {"wallet": "my-wallet"}}))
-    crossed = wait_phase(plane, ns, "subnet", "crossed", "Failed")
-    assert conditions(crossed)["Ready"] == ("False", "InvalidSpec")
-    assert "alpha_low (0.9) must not exceed alpha_high (0.2)" in next(
-        c["message"] for c in crossed["conditions"] if c["type"] == "Ready")
+    apply(plane, ns, neuron("local", {"subnet": "ok", "role": "miner",
+                                      "behaviour": "passthrough", "miner": {"backend": {
+                                          "type": "openai", "url": "local-sim-engine",
+                                          "model": "m"}}}))
     disk = wait_phase(plane, ns, "neuron", "disk", "Failed")
-    message = next(c["message"] for c in disk["conditions"] if c["type"] == "Ready")
-    assert message.startswith("spec.wallet.wallet: on-disk wallets do not exist on a cluster")
+    assert conditions(disk)["Ready"] == ("False", "InvalidSpec")
+    assert ready_message(disk).startswith(
+        "spec.wallet.wallet: on-disk wallets do not exist on a cluster")
     assert disk["observedGeneration"] == 1
     assert "InvalidSpec" in event_reasons(plane, ns, "disk")
-    assert get(plane, ns, "secret", "disk-hotkey") is None
-    assert get(plane, ns, "deployment", "disk") is None
+    local = wait_phase(plane, ns, "neuron", "local", "Failed")
+    assert ready_message(local).startswith("spec.miner.backend.url: local-sim-engine is the "
+                                           "engine `subnetlab up` starts")
+    for name in ("disk", "local"):
+        assert get(plane, ns, "secret", f"{name}-hotkey") is None
+        assert get(plane, ns, "deployment", name) is None
     # fixing the spec is all it takes
-    plane.kubectl("patch", "subnet", "crossed", "-n", ns, "--type=merge", "-p",
-                  '{"spec": {"hyperparameters": {"alphaHigh": 0.95}}}')
-    fixed = wait_phase(plane, ns, "subnet", "crossed", "Ready")
-    assert fixed["observedGeneration"] == 2 and fixed["netuid"] is not None
+    plane.kubectl("patch", "neuron", "local", "-n", ns, "--type=merge", "-p", json.dumps(
+        {"spec": {"miner": {"backend": {"url": "http://engine.example:8000"}}}}))
+    fixed = wait_phase(plane, ns, "neuron", "local", "Starting")
+    assert fixed["observedGeneration"] == 2 and fixed["uid"] is not None
+    deploy = get(plane, ns, "deployment", "local") or {}
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--backend-url") + 1] == "http://engine.example:8000"
+
+
+# ---- status follows the ledger -----------------------------------------------------------
+
+
+def neuron_key(plane: ControlPlane, namespace: str, name: str) -> Keypair:
+    """The hotkey the operator generated for a Neuron, read back from its Secret."""
+    secret = get(plane, namespace, "secret", f"{name}-hotkey") or {}
+    document = json.loads(base64.b64decode(secret["data"]["hotkey"]))
+    return hotkey_from_document(document, f"Secret {namespace}/{name}-hotkey")
+
+
+def status_matches_metagraph(st: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether a Neuron's status says what its metagraph row says (rao shown as tokens)."""
+    expected = {"uid": row["uid"], "incentive": row["incentive"],
+                "dividends": row["dividends"], "emission": round(row["emission"] / TOKEN, 9),
+                "validatorPermit": row["validator_permit"],
+                "stake": round(row["stake"] / TOKEN, 9)}
+    return {k: st.get(k) for k in expected} == expected
+
+
+def test_status_follows_the_metagraph_and_changes_made_on_the_ledger(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory, tmp_path: Path) -> None:
+    ns = kube_namespace
+    operator_factory(ledger.url)
+    apply(plane, ns, subnet("sync", FAST))  # tempo 20: an epoch every 5 s
+    apply(plane, ns, neuron("v", {"subnet": "sync", "role": "validator", "stake": 10}))
+    for name in ("m1", "m2", "idle"):
+        apply(plane, ns, neuron(name, {"subnet": "sync", "role": "miner"}))
+    names = ["v", "m1", "m2", "idle"]
+    netuid = wait_phase(plane, ns, "subnet", "sync", "Ready")["netuid"]
+    seen = {n: wait_phase(plane, ns, "neuron", n, "Starting") for n in names}
+
+    # The validator sets weights on the ledger itself (signed with the hotkey in its
+    # Secret, as its pod would): the next epoch pays incentive, dividends and emission.
+    with chain(ledger) as client:
+        client.submit(neuron_key(plane, ns, "v"), "set_weights", {
+            "netuid": netuid, "uids": [seen["m1"]["uid"], seen["m2"]["uid"]],
+            "weights": [3, 1]})
+
+    def paid() -> dict[str, dict[str, Any]]:
+        rows = {r["hotkey"]: r for r in metagraph_rows(ledger, netuid)}
+        by_name = {n: rows[seen[n]["hotkey"]] for n in names}
+        return by_name if by_name["m2"]["incentive"] > 0 and by_name["v"]["dividends"] > 0 \
+            else {}
+
+    rows = eventually(paid, WAIT_S, "an epoch that pays the weighted miners")
+    assert rows["m1"]["incentive"] > rows["m2"]["incentive"] > 0
+    assert rows["m1"]["emission"] > 0 and rows["v"]["validator_permit"] is True
+
+    def agree() -> dict[str, dict[str, Any]]:
+        """One moment at which every status equals the metagraph (the timer syncs every
+        second, an epoch comes every 5 s)."""
+        rows = {r["hotkey"]: r for r in metagraph_rows(ledger, netuid)}
+        statuses = {n: status(plane, ns, "neuron", n) for n in names}
+        fresh = {n: rows[seen[n]["hotkey"]] for n in names}
+        if all(status_matches_metagraph(statuses[n], fresh[n]) for n in names) and \
+                fresh["m2"]["incentive"] > 0:
+            return statuses
+        return {}
+
+    synced = eventually(agree, WAIT_S, "every Neuron's status to equal its metagraph row")
+    assert synced["m1"]["incentive"] > synced["m2"]["incentive"] > 0
+    assert synced["v"]["dividends"] > 0 and synced["v"]["validatorPermit"] is True
+    assert synced["m1"]["emission"] > 0
+    assert synced["idle"]["incentive"] == 0 and synced["idle"]["stake"] == 0
+
+    # Someone stakes on the idle miner from the CLI, with a wallet of their own: the timer
+    # brings the new stake into status, and the operator leaves that position alone.
+    env = {**os.environ, "SUBNETLAB_HOME": str(tmp_path / "home"),
+           "SUBNETLAB_PASSWORD": "pw-for-tests", "SUBNETLAB_LEDGER": ledger.url}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "subnetlab", *args], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("wallet", "new", "--name", "staker")
+    cli("faucet", "--name", "staker")
+    cli("stake", "add", "--amount", "7", "--hotkey", seen["idle"]["hotkey"], "--name", "staker")
+    idle = eventually(lambda: st if (st := status(plane, ns, "neuron", "idle")).get(
+        "stake") == 7.0 else {}, WAIT_S, "the CLI's stake in the idle miner's status")
+    rows_now = {r["hotkey"]: r for r in metagraph_rows(ledger, netuid)}
+    assert rows_now[idle["hotkey"]]["stake"] == 7 * TOKEN
+    assert alice_stake_on(ledger, idle["hotkey"]) == 0  # not "corrected" by the operator
+
+    # A registration made on the ledger, outside the cluster: the Subnet counts it.
+    before = status(plane, ns, "subnet", "sync")["neurons"]
+    assert before == len(names)
+    with chain(ledger) as client:
+        client.submit(Keypair.dev("alice"), "register",
+                      {"netuid": netuid, "hotkey": Keypair.generate().ss58_address})
+    eventually(lambda: status(plane, ns, "subnet", "sync").get("neurons") == before + 1,
+               WAIT_S, "the Subnet's status to count the outside registration")
+    assert plane.kubectl("get", "neurons", "-n", ns, "-o", "name").stdout.count("\n") == 4
+
+
+# ---- a SIGKILL in the middle of registering ------------------------------------------------
+
+
+def test_an_operator_killed_mid_registration_resumes_without_duplicates(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    # One registration per block and a tempo that no test outlives: the registrations are
+    # spread over several blocks, and no epoch pays anything that would move the stakes.
+    apply(plane, ns, subnet("crash", {"hyperparameters": {
+        "tempo": 10000, "maxRegistrationsPerBlock": 1, "targetRegistrationsPerInterval": 8,
+        "immunityPeriod": 1000}}))
+    first = operator_factory(ledger.url)
+    netuid = wait_phase(plane, ns, "subnet", "crash", "Ready")["netuid"]
+    stakes = {f"v{i}": 3 + i for i in range(3)} | {f"m{i}": 0 for i in range(5)}
+    for name, stake in stakes.items():
+        role = "validator" if name.startswith("v") else "miner"
+        apply(plane, ns, neuron(name, {"subnet": "crash", "role": role, "stake": stake}))
+
+    def occupied() -> list[dict[str, Any]]:
+        return [r for r in metagraph_rows(ledger, netuid) if not r["vacant"]]
+
+    eventually(lambda: len(occupied()) >= 1, WAIT_S, "the first registration")
+    first.kill()
+    with chain(ledger) as client:  # let an extrinsic sent just before the kill land
+        height = int(client.chain()["block"])
+        eventually(lambda: int(client.chain()["block"]) >= height + 4, WAIT_S, "4 more blocks")
+    at_kill = len(occupied())
+    assert 1 <= at_kill < len(stakes), f"{at_kill} registered: the kill was not mid-way"
+
+    operator_factory(ledger.url)
+    final = {n: wait_phase(plane, ns, "neuron", n, "Starting") for n in stakes}
+    rows = occupied()
+    hotkeys = [r["hotkey"] for r in rows]
+    assert len(rows) == len(stakes) and len(set(hotkeys)) == len(stakes)  # one uid each
+    assert sorted(hotkeys) == sorted(st["hotkey"] for st in final.values())
+    for name, st in final.items():
+        assert neuron_key(plane, ns, name).ss58_address == st["hotkey"]  # the same key
+        for kind in ("secret", "deployment", "service"):
+            listed = plane.kubectl("get", kind, "-n", ns, "-l", f"subnetlab.io/neuron={name}",
+                                   "-o", "name").stdout.split()
+            assert len(listed) == 1, (name, kind, listed)
+        assert alice_stake_on(ledger, st["hotkey"]) == stakes[name] * TOKEN  # staked once
+        assert event_reasons(plane, ns, name).count("Registered") <= 1
+    assert status(plane, ns, "subnet", "crash")["neurons"] == len(stakes)
+
+
+# ---- binding an existing subnet (spec.netuid) --------------------------------------------
+
+
+def create_on_ledger(ledger: LedgerProcess, owner: Keypair, tempo: int) -> int:
+    """A subnet created outside the cluster, as its owner; its netuid."""
+    with chain(ledger) as client:
+        before = {s["netuid"] for s in client.subnets()}
+        client.submit(owner, "create_subnet", {"hyperparameters": {"tempo": tempo}})
+        (netuid,) = {s["netuid"] for s in client.subnets()
+                     if s["owner"] == owner.ss58_address} - before
+    return int(netuid)
+
+
+def test_a_subnet_binds_an_existing_netuid_checks_its_owner_and_leaves_it_on_deletion(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    alice, bob = Keypair.dev("alice"), Keypair.dev("bob")
+    netuid = create_on_ledger(ledger, alice, tempo=30)
+    outsider = Keypair.generate().ss58_address  # registered from outside the cluster
+    with chain(ledger) as client:
+        client.submit(alice, "register", {"netuid": netuid, "hotkey": outsider})
+        count = len(client.subnets())
+    operator_factory(ledger.url)
+
+    hp = {**FAST["hyperparameters"], "tempo": 25}
+    apply(plane, ns, subnet("bound", {"netuid": netuid, "hyperparameters": hp}))
+    bound = wait_phase(plane, ns, "subnet", "bound", "Ready")
+    assert bound["netuid"] == netuid and conditions(bound)["Created"] == ("True", "Bound")
+    assert "Bound" in event_reasons(plane, ns, "bound")
+    with chain(ledger) as client:
+        assert len(client.subnets()) == count  # nothing created
+        info = client.subnet(netuid)
+    assert info["owner"] == ALICE and info["hyperparameters"]["tempo"] == 25  # the spec's
+    apply(plane, ns, neuron("bm", {"subnet": "bound", "role": "miner"}))
+    miner = wait_phase(plane, ns, "neuron", "bm", "Starting")
+    assert miner["netuid"] == netuid
+    eventually(lambda: status(plane, ns, "subnet", "bound").get("neurons") == 2, WAIT_S,
+               "the bound Subnet to count the outsider and its own Neuron")
+
+    # immutable: neither changed, nor removed
+    for patch in ({"spec": {"netuid": netuid + 1}}, {"spec": {"netuid": None}}):
+        done = plane.kubectl("patch", "subnet", "bound", "-n", ns, "--type=merge",
+                             "-p", json.dumps(patch), check=False)
+        assert done.returncode != 0 and "spec.netuid" in done.stderr, done.stderr
+        assert "is immutable once created" in done.stderr
+    added = plane.kubectl("patch", "subnet", "bound", "-n", ns, "--type=merge", "-p",
+                          json.dumps({"spec": {"tasks": {"kinds": {"arithmetic": 1}}}}))
+    assert added.returncode == 0  # other fields still change
+
+    # someone else's subnet: a permanent error naming the field; the ledger is untouched
+    bobs = create_on_ledger(ledger, bob, tempo=40)
+    apply(plane, ns, subnet("stolen", {"netuid": bobs, "hyperparameters": hp}))
+    stolen = wait_phase(plane, ns, "subnet", "stolen", "Failed")
+    assert conditions(stolen)["Ready"] == ("False", "NotOwner")
+    assert conditions(stolen)["Created"] == ("False", "NotOwner")
+    assert ready_message(stolen) == (f"spec.netuid: subnet {bobs} is owned by "
+                                     f"{bob.ss58_address}, not by this Subnet's owner key "
+                                     f"{ALICE} (spec.owner)")
+    assert stolen.get("netuid") is None
+    assert "NotOwner" in event_reasons(plane, ns, "stolen")
+    with chain(ledger) as client:
+        assert client.subnet(bobs)["hyperparameters"]["tempo"] == 40
+    # a netuid another Subnet manages, and one the ledger does not have
+    apply(plane, ns, subnet("twin", {"netuid": netuid}))
+    twin = wait_phase(plane, ns, "subnet", "twin", "Failed")
+    assert ready_message(twin) == (f"spec.netuid: netuid {netuid} is already managed by "
+                                   f"Subnet {ns}/bound")
+    apply(plane, ns, subnet("ghost", {"netuid": 65000}))
+    ghost = wait_phase(plane, ns, "subnet", "ghost", "Failed")
+    assert conditions(ghost)["Ready"] == ("False", "UnknownNetuid")
+    assert "spec.netuid: the ledger at" in ready_message(ghost)
+
+    # deleting the bound Subnet: its Neuron is deregistered, the subnet stays as it was
+    plane.kubectl("delete", "subnet", "twin", "-n", ns, "--wait=true", "--timeout=60s")
+    plane.kubectl("delete", "subnet", "bound", "-n", ns, "--wait=true", "--timeout=60s")
+    assert gone(plane, ns, "neuron", "bm")
+    with chain(ledger) as client:
+        info = client.subnet(netuid)
+        hotkeys = [r["hotkey"] for r in client.metagraph(netuid)["neurons"]]
+    assert info["owner"] == ALICE and info["hyperparameters"]["tempo"] == 25
+    assert outsider in hotkeys and miner["hotkey"] not in hotkeys
+
+
+def test_binding_without_a_dev_key_waits_for_the_owner_key_in_its_secret(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    ns = kube_namespace
+    owner = Keypair.generate()
+    with chain(ledger) as client:  # an owner of its own, funded by alice
+        client.submit(Keypair.dev("alice"), "transfer",
+                      {"dest": owner.ss58_address, "amount": 500 * TOKEN})
+    netuid = create_on_ledger(ledger, owner, tempo=30)
+    operator_factory(ledger.url)
+    apply(plane, ns, subnet("mine", {"netuid": netuid, "owner": {}, **FAST}))
+    waiting = eventually(lambda: st if conditions(st := status(plane, ns, "subnet", "mine")).get(
+        "Ready", ("", ""))[1] == "OwnerKeyMissing" else {}, WAIT_S, "OwnerKeyMissing")
+    assert waiting["phase"] == "Pending"
+    assert f"create Secret {ns}/mine-owner with data.mnemonic" in ready_message(waiting)
+    assert get(plane, ns, "secret", "mine-owner") is None  # no key generated for it
+    assert owner.mnemonic is not None
+    plane.kubectl("create", "secret", "generic", "mine-owner", "-n", ns,
+                  f"--from-literal=mnemonic={owner.mnemonic}")
+    bound = wait_phase(plane, ns, "subnet", "mine", "Ready")
+    assert bound["netuid"] == netuid and bound["owner"] == owner.ss58_address

@@ -9,6 +9,7 @@ from subnetlab.k8s.plan import (
     STAKE_PATH,
     StakeChange,
     backoff,
+    cluster_backend_problem,
     hyperparameter_changes,
     is_temporary,
     rao,
@@ -19,7 +20,7 @@ from subnetlab.k8s.plan import (
 )
 from subnetlab.ledger.client import TOKEN, LedgerError
 from subnetlab.local.bootstrap import created_subnet
-from subnetlab.specs import HyperparameterSpec
+from subnetlab.specs import HyperparameterSpec, NeuronSpec
 
 
 def test_only_differing_hyperparameters_change_and_burn_only_when_asked() -> None:
@@ -76,3 +77,16 @@ def test_temporary_refusals(code: str, status: int, temporary: bool) -> None:
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff(r, cap=10) for r in range(6)] == [1, 2, 4, 8, 10, 10]
     assert backoff(10_000, cap=60) == 60
+
+
+def test_the_local_sim_engine_is_refused_on_a_cluster_and_nothing_else() -> None:
+    def spec(url: str) -> NeuronSpec:
+        return NeuronSpec.model_validate({"subnet": "s", "role": "miner",
+                                          "behaviour": "passthrough", "miner": {"backend": {
+                                              "type": "openai", "url": url, "model": "m"}}})
+    assert cluster_backend_problem(spec("local-sim-engine")) == (
+        "spec.miner.backend.url: local-sim-engine is the engine `subnetlab up` starts; on a "
+        "cluster give the engine's http:// or https:// URL")
+    assert cluster_backend_problem(spec("http://engine:8000")) is None
+    for other in ({"subnet": "s", "role": "miner"}, {"subnet": "s", "role": "validator"}):
+        assert cluster_backend_problem(NeuronSpec.model_validate(other)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from subnetlab.k8s.config import OperatorConfig
 from subnetlab.k8s.keys import HOTKEY_KEY, secret_data
 from subnetlab.k8s.resources import (
     GATEWAY_PORT,
+    HOME,
     KEY_DIR,
+    NON_ROOT,
     NeuronWorkload,
     deployment,
     key_secret,
@@ -21,6 +24,7 @@ from subnetlab.k8s.resources import (
     service,
 )
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.redis_server import default_data_dir
 from subnetlab.neuron.command import role_args
 from subnetlab.specs import NeuronSpec, TaskMix
 
@@ -143,3 +147,95 @@ def test_key_secret_holds_base64_data_and_only_the_address_in_clear() -> None:
     visible = json.dumps({k: v for k, v in body.items() if k != "data"})
     assert key.mnemonic not in visible and key.ss58_address in visible
     assert body["metadata"]["labels"]["subnetlab.io/neuron"] == "m0"
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What the `restricted` Pod Security Standard (v1.30) would refuse in a pod spec:
+    the checks that apply to what the operator builds (no host namespaces, ports or paths
+    are ever set; their absence is checked too)."""
+    found = []
+    pod_sc = pod.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            found.append(key)
+    found += [f"volume {v['name']}: only emptyDir, secret, configMap, projected or PVC"
+              for v in pod["volumes"]
+              if not {"emptyDir", "secret", "configMap", "projected",
+                      "persistentVolumeClaim"} & set(v)]
+    for c in pod["containers"]:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            found.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation must be false")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get(
+                "add"):
+            found.append(f"{name}: capabilities must drop ALL and add none")
+        if not (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")):
+            found.append(f"{name}: runAsNonRoot")
+        if (sc.get("runAsUser", pod_sc.get("runAsUser")) or 0) == 0:
+            found.append(f"{name}: runAsUser 0")
+        seccomp = sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            found.append(f"{name}: hostPort")
+    return found
+
+
+WORKLOADS = {
+    "vllm miner": GPU_MINER,
+    "sim miner": {"subnet": "demo", "role": "miner"},
+    "openai miner": {"subnet": "demo", "role": "miner", "behaviour": "passthrough",
+                     "miner": {"backend": {"type": "openai", "url": "http://engine:8000",
+                                           "model": "m"}}},
+    "validator": {"subnet": "demo", "role": "validator", "stake": 10},
+}
+
+
+@pytest.mark.parametrize("kind", list(WORKLOADS))
+def test_every_pod_meets_the_restricted_pod_security_standard(kind: str) -> None:
+    pod = deployment(workload(WORKLOADS[kind]))["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    assert {c["securityContext"]["runAsUser"] for c in pod["containers"]} == {NON_ROOT}
+    assert pod["securityContext"]["fsGroup"] == NON_ROOT  # emptyDirs writable by that uid
+
+
+@pytest.mark.parametrize("kind", list(WORKLOADS))
+def test_what_a_container_writes_lies_on_an_emptydir(kind: str) -> None:
+    """A read-only root file system, so $SUBNETLAB_HOME and $HOME must be volumes; and the
+    hotkey Secret sits below the writable $SUBNETLAB_HOME, read-only."""
+    pod = deployment(workload(WORKLOADS[kind]))["spec"]["template"]["spec"]
+    empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    for c in pod["containers"]:
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        writes = [env["HOME"]] + ([env["SUBNETLAB_HOME"]] if c["name"] != "vllm" else ["/cache"])
+        for path in writes:
+            assert path in mounts and mounts[path]["name"] in empty, (c["name"], path)
+            assert not mounts[path].get("readOnly")
+        if c["name"] != "vllm":
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert env["SUBNETLAB_HOME"] == HOME and KEY_DIR.startswith(f"{HOME}/")
+            assert mounts[KEY_DIR]["readOnly"] is True
+
+
+def test_a_validator_without_a_redis_url_uses_its_embedded_redis_on_an_emptydir(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = OperatorConfig(ledger_url="http://ledger:9944")  # no redis_url
+    parsed = NeuronSpec.model_validate(WORKLOADS["validator"])
+    w = NeuronWorkload("v0", "ns", "demo", parsed, TaskMix(), 7, "5Hot", "v0-hotkey",
+                       owner_reference(OWNER_BODY), config)
+    pod = deployment(w)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--redis-url" not in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    for name, value in env.items():  # where the validator process will look
+        monkeypatch.setenv(name, value)
+    data_dir = default_data_dir()  # subnetlab.ledger.redis_server: the embedded Redis
+    mounts = [m for m in container["volumeMounts"]
+              if data_dir.is_relative_to(Path(m["mountPath"]))]
+    deepest = max(mounts, key=lambda m: len(m["mountPath"]))
+    assert deepest["mountPath"] == HOME and not deepest.get("readOnly")
+    assert {"name": deepest["name"], "emptyDir": {}} in pod["volumes"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from subnetlab import __version__
 from subnetlab.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -102,13 +101,12 @@ def operator_run(
     """
     from subnetlab.k8s.config import ConfigError, OperatorConfig
 
-    overrides = {k: v for k, v in {
-        "ledger_url": ledger, "pod_ledger_url": pod_ledger, "image": image,
-        "redis_url": redis_url, "sync_interval_s": sync_interval,
-        "delete_give_up_s": delete_give_up, "metrics_port": metrics_port,
-        "liveness_endpoint": liveness, "log_level": log_level}.items() if v is not None}
+    flags = {"ledger_url": ledger, "pod_ledger_url": pod_ledger, "image": image,
+             "redis_url": redis_url, "sync_interval_s": sync_interval,
+             "delete_give_up_s": delete_give_up, "metrics_port": metrics_port,
+             "liveness_endpoint": liveness, "log_level": log_level}
     try:
-        config = dataclasses.replace(OperatorConfig.from_env(), **overrides)  # type: ignore[arg-type]
+        config = OperatorConfig.load(flags)
     except ConfigError as exc:
         fail(str(exc))
     if not namespace and not all_namespaces:
@@ -120,8 +118,11 @@ def operator_run(
 
 
 def _run_kopf(config: OperatorConfig, namespaces: list[str], clusterwide: bool) -> None:
-    """Configure logs (JSON lines; kopf's own only from warnings up unless debugging) and
-    hand over to kopf until the process is stopped."""
+    """Configure logs (JSON lines, one object per line, nothing else on stderr; kopf's own
+    lines only from warnings up unless debugging) and hand over to kopf until the process
+    is stopped."""
+    import logging
+
     import kopf
 
     from subnetlab.k8s.logs import configure_operator_logging
@@ -129,11 +130,11 @@ def _run_kopf(config: OperatorConfig, namespaces: list[str], clusterwide: bool) 
     configure_operator_logging(config.log_level)
     from subnetlab.k8s import handlers  # noqa: F401  (importing registers the handlers)
 
-    Console(stderr=True).print(
-        f"subnetlab operator: ledger {config.ledger_url}, "
-        f"{'all namespaces' if clusterwide else 'namespaces ' + ', '.join(namespaces)}, "
-        f"metrics :{config.metrics_port}, liveness {config.liveness_endpoint or 'off'}",
-        highlight=False)
+    logging.getLogger("subnetlab.k8s").info(
+        "subnetlab operator %s: ledger %s, %s, metrics :%s, liveness %s", __version__,
+        config.ledger_url,
+        "all namespaces" if clusterwide else "namespaces " + ", ".join(namespaces),
+        config.metrics_port, config.liveness_endpoint or "off")
     kopf.run(clusterwide=clusterwide, namespaces=namespaces, standalone=True,
              liveness_endpoint=config.liveness_endpoint or None,
              memo=kopf.Memo(config=config))

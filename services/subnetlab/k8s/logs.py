@@ -40,9 +40,10 @@ def quiet_libraries(debug: bool = False) -> None:
 
 
 def configure_operator_logging(level: str) -> None:
-    """JSON lines on stderr; subnetlab's own loggers at `level`."""
+    """JSON lines on stderr (warnings included); subnetlab's own loggers at `level`."""
     level = level.lower()
     debug = level == "debug"
     kopf.configure(debug=debug, verbose=debug, log_format=kopf.LogFormat.JSON)
+    logging.captureWarnings(True)  # a library's warning becomes a JSON line too
     quiet_libraries(debug)
     logging.getLogger("subnetlab").setLevel(level.upper())

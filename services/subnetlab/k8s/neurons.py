@@ -18,7 +18,14 @@ from typing import Any
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
 from subnetlab.k8s.keys import neuron_secret_name
 from subnetlab.k8s.kube import KubeError
-from subnetlab.k8s.plan import is_temporary, rao, stake_change, stake_position, uid_of
+from subnetlab.k8s.plan import (
+    cluster_backend_problem,
+    is_temporary,
+    rao,
+    stake_change,
+    stake_position,
+    uid_of,
+)
 from subnetlab.k8s.resources import (
     NeuronWorkload,
     deployment,
@@ -140,6 +147,8 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
     try:
         neuron = parse_neuron(body)
         spec = neuron.spec
+        if problem := cluster_backend_problem(spec):
+            raise Fail("InvalidSpec", problem)
         subnet_body, subnet, netuid = await _subnet_of(op, body, neuron, retry)
         await _owned_by_subnet(op, body, subnet_body)
         secret = neuron_secret_name(name)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from subnetlab.chain.hyperparameters import Hyperparameters
 from subnetlab.ledger.client import TOKEN, LedgerError
+from subnetlab.specs import LOCAL_SIM_ENGINE, NeuronSpec
 
 DYNAMIC_HYPERPARAMETERS = frozenset({"burn"})
 """Moved by the chain itself (the burn adjusts to registrations): set when the spec
@@ -101,3 +102,51 @@ def is_temporary(error: LedgerError) -> bool:
 def backoff(retry: int, cap: float, base: float = 1.0) -> float:
     """Exponential backoff for attempt `retry` (0-based): base, 2 base, 4 base, ... cap."""
     return float(min(cap, base * 2 ** min(retry, 30)))
+
+
+# ---- binding a Subnet resource to an existing subnet (spec.netuid) -----------------------
+
+
+def netuid_claimant(netuid: int, uid: str, created: str,
+                    subnets: Iterable[Mapping[str, Any]]) -> str | None:
+    """`namespace/name` of another Subnet resource that holds `netuid` before this one
+    (uid `uid`, created at `created`): one whose status has it (it created or bound it),
+    or one that binds it in its spec and is older (ties: the smaller uid). Two resources
+    binding one netuid at the same moment thus agree on which of them gets it."""
+    for other in subnets:
+        meta = other["metadata"]
+        if meta["uid"] == uid:
+            continue
+        held = (other.get("status") or {}).get("netuid")
+        wanted = (other.get("spec") or {}).get("netuid")
+        older = (str(meta.get("creationTimestamp") or ""), str(meta["uid"])) < (created, uid)
+        if held == netuid or (wanted == netuid and older):
+            return f"{meta['namespace']}/{meta['name']}"
+    return None
+
+
+def binding_problem(netuid: int, info: Mapping[str, Any] | None, owner: str,
+                    claimant: str | None, ledger: str) -> tuple[str, str] | None:
+    """(reason, message) of why `spec.netuid` cannot be bound, None when it can: the ledger
+    must have that subnet, owned by the Subnet's owner key, and no other resource may
+    manage it. Each is permanent for this spec (the field is immutable: the fix is a new
+    Subnet, or the right key in the owner Secret and an operator restart)."""
+    if claimant is not None:
+        return ("NetuidTaken", f"spec.netuid: netuid {netuid} is already managed by Subnet "
+                f"{claimant}")
+    if info is None:
+        return ("UnknownNetuid", f"spec.netuid: the ledger at {ledger} has no subnet {netuid}")
+    if info.get("owner") != owner:
+        return ("NotOwner", f"spec.netuid: subnet {netuid} is owned by {info.get('owner')}, "
+                f"not by this Subnet's owner key {owner} (spec.owner)")
+    return None
+
+
+def cluster_backend_problem(spec: NeuronSpec) -> str | None:
+    """Why a Neuron's backend cannot run on a cluster although the spec is valid: the
+    `local-sim-engine` URL names the simulated engine that only `subnetlab up` starts."""
+    backend = spec.miner.backend if spec.miner else None
+    if backend is not None and backend.type == "openai" and backend.url == LOCAL_SIM_ENGINE:
+        return (f"spec.miner.backend.url: {LOCAL_SIM_ENGINE} is the engine `subnetlab up` "
+                "starts; on a cluster give the engine's http:// or https:// URL")
+    return None

@@ -11,6 +11,16 @@ Pods by role:
   class, a startup probe long enough to download and load a model) plus the miner sidecar,
   which reaches vLLM over the pod's loopback;
 - a validator: the validator loop with its organic gateway (one process, one port).
+
+Security: every container runs as uid/gid 10001 (`NON_ROOT`, the image's user), without
+privilege escalation or capabilities, under the `RuntimeDefault` seccomp profile: what
+the `restricted` Pod Security Standard asks, the vLLM container included (a GPU reaches
+it through the device plugin's `nvidia.com/gpu` limit and the runtime class, neither of
+which needs root). The subnetlab containers also have a read-only root file system; what
+they write goes to emptyDirs: `$SUBNETLAB_HOME` (/var/run/subnetlab, where a validator
+without `--redis-url` keeps its embedded Redis, under `$SUBNETLAB_HOME/ledger`) and
+`$HOME` (/tmp). vLLM keeps a writable root (it writes caches in places no flag
+moves), with its model cache, `$HOME` and `/dev/shm` on emptyDirs.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ COMMON_LABELS = {"app.kubernetes.io/part-of": "subnetlab",
                  "app.kubernetes.io/managed-by": "subnetlab-operator"}
 
 HOME = "/var/run/subnetlab"
+"""$SUBNETLAB_HOME of neuron containers: an emptyDir (writable as uid 10001) holding a
+validator's embedded Redis (`ledger/`), with the hotkey Secret mounted read-only below it."""
+TMP = "/tmp"
+"""$HOME of every container: an emptyDir (caches)."""
+NON_ROOT = 10001
+"""The uid and gid of every container: the `subnetlab` user of the Dockerfile."""
 KEY_DIR = f"{HOME}/wallets/{WALLET_NAME}/hotkeys"
 AXON_PORT = 8091
 GATEWAY_PORT = 8092
@@ -108,6 +124,13 @@ class NeuronWorkload:
                 "ownerReferences": [self.owner]}
 
 
+def _container_security(read_only_root: bool) -> Body:
+    """A container's securityContext under the `restricted` Pod Security Standard."""
+    return {"runAsNonRoot": True, "runAsUser": NON_ROOT, "runAsGroup": NON_ROOT,
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": read_only_root,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def _http_probe(port: str, path: str, period: int, failures: int) -> Body:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period,
             "failureThreshold": failures, "timeoutSeconds": 5}
@@ -119,7 +142,7 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
             "--netuid", str(w.netuid), "--ledger", w.config.ledger_for_pods,
             "--wallet", WALLET_NAME, "--hotkey", HOTKEY_NAME,
             "--host", "0.0.0.0", "--port", str(w.port), "--log-level", "info"]
-    env: list[Body] = [{"name": "SUBNETLAB_HOME", "value": HOME}, {"name": "HOME", "value": "/tmp"}]
+    env: list[Body] = [{"name": "SUBNETLAB_HOME", "value": HOME}, {"name": "HOME", "value": TMP}]
     if w.spec.role == "miner":
         env.append({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
         args += ["--external-host", "$(POD_IP)"]
@@ -140,11 +163,10 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
         "livenessProbe": _http_probe(w.port_name, "/healthz", 20, 6),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                       "limits": {"memory": "1Gi"}},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "hotkey", "mountPath": KEY_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _container_security(read_only_root=True),
+        "volumeMounts": [{"name": "home", "mountPath": HOME},
+                         {"name": "hotkey", "mountPath": KEY_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": TMP}],
     }
 
 
@@ -158,14 +180,17 @@ def _vllm_container(backend: VllmBackendSpec) -> Body:
         "image": backend.image,
         "args": ["--model", backend.model, "--served-model-name", backend.model,
                  "--host", "0.0.0.0", "--port", str(VLLM_PORT), *backend.args],
-        "env": [{"name": "HF_HOME", "value": "/cache/huggingface"}],
+        "env": [{"name": "HF_HOME", "value": "/cache/huggingface"},
+                {"name": "HOME", "value": TMP}],
         "ports": [{"name": "vllm", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "startupProbe": _http_probe("vllm", "/health", 10, VLLM_STARTUP_BUDGET_S // 10),
         "readinessProbe": _http_probe("vllm", "/health", 10, 3),
         "livenessProbe": _http_probe("vllm", "/health", 30, 4),
         "resources": {"requests": dict(limits), "limits": limits},
+        "securityContext": _container_security(read_only_root=False),
         "volumeMounts": [{"name": "model-cache", "mountPath": "/cache"},
-                         {"name": "dshm", "mountPath": "/dev/shm"}],
+                         {"name": "dshm", "mountPath": "/dev/shm"},
+                         {"name": "tmp", "mountPath": TMP}],
     }
 
 
@@ -177,10 +202,12 @@ def deployment(w: NeuronWorkload) -> Body:
     volumes: list[Body] = [
         {"name": "hotkey", "secret": {"secretName": w.secret, "defaultMode": 0o440,
                                       "items": [{"key": HOTKEY_KEY, "path": HOTKEY_NAME}]}},
+        {"name": "home", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
     pod: Body = {"automountServiceAccountToken": False, "enableServiceLinks": False,
-                 "securityContext": {"fsGroup": 10001,
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT,
+                                     "runAsGroup": NON_ROOT, "fsGroup": NON_ROOT,
                                      "seccompProfile": {"type": "RuntimeDefault"}}}
     if isinstance(backend, VllmBackendSpec):
         containers.append(_vllm_container(backend))

@@ -23,7 +23,8 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 NEURON_CONDITIONS = ("KeysReady", "Registered", "Staked", "Available", "Ready")
 SUBNET_CONDITIONS = ("Created", "HyperparametersSynced", "Ready")
 Phase = Literal["Pending", "Starting", "Ready", "Degraded", "Failed", "Terminating"]
-FAILED_REASONS = frozenset({"InvalidSpec", "InvalidKey", "LedgerRefused"})
+FAILED_REASONS = frozenset({"InvalidSpec", "InvalidKey", "LedgerRefused", "NotOwner",
+                            "UnknownNetuid", "NetuidTaken"})
 DEGRADED_REASONS = frozenset({"LedgerUnreachable", "LedgerBusy", "InsufficientFunds",
                               "ApiServerBusy"})
 REASON_PATTERN = r"^[A-Z][A-Za-z0-9]*$"

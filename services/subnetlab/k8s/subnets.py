@@ -1,10 +1,21 @@
-"""Reconciling a Subnet: validate, create (or adopt) it on the ledger, apply its
+"""Reconciling a Subnet: validate, create, bind or adopt it on the ledger, apply its
 hyperparameters, report what the ledger says.
 
-Creation is made restart-safe without any help from the ledger: before `create_subnet` is
-sent, the ledger height is written to `status.creationStartedAtBlock`; an operator that
-dies between the extrinsic and the status write finds, on resume, the subnet that owner
-created after that height (and no other Subnet resource claims) and adopts it.
+Three ways a Subnet resource comes to manage a subnet:
+- created: `create_subnet` signed by the owner key;
+- bound (`spec.netuid`, immutable): a subnet that already exists on the ledger, after
+  checking that the owner key owns it and that no other Subnet resource manages it; a
+  check that fails is a permanent error naming `spec.netuid`;
+- adopted: creation is made restart-safe without any help from the ledger: before
+  `create_subnet` is sent, the ledger height is written to `status.creationStartedAtBlock`;
+  an operator that dies between the extrinsic and the status write finds, on resume, the
+  subnet that owner created after that height (and no other Subnet resource claims) and
+  adopts it.
+
+Deleting a Subnet never touches the subnet itself (the chain cannot dissolve one): its
+Neurons are deleted (their finalizers unstake and deregister them) and the subnet stays,
+with its owner, hyperparameters and any uid registered from outside the cluster; a new
+Subnet with `spec.netuid` can bind it again.
 """
 
 from __future__ import annotations
@@ -12,8 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
+from subnetlab.k8s.keys import owner_secret_name
 from subnetlab.k8s.kube import KubeError
-from subnetlab.k8s.plan import hyperparameter_changes
+from subnetlab.k8s.plan import binding_problem, hyperparameter_changes, netuid_claimant
 from subnetlab.k8s.status import SUBNET_CONDITIONS, Conditions, subnet_fields
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable
@@ -35,8 +47,10 @@ async def reconcile_subnet(op: Operator, body: Body, include_burn: bool, retry: 
                             op.now, SUBNET_CONDITIONS)
     try:
         subnet = parse_subnet(body)
-        owner = await op.owner_key(body, subnet)
-        info = await _ensure_subnet(op, body, subnet, owner, conditions)
+        owner = await _owner_key(op, body, subnet, retry)
+        info = await (_bind(op, body, subnet, owner, conditions)
+                      if subnet.spec.netuid is not None
+                      else _ensure_subnet(op, body, subnet, owner, conditions))
         changes = hyperparameter_changes(subnet.spec.hyperparameters, info["hyperparameters"],
                                          include_burn)
         if changes:
@@ -75,11 +89,60 @@ async def reconcile_subnet(op: Operator, body: Body, include_burn: bool, retry: 
         raise outcome from None
 
 
+async def _owner_key(op: Operator, body: Body, subnet: Subnet, retry: int) -> Keypair:
+    """The owner's key (see `Operator.owner_key`). Binding an existing subnet needs the key
+    that owns it, so there it is never generated: without a dev key, the `<name>-owner`
+    Secret must hold it (a mnemonic or seed put there by hand); until it exists, retry."""
+    source = subnet.spec.owner
+    if subnet.spec.netuid is not None and not source.dev_key and not source.wallet:
+        name, namespace, _, _ = meta(body)
+        secret = owner_secret_name(name)
+        if await op.kube.get("Secret", namespace, secret) is None:
+            raise Retry("OwnerKeyMissing", f"spec.netuid: binding netuid {subnet.spec.netuid} "
+                        f"needs its owner's key: create Secret {namespace}/{secret} with "
+                        "data.mnemonic (or data.seed), or give spec.owner.devKey",
+                        op.backoff(retry))
+    return await op.owner_key(body, subnet)
+
+
 async def _claimed_netuids(op: Operator, body: Body) -> set[int]:
-    """Netuids other Subnet resources already hold (any namespace)."""
+    """Netuids other Subnet resources already hold or bind (any namespace)."""
     uid = meta(body)[2]
-    return {int(s["status"]["netuid"]) for s in await op.kube.list("Subnet")
-            if s["metadata"]["uid"] != uid and (s.get("status") or {}).get("netuid") is not None}
+    claimed: set[int] = set()
+    for other in await op.kube.list("Subnet"):
+        if other["metadata"]["uid"] != uid:
+            for part in ("status", "spec"):
+                netuid = (other.get(part) or {}).get("netuid")
+                if netuid is not None:
+                    claimed.add(int(netuid))
+    return claimed
+
+
+async def _bind(op: Operator, body: Body, subnet: Subnet, owner: Keypair,
+                conditions: Conditions) -> Json:
+    """The ledger's view of the existing subnet `spec.netuid`, once it is checked to be the
+    owner key's and no other resource's; Fail naming `spec.netuid` otherwise."""
+    assert subnet.spec.netuid is not None
+    netuid = subnet.spec.netuid
+    info = await op.ledger.subnet(netuid)
+    m = body["metadata"]
+    claimant = netuid_claimant(netuid, str(m["uid"]), str(m.get("creationTimestamp") or ""),
+                               await op.kube.list("Subnet"))
+    problem = binding_problem(netuid, info, owner.ss58_address, claimant, op.ledger.url)
+    recorded = (body.get("status") or {}).get("netuid")
+    if problem is not None:
+        conditions.set("Created", "False", *problem)
+        if recorded is not None:  # its Neurons must not go on using a subnet it lost
+            await op.write_status(body, {"netuid": None})
+        raise Fail(*problem)
+    assert info is not None
+    if recorded != netuid:
+        await op.write_status(body, {"netuid": netuid, "creationStartedAtBlock": None})
+        op.event(body, "Normal", "Bound", f"bound to the existing netuid {netuid} on "
+                 f"{op.ledger.url}, owned by {owner.ss58_address}")
+    conditions.set("Created", "True", "Bound", f"netuid {netuid} (spec.netuid), owned by "
+                   f"{owner.ss58_address}")
+    return info
 
 
 async def _ensure_subnet(op: Operator, body: Body, subnet: Subnet, owner: Keypair,
@@ -137,6 +200,7 @@ async def delete_subnet(op: Operator, body: Body) -> None:
                     "being removed", 2.0)
     netuid = (body.get("status") or {}).get("netuid")
     if netuid is not None:
-        op.event(body, "Normal", "Released", f"netuid {netuid} stays on the ledger (subnets "
-                 "cannot be dissolved); this resource no longer manages it")
+        op.event(body, "Normal", "Released", f"netuid {netuid} stays on the ledger with its "
+                 "owner and hyperparameters (subnets cannot be dissolved); this resource's "
+                 "Neurons are deregistered, uids registered elsewhere stay")
     op.forget(uid)
