@@ -31,7 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
 from subnetlab.urls import HTTP_SCHEMES, url_problem
-from subnetlab.validator.tasks import KINDS
+from subnetlab.validator.tasks import TASK_KINDS as VALIDATOR_TASK_KINDS
 
 API_VERSION: Literal["subnetlab.io/v1alpha1"] = "subnetlab.io/v1alpha1"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -138,13 +138,14 @@ class KeySource(_Model):
         return self
 
 
-TaskKind = Literal["arithmetic", "string", "sorting", "extraction"]
-TASK_KINDS: tuple[TaskKind, ...] = ("arithmetic", "string", "sorting", "extraction")
-assert set(TASK_KINDS) == set(KINDS), "the spec's task kinds follow the validator's"
+TaskKind = Literal["arithmetic", "string", "sorting", "extraction", "open"]
+TASK_KINDS: tuple[TaskKind, ...] = ("arithmetic", "string", "sorting", "extraction", "open")
+assert TASK_KINDS == VALIDATOR_TASK_KINDS, "the spec's task kinds follow the validator's"
 
 
 class TaskMix(_Model):
-    """Which verifiable task kinds validators draw, and how often (relative weights)."""
+    """Which task kinds validators draw, and how often (relative weights): the four
+    verifiable kinds, and `open` prompts graded against the validator's reference model."""
 
     kinds: dict[TaskKind, Annotated[float, Field(ge=0, le=1e6)]] = Field(
         default_factory=lambda: dict.fromkeys(TASK_KINDS, 1.0)
@@ -278,6 +279,8 @@ class GatewaySpec(_Model):
     strategy: Literal["broadcast", "best-of-n", "spot-check"] = "broadcast"
     fan_out: int = Field(3, ge=1, le=256)
     spot_check_rate: float = Field(0.1, ge=0, le=1)
+    spot_check_others: int = Field(
+        2, ge=1, le=8, description="spot-check: other miners a re-check asks.")
 
 
 class ReferenceSpec(_Model):
@@ -313,7 +316,7 @@ Uid = Annotated[int, Field(ge=0, lt=U16_MAX)]
 class ValidatorSpec(_Model):
     sample_size: int = Field(4, ge=1, le=4096)
     timeout_seconds: float = Field(5.0, gt=0, le=300)
-    interval_seconds: float = Field(1.0, gt=0, le=3600)
+    interval_seconds: float = Field(1.0, ge=0.05, le=3600)
     cabal: list[Uid] = Field(default_factory=list, max_length=256,
                              description="cabal: miner uids to boost (behaviour cabal only).")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)

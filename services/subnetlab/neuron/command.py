@@ -60,7 +60,9 @@ def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) 
             "--sample-size", str(v.sample_size), "--timeout", str(v.timeout_seconds),
             "--interval", str(v.interval_seconds), "--strategy", v.gateway.strategy,
             "--fan-out", str(v.gateway.fan_out),
-            "--spot-check-rate", str(v.gateway.spot_check_rate), "--tasks", task_mix_arg(tasks)]
+            "--spot-check-rate", str(v.gateway.spot_check_rate),
+            "--spot-check-others", str(v.gateway.spot_check_others),
+            "--tasks", task_mix_arg(tasks)]
     if v.cabal:
         args += ["--cabal", ",".join(map(str, v.cabal))]
     if v.reference.backend != "sim":  # sim, the validator's default, needs no flags
