@@ -167,7 +167,8 @@ def test_a_good_request_is_admitted_with_uid_and_stake() -> None:
     headers = signed()
     admission = guard_with(clocks).check(headers, BODY)
     assert admission == Admission(hotkey=VALIDATOR.ss58_address, uid=3, stake=5_000.0,
-                                  request_uuid=headers["Epistula-Uuid"])
+                                  request_uuid=headers["Epistula-Uuid"],
+                                  signed_for=MINER.ss58_address)
 
 
 def test_the_guard_reads_starlette_headers() -> None:
@@ -264,6 +265,20 @@ def test_wrong_recipient_is_401_and_broadcast_needs_opt_in() -> None:
     broadcast = signed(signed_for="")
     assert refusal_of(guard_with(clocks), broadcast).code == RefusalCode.WRONG_RECIPIENT
     assert guard_with(clocks, accept_broadcast=True).check(broadcast, BODY).uid == 3
+
+
+def test_a_guard_for_several_hotkeys_admits_each_and_says_which() -> None:
+    """A sybil's one process answers for several hotkeys: each is a valid recipient, the
+    admission names the one the request was signed for, and any other is refused."""
+    clocks = Clocks()
+    guard = guard_with(clocks, also_for=[OTHER_MINER.ss58_address])
+    assert guard.recipients == {MINER.ss58_address, OTHER_MINER.ss58_address}
+    for hotkey in (MINER.ss58_address, OTHER_MINER.ss58_address):
+        assert guard.check(signed(signed_for=hotkey), BODY).signed_for == hotkey
+    refusal = refusal_of(guard, signed(signed_for=STRANGER.ss58_address))
+    assert (refusal.status, refusal.code) == (401, RefusalCode.WRONG_RECIPIENT)
+    broadcast = guard_with(clocks, accept_broadcast=True).check(signed(signed_for=""), BODY)
+    assert broadcast.signed_for == MINER.ss58_address
 
 
 def test_unregistered_caller_is_403() -> None:

@@ -97,8 +97,9 @@ def test_cpu_server_command_and_environment() -> None:
                               cache_dir=Path("/cache"))
     assert server_args(config) == [
         "--model", "/models/tiny", "--served-model-name", "tiny", "--host", "127.0.0.1",
-        "--port", "8011", "--dtype", "float32", "--max-num-seqs", "4", "--max-model-len",
-        "512", "--enforce-eager", "--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
+        "--port", "8011", "--dtype", "float32", "--max-num-seqs", "4",
+        "--enable-per-request-metrics", "--max-model-len", "512", "--enforce-eager",
+        "--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES)]
     env = server_env(config)
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
     assert env["VLLM_CACHE_ROOT"] == "/cache/vllm"

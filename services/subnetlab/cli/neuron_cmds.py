@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from subnetlab.cli.errors import OneLineCommand, fail
+from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
 from subnetlab.keys.keypair import Keypair
 
-miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True)
+miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True, cls=OneLineGroup)
 validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True)
 
 DEFAULT_LEDGER = os.environ.get("SUBNETLAB_LEDGER", "http://127.0.0.1:9944")
@@ -52,7 +52,7 @@ def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair
     fail("a hotkey is needed: --wallet NAME [--hotkey NAME] or --dev-key NAME")
 
 
-@miner_app.command("serve")
+@miner_app.command("serve", cls=OneLineCommand)
 def miner_serve(
     netuid: Netuid = 1,
     ledger: Ledger = DEFAULT_LEDGER,
@@ -64,80 +64,106 @@ def miner_serve(
     external_host: Annotated[
         str | None, typer.Option("--external-host", help="Address published with serve_axon.")
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="vllm | openai | sim")] = "sim",
+    backend: Annotated[
+        Literal["sim", "openai", "vllm"], typer.Option("--backend", help="Where answers come from.")
+    ] = "sim",
     backend_url: Annotated[
-        str | None, typer.Option("--backend-url", help="vllm/openai server base URL.")
+        str | None, typer.Option("--backend-url", help="openai/vllm: the server's base URL.")
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="Model name for vllm/openai.")] = "default",
+    model: Annotated[
+        str | None, typer.Option("--model", help="openai/vllm (or copycat's engine): model "
+                                                 "name [default: default].")
+    ] = None,
     accuracy: Annotated[
-        float,
-        typer.Option("--accuracy", help="sim: probability of a right answer.", min=0, max=1),
-    ] = 0.95,
+        float | None, typer.Option("--accuracy", help="sim: probability of a right answer "
+                                                     "[default: 0.95].")
+    ] = None,
+    task_accuracy: Annotated[
+        str | None, typer.Option("--task-accuracy", metavar="KIND=P,...",
+                                 help="sim: accuracy per task kind, e.g. arithmetic=0.9,"
+                                      "sorting=0.5 (others keep --accuracy).")
+    ] = None,
     ttft: Annotated[
-        float, typer.Option("--ttft", help="sim: seconds to first token.", min=0)
-    ] = 0.03,
+        float | None, typer.Option("--ttft", help="sim: seconds to first token [default: 0.03].")
+    ] = None,
     tokens_per_s: Annotated[
-        float, typer.Option("--tokens-per-s", help="sim: generation speed.", min=1)
-    ] = 400.0,
+        float | None, typer.Option("--tokens-per-s", help="sim: generation speed "
+                                                         "[default: 400].")
+    ] = None,
     behaviour: Annotated[
-        str, typer.Option("--behaviour", help="honest|lazy|copycat|passthrough|sybil")
+        Literal["honest", "lazy", "copycat", "passthrough", "sybil"],
+        typer.Option("--behaviour", help="What the miner does (docs/protocol.md)."),
     ] = "honest",
     copy_from: Annotated[
         str | None, typer.Option("--copy-from", help="copycat: the engine URL it copies.")
     ] = None,
+    sybil_key: Annotated[
+        list[str] | None, typer.Option(
+            "--sybil-key", metavar="NAME",
+            help="sybil: a further hotkey the same engine serves (repeat; a dev key name "
+                 "with --dev-key, a hotkey of --wallet otherwise).")
+    ] = None,
+    blacklist: Annotated[
+        list[str] | None, typer.Option(
+            "--blacklist", metavar="HOTKEY",
+            help="Refuse this caller (SS58; repeat or comma-separate): 403 blacklisted.")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option("--rate-limit", help="Requests/s per caller before 429 "
+                                                        "rate_limited; 0 turns it off "
+                                                        "[default: 50].")
+    ] = None,
+    rate_burst: Annotated[
+        float | None, typer.Option("--rate-burst", help="Requests per caller at once "
+                                                       "[default: 100].")
+    ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_level: LogLevel = "info",
 ) -> None:
     """Serve a miner: publish the axon, follow the chain, answer signed requests."""
     import uvicorn
 
-    from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
-    from subnetlab.miner.server import MINER_BEHAVIOURS, Miner, create_miner_app
-    from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+    from subnetlab.miner.launch import LaunchError, MinerOptions, build_miner, listen, publish
+    from subnetlab.miner.server import create_miner_app
     from subnetlab.neuron.follower import ChainFollower
-    from subnetlab.protocol.guard import RequestGuard
     from subnetlab.protocol.metagraph import StaticMetagraph
-    from subnetlab.protocol.priority import StakePriorityGate
     from subnetlab.telemetry.logs import configure_logging
 
     configure_logging(log_level)
-    if behaviour not in MINER_BEHAVIOURS:
-        fail(f"--behaviour {behaviour}: must be one of {', '.join(MINER_BEHAVIOURS)}")
+    options = MinerOptions(
+        backend=backend, backend_url=backend_url, model=model, accuracy=accuracy,
+        task_accuracy=task_accuracy, ttft=ttft, tokens_per_s=tokens_per_s, behaviour=behaviour,
+        copy_from=copy_from, sybil_keys=tuple(sybil_key or ()), blacklist=tuple(blacklist or ()),
+        rate_limit=rate_limit, rate_burst=rate_burst, concurrency=concurrency)
     keypair = load_hotkey(dev_key, wallet, hotkey)
-    engine: Backend
-    if backend == "sim":
-        engine = SimBackend(SimModel(ttft_s=ttft, tokens_per_s=tokens_per_s,
-                                     default_accuracy=accuracy), name=keypair.ss58_address[:8])
-    elif backend in ("vllm", "openai"):
-        if not backend_url:
-            fail(f"--backend {backend} needs --backend-url")
-        engine = (VllmBackend(backend_url, model) if backend == "vllm"
-                  else OpenAIBackend(backend_url, model, os.environ.get("OPENAI_API_KEY")))
-    else:
-        fail(f"--backend {backend}: must be one of vllm, openai, sim")
-    if behaviour == "copycat" and not copy_from:
-        fail("--behaviour copycat needs --copy-from URL (the engine it copies)")
-    guard = RequestGuard(keypair.ss58_address, StaticMetagraph())
-    miner = Miner(keypair.ss58_address, engine, guard, StakePriorityGate(concurrency, 256),
-                  behaviour, OpenAIBackend(copy_from, model) if copy_from else None)
+    sybils = [load_hotkey(name, None, hotkey) if dev_key else load_hotkey(None, wallet, name)
+              for name in options.sybil_keys]
+    try:
+        miner = build_miner(options, keypair, sybils)
+        sock = listen(host, port)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        first = asyncio.run(publish(ledger, netuid, [keypair, *sybils], external_host or host,
+                                    port))
+    except LaunchError as exc:
+        sock.close()
+        fail(str(exc))
+    guard = miner.guard
+
+    def on_metagraph(metagraph: dict[str, Any]) -> None:
+        guard.replace_metagraph(StaticMetagraph.from_neurons(metagraph["neurons"]))
+
+    on_metagraph(first)
     app = create_miner_app(miner)
-
-    async def on_metagraph(metagraph: dict[str, object]) -> None:
-        guard.replace_metagraph(StaticMetagraph.from_neurons(metagraph["neurons"]))  # type: ignore[arg-type]
-
     follower = ChainFollower(ledger, netuid, on_metagraph)
-    writer = ChainWriter(ledger, keypair)
 
     @app.on_event("startup")
     async def start() -> None:
-        try:
-            await writer.submit("serve_axon", {"netuid": netuid, "ip": external_host or host,
-                                               "port": port, "protocol": "http"})
-        except ExtrinsicError as exc:
-            raise SystemExit(f"error: serve_axon refused: {exc}") from None
         app.state.follow = asyncio.create_task(follower.run())
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
 
 
 @validator_app.command("run", cls=OneLineCommand)

@@ -179,7 +179,8 @@ def _vllm_container(backend: VllmBackendSpec) -> Body:
         "name": "vllm",
         "image": backend.image,
         "args": ["--model", backend.model, "--served-model-name", backend.model,
-                 "--host", "0.0.0.0", "--port", str(VLLM_PORT), *backend.args],
+                 "--host", "0.0.0.0", "--port", str(VLLM_PORT),
+                 "--enable-per-request-metrics", *backend.args],  # the miner's engine seconds
         "env": [{"name": "HF_HOME", "value": "/cache/huggingface"},
                 {"name": "HOME", "value": TMP}],
         "ports": [{"name": "vllm", "containerPort": VLLM_PORT, "protocol": "TCP"}],

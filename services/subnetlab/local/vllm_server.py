@@ -92,9 +92,11 @@ class VllmServerConfig:
 
 def server_args(config: VllmServerConfig) -> list[str]:
     """The api_server's arguments for `config` (after `python -m MODULE`)."""
+    # --enable-per-request-metrics: each answer carries vLLM's own timing, the miner's
+    # engine seconds (docs/protocol.md, "Backends, engine seconds and labels")
     args = ["--model", config.model, "--served-model-name", config.served_name,
             "--host", config.host, "--port", str(config.port), "--dtype", config.dtype,
-            "--max-num-seqs", str(config.max_num_seqs)]
+            "--max-num-seqs", str(config.max_num_seqs), "--enable-per-request-metrics"]
     if config.max_model_len is not None:
         args += ["--max-model-len", str(config.max_model_len)]
     if config.device == "cpu":

@@ -2,22 +2,25 @@
 simulated engine.
 
 Every backend returns a `Completion` with the text and the compute it cost (generated
-tokens, and engine seconds where the backend knows them), because the N+V accounting of
-the validators adds up exactly these numbers.
+tokens, and engine seconds where the engine itself reports them), because the N+V
+accounting of the validators adds up exactly these numbers. Engine seconds are never the
+miner's own stopwatch: an HTTP round trip includes queueing, the network and the
+upstream's overhead, so a figure the engine does not report is `None`, not a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
-from subnetlab.validator.tasks import solve
+from subnetlab.validator.tasks import KINDS, solve
 
 
 @dataclass(frozen=True)
@@ -34,21 +37,31 @@ class Completion:
 
 @dataclass(frozen=True)
 class StreamUsage:
-    """The engine's own token counts for a streamed answer (its last item, when known).
+    """The engine's own figures for a streamed answer (its last item, when known).
 
     A stream yields text pieces; an engine that reports usage (vLLM, OpenAI with
-    `stream_options.include_usage`) ends it with one of these, so the miner counts the
-    engine's tokens rather than estimating them from the text.
+    `stream_options.include_usage`, the sim engine) ends it with one of these, so the
+    miner counts the engine's tokens rather than estimating them from the text, and
+    carries its engine seconds and its `simulated` label to the stream's last chunk.
     """
 
     prompt_tokens: int
     completion_tokens: int
+    engine_seconds: float | None = None
+    simulated: bool = False
 
 
 class Backend(Protocol):
-    """An engine that answers chat requests."""
+    """An engine that answers chat requests.
+
+    `kind` is the `--backend` it was made from (`sim`, `openai`, `vllm`); `simulated` says
+    whether everything it produces is simulated (known before it answers, so a stream can
+    label its first chunk).
+    """
 
     name: str
+    kind: str
+    simulated: bool
 
     async def complete(self, body: dict[str, Any]) -> Completion: ...
 
@@ -90,9 +103,23 @@ class SimModel:
     accuracy: dict[str, float] = field(default_factory=dict)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.ttft_s) and self.ttft_s >= 0):
+            raise ValueError(f"ttft_s must be a finite number >= 0, got {self.ttft_s}")
+        if not (math.isfinite(self.tokens_per_s) and self.tokens_per_s > 0):
+            raise ValueError(f"tokens_per_s must be a finite number > 0, got {self.tokens_per_s}")
+        for kind, value in {"default": self.default_accuracy, **self.accuracy}.items():
+            if kind != "default" and kind not in KINDS:
+                raise ValueError(f"accuracy: unknown task kind {kind!r}; known: {', '.join(KINDS)}")
+            if not (isinstance(value, int | float) and 0 <= value <= 1):
+                raise ValueError(f"accuracy of {kind}: must be in [0, 1], got {value!r}")
+
 
 class SimBackend:
     """A simulated engine: explicit latency and accuracy, no model, no GPU."""
+
+    kind = "sim"
+    simulated = True
 
     def __init__(self, model: SimModel | None = None, name: str = "sim") -> None:
         self.model = model or SimModel()
@@ -119,13 +146,20 @@ class SimBackend:
         return Completion(text, self.name, count_tokens(prompt), tokens, seconds, simulated=True)
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
-        text = self.answer(prompt_text(body))
+        """The answer word by word at the modelled speed, then the same token counts and
+        modelled seconds a non-streamed answer reports, labelled simulated."""
+        prompt = prompt_text(body)
+        text = self.answer(prompt)
+        seconds = self.model.ttft_s
         await asyncio.sleep(self.model.ttft_s)
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
-            await asyncio.sleep(count_tokens(piece) / self.model.tokens_per_s)
+            pause = count_tokens(piece) / self.model.tokens_per_s
+            seconds += pause
+            await asyncio.sleep(pause)
             yield piece
+        yield StreamUsage(count_tokens(prompt), count_tokens(text), seconds, simulated=True)
 
     async def aclose(self) -> None:
         return None
@@ -152,8 +186,46 @@ def _near_miss(truth: str, rng: random.Random) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def reported_engine_seconds(payload: Mapping[str, Any]) -> float | None:
+    """The engine seconds an OpenAI-compatible response reports itself, else `None`.
+
+    vLLM started with `--enable-per-request-metrics` adds a `metrics` object to each
+    response (and to a stream's usage chunk): `time_to_first_token_ms` (from the moment
+    the scheduler took the request to its first token) and `generation_time_ms` (first to
+    last token). Their sum is the time the request was running in the engine, queueing
+    excluded: the engine's own figure, which is what the N+V accounting adds up. Any
+    other upstream reports nothing, and nothing is guessed.
+    """
+    metrics = payload.get("metrics")
+    if not isinstance(metrics, Mapping):
+        return None
+    parts = (metrics.get("time_to_first_token_ms"), metrics.get("generation_time_ms"))
+    total = 0.0
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, int | float):
+            return None
+        if not (math.isfinite(part) and part >= 0):
+            return None
+        total += part
+    return total / 1000.0
+
+
+def labelled_simulated(payload: Mapping[str, Any]) -> bool:
+    """Whether an upstream labelled its answer simulated (`system_fingerprint`), as this
+    project's sim engine (`subnetlab engine serve`) and sim miners do."""
+    return payload.get("system_fingerprint") == "simulated"
+
+
 class OpenAIBackend:
-    """Any OpenAI-compatible server: a passthrough miner, or vLLM's own API server."""
+    """Any OpenAI-compatible server: a passthrough miner's upstream, or vLLM's own server.
+
+    Token counts are the upstream's `usage`; engine seconds only where the upstream
+    reports them (:func:`reported_engine_seconds`), else `None`; an answer the upstream
+    labels simulated stays labelled simulated.
+    """
+
+    kind = "openai"
+    simulated = False
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  timeout: float = 60.0) -> None:
@@ -172,43 +244,59 @@ class OpenAIBackend:
         return request
 
     async def complete(self, body: dict[str, Any]) -> Completion:
-        started = time.perf_counter()
         response = await self.http.post("/v1/chat/completions", json=self._request(body, False))
         raise_for_engine(response)
-        data = response.json()
-        usage = data.get("usage") or {}
-        text = data["choices"][0]["message"].get("content") or ""
-        return Completion(
-            text=text,
-            model=str(data.get("model", self.model)),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", count_tokens(text))),
-            engine_seconds=time.perf_counter() - started,
-        )
+        return completion_of(response.json(), self.model)
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
-        """The engine's text pieces, then its usage chunk's counts (when it sends one)."""
-        import json
+        """The engine's text pieces, then its usage chunk's figures (when it sends one).
 
+        An upstream that ignores `stream` and answers with one JSON completion (a plain
+        engine such as `subnetlab engine serve`) is streamed as one piece.
+        """
         request = self._request(body, True)
         async with self.http.stream("POST", "/v1/chat/completions", json=request) as response:
             if response.is_error:
                 await response.aread()
             raise_for_engine(response)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                whole = completion_of(json.loads(await response.aread()), self.model)
+                yield whole.text
+                yield StreamUsage(whole.prompt_tokens, whole.completion_tokens,
+                                  whole.engine_seconds, whole.simulated)
+                return
+            simulated = False
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
+                simulated = simulated or labelled_simulated(chunk)
                 for choice in chunk.get("choices") or []:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield piece
                 if usage := chunk.get("usage"):
                     yield StreamUsage(int(usage.get("prompt_tokens", 0)),
-                                      int(usage.get("completion_tokens", 0)))
+                                      int(usage.get("completion_tokens", 0)),
+                                      reported_engine_seconds(chunk), simulated)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def completion_of(data: Mapping[str, Any], model: str) -> Completion:
+    """A `Completion` from an OpenAI `chat.completion` object: the upstream's own usage,
+    engine seconds and label (see :class:`OpenAIBackend`)."""
+    usage = data.get("usage") or {}
+    text = data["choices"][0]["message"].get("content") or ""
+    return Completion(
+        text=text,
+        model=str(data.get("model", model)),
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", count_tokens(text))),
+        engine_seconds=reported_engine_seconds(data),
+        simulated=labelled_simulated(data),
+    )
 
 
 class EngineError(RuntimeError):
@@ -233,29 +321,24 @@ class VllmBackend(OpenAIBackend):
     """A vLLM OpenAI server beside the miner (a sidecar in a pod, a local server elsewhere).
 
     Same API as OpenAIBackend: per request, the token counts are vLLM's own `usage` (in the
-    response, or in the usage chunk that ends a stream), which the miner reports and the
-    validators' N+V accounting adds up. `engine_counters` reads the engine's Prometheus
-    counters, the ground truth those per-request counts can be checked against.
+    response, or in the usage chunk that ends a stream) and the engine seconds are vLLM's
+    own per-request timing (`metrics`, see :func:`reported_engine_seconds`), which vLLM
+    sends when it runs with `--enable-per-request-metrics` (the local server and the pod's
+    sidecar are started so); without it they are `None`.
     """
+
+    kind = "vllm"
 
     def __init__(self, base_url: str, model: str, timeout: float = 120.0) -> None:
         super().__init__(base_url, model, timeout=timeout)
         self.name = f"vllm:{model}"
 
-    async def engine_counters(self) -> EngineCounters:
-        """vLLM's own counters, read from its `/metrics`."""
-        response = await self.http.get("/metrics")
-        response.raise_for_status()
-        return engine_counters(response.text)
-
-    async def generation_tokens_total(self) -> float:
-        """vLLM's `vllm:generation_tokens_total` counter (summed over its label sets)."""
-        return (await self.engine_counters()).generation_tokens
-
 
 @dataclass(frozen=True)
 class EngineCounters:
-    """A snapshot of vLLM's own counters (each summed over its label sets)."""
+    """A snapshot of vLLM's own Prometheus counters (each summed over its label sets): the
+    ground truth the miner's per-request figures are checked against (tests/integration/
+    test_vllm.py reads them from vLLM's `/metrics`)."""
 
     generation_tokens: float
     prompt_tokens: float

@@ -2,16 +2,23 @@
 
 Every request passes the protocol guard (signature, freshness, replay, registration,
 permit, blacklist, rate limit; see docs/protocol.md), then waits for a slot in the
-stake-ordered gate, then is answered according to the miner's behaviour:
+stake-ordered gate, then is answered according to the miner's behaviour (what each one
+does, precisely, is in docs/protocol.md, "Miner behaviours"):
 
-- honest: the backend answers;
+- honest: its own backend answers (sim, vllm, or an OpenAI-compatible server it runs);
 - lazy: a canned wrong answer at once, no compute (what a freeloader does);
 - copycat: the answer comes from someone else's engine (`copy_from`, an OpenAI-compatible
-  URL), claimed as the miner's own, with no compute of its own;
-- passthrough: the backend is an external OpenAI-compatible API (label only: the
-  `openai` backend does the forwarding);
-- sybil: honest answers, but one engine behind several hotkeys (label only: `subnetlab up`
-  points several miners at one backend).
+  URL), claimed as the miner's own, reporting no compute of its own;
+- passthrough: every request is forwarded to an upstream OpenAI-compatible API (the
+  backend must be `openai`), and its answer, usage and engine seconds (if the upstream
+  reports any) are returned as the miner's;
+- sybil: one engine behind several registered hotkeys: the one process answers requests
+  signed for any of them (`sybil_hotkeys`), honestly, from the same backend.
+
+Simulated output is labelled in both forms: a non-streamed answer carries
+`system_fingerprint: "simulated"` and `subnetlab.simulated: true`; a stream carries
+the same `system_fingerprint` on every chunk and the same `subnetlab` block on its last
+chunk before `[DONE]` (the usage chunk, or the finish chunk when no usage was asked for).
 """
 
 from __future__ import annotations
@@ -45,7 +52,11 @@ LAZY_ANSWER = "42"
 
 @dataclass
 class Miner:
-    """Everything one miner process needs to answer."""
+    """Everything one miner process needs to answer.
+
+    `sybil_hotkeys` are the further hotkeys a sybil serves with the same engine; the guard
+    must accept exactly `hotkey` and those as recipients.
+    """
 
     hotkey: str
     backend: Backend
@@ -54,15 +65,32 @@ class Miner:
     behaviour: str = "honest"
     copy_from: OpenAIBackend | None = None
     metrics: MinerMetrics | None = None
+    sybil_hotkeys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.behaviour not in MINER_BEHAVIOURS:
             raise ValueError(f"behaviour {self.behaviour!r} is not one of "
                              f"{', '.join(MINER_BEHAVIOURS)}")
-        if self.behaviour == "copycat" and self.copy_from is None:
-            raise ValueError("a copycat miner needs copy_from (the engine it copies)")
+        if (self.behaviour == "copycat") != (self.copy_from is not None):
+            raise ValueError("copy_from (the engine it copies) is needed by, and only by, "
+                             "a copycat miner")
+        if self.behaviour == "passthrough" and self.backend.kind != "openai":
+            raise ValueError(f"a passthrough miner forwards to an openai backend, not "
+                             f"{self.backend.kind}")
+        if (self.behaviour == "sybil") != bool(self.sybil_hotkeys):
+            raise ValueError("sybil_hotkeys (the other hotkeys one engine serves) are "
+                             "needed by, and only by, a sybil miner")
+        if len({self.hotkey, *self.sybil_hotkeys}) != 1 + len(self.sybil_hotkeys):
+            raise ValueError("a sybil's hotkeys must all differ from each other")
+        if self.guard.recipients != frozenset(self.hotkeys):
+            raise ValueError("the guard must accept exactly the miner's hotkeys as recipients")
         if self.metrics is None:
             self.metrics = MinerMetrics()
+
+    @property
+    def hotkeys(self) -> tuple[str, ...]:
+        """Every hotkey this process answers for (one, or a sybil's several)."""
+        return (self.hotkey, *self.sybil_hotkeys)
 
     async def answer(self, body: dict[str, Any]) -> Completion:
         """The completion this miner's behaviour produces for a request."""
@@ -73,8 +101,20 @@ class Miner:
             assert self.copy_from is not None
             copied = await self.copy_from.complete(body)
             return Completion(copied.text, self.backend.name, copied.prompt_tokens, 0, 0.0,
-                              simulated=False)
+                              simulated=copied.simulated)
         return await self.backend.complete(body)
+
+
+def fingerprint(simulated: bool) -> str | None:
+    """`system_fingerprint` of a miner's output: `"simulated"` for simulated output."""
+    return "simulated" if simulated else None
+
+
+def subnetlab_block(hotkey: str, simulated: bool, engine_seconds: float | None
+                    ) -> dict[str, Any]:
+    """The `subnetlab` block of an answer: which hotkey answered, whether it is simulated,
+    and the engine seconds the engine reported (None when it reports none)."""
+    return {"miner": hotkey, "simulated": simulated, "engine_seconds": engine_seconds}
 
 
 def completion_body(completion: Completion, hotkey: str) -> dict[str, Any]:
@@ -84,14 +124,13 @@ def completion_body(completion: Completion, hotkey: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": completion.model,
-        "system_fingerprint": "simulated" if completion.simulated else None,
+        "system_fingerprint": fingerprint(completion.simulated),
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": completion.text}}],
         "usage": {"prompt_tokens": completion.prompt_tokens,
                   "completion_tokens": completion.completion_tokens,
                   "total_tokens": completion.prompt_tokens + completion.completion_tokens},
-        "subnetlab": {"miner": hotkey, "simulated": completion.simulated,
-                      "engine_seconds": completion.engine_seconds},
+        "subnetlab": subnetlab_block(hotkey, completion.simulated, completion.engine_seconds),
     }
 
 
@@ -102,8 +141,9 @@ def create_miner_app(miner: Miner) -> FastAPI:
     assert metrics is not None
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "hotkey": miner.hotkey, "behaviour": miner.behaviour}
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "hotkey": miner.hotkey, "hotkeys": list(miner.hotkeys),
+                "behaviour": miner.behaviour, "backend": miner.backend.kind}
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -132,8 +172,9 @@ def create_miner_app(miner: Miner) -> FastAPI:
                 # the slot is held until the last chunk is sent, and released by the stream
                 await miner.gate.acquire(admission.stake)
                 metrics.requests.labels(caller=caller, outcome="ok").inc()
-                return StreamingResponse(_stream(miner, body, metrics, time.perf_counter()),
-                                         media_type="text/event-stream")
+                return StreamingResponse(
+                    _stream(miner, body, admission.signed_for, metrics, time.perf_counter()),
+                    media_type="text/event-stream")
             async with miner.gate.slot(admission.stake):
                 started = time.perf_counter()
                 try:
@@ -145,7 +186,7 @@ def create_miner_app(miner: Miner) -> FastAPI:
                 metrics.backend_seconds.observe(time.perf_counter() - started)
                 metrics.tokens.inc(completion.completion_tokens)
                 metrics.requests.labels(caller=caller, outcome="ok").inc()
-                return JSONResponse(completion_body(completion, miner.hotkey))
+                return JSONResponse(completion_body(completion, admission.signed_for))
         except QueueFull as exc:
             busy = busy_refusal(exc)
             metrics.requests.labels(caller=caller, outcome=busy.code.value).inc()
@@ -155,45 +196,53 @@ def create_miner_app(miner: Miner) -> FastAPI:
 
 
 async def _stream(
-    miner: Miner, body: dict[str, Any], metrics: MinerMetrics, started: float
+    miner: Miner, body: dict[str, Any], hotkey: str, metrics: MinerMetrics, started: float
 ) -> AsyncIterator[bytes]:
     """OpenAI-style SSE chunks; a final usage chunk when `stream_options.include_usage`."""
     try:
-        async for chunk in _chunks(miner, body, metrics, started):
+        async for chunk in _chunks(miner, body, hotkey, metrics, started):
             yield chunk
     finally:
         miner.gate.release()
 
 
 async def _chunks(
-    miner: Miner, body: dict[str, Any], metrics: MinerMetrics, started: float
+    miner: Miner, body: dict[str, Any], hotkey: str, metrics: MinerMetrics, started: float
 ) -> AsyncIterator[bytes]:
     produced = 0
-    engine: StreamUsage | None = None  # the engine's own counts, when it reports them
+    engine: StreamUsage | None = None  # the engine's own figures, when it reports them
     if miner.behaviour in ("lazy", "copycat"):
         completion = await miner.answer(body)
-        pieces: AsyncIterator[str | StreamUsage] = _single(completion.text)
-        model = completion.model
+        pieces: AsyncIterator[str | StreamUsage] = _single(completion)
+        model, simulated = completion.model, completion.simulated
     else:
         pieces = miner.backend.stream(body)
-        model = miner.backend.name
-    writer = ChunkWriter(model)
+        model, simulated = miner.backend.name, miner.backend.simulated
+    writer = ChunkWriter(model, fingerprint=fingerprint(simulated))
     async for piece in pieces:
         if isinstance(piece, StreamUsage):
             engine = piece
             continue
         produced += count_tokens(piece)
         yield writer.content(piece)
-    yield writer.finish()
-    prompt_tokens = 0
+    prompt_tokens, engine_seconds = 0, None
     if engine is not None:
         prompt_tokens, produced = engine.prompt_tokens, engine.completion_tokens
+        engine_seconds, simulated = engine.engine_seconds, simulated or engine.simulated
+    block = {"subnetlab": subnetlab_block(hotkey, simulated, engine_seconds)}
+    label = fingerprint(simulated)
     if wants_usage(body):
-        yield writer.usage(prompt_tokens, produced)
+        yield writer.finish(fingerprint=label)
+        yield writer.usage(prompt_tokens, produced, block, fingerprint=label)
+    else:
+        yield writer.finish(extra=block, fingerprint=label)
     yield DONE
     metrics.backend_seconds.observe(time.perf_counter() - started)
     metrics.tokens.inc(produced)
 
 
-async def _single(text: str) -> AsyncIterator[str | StreamUsage]:
-    yield text
+async def _single(completion: Completion) -> AsyncIterator[str | StreamUsage]:
+    """A whole answer as a stream of one piece, then its figures."""
+    yield completion.text
+    yield StreamUsage(completion.prompt_tokens, completion.completion_tokens,
+                      completion.engine_seconds, completion.simulated)

@@ -10,7 +10,7 @@
  2    401 bad_signature       the signature does not verify for ``Signed-By``
  3    401 stale_request       ``|now - timestamp| > freshness`` (8 s), either way
  4    401 replayed_request    this caller's uuid was admitted within the window
- 5    401 wrong_recipient     ``Signed-For`` is not this miner's hotkey
+ 5    401 wrong_recipient     ``Signed-For`` is not a hotkey this miner serves
  6    403 unregistered_caller ``Signed-By`` is not registered on the subnet
  7    403 no_validator_permit the caller holds no validator permit
  8    403 blacklisted         the caller is on this miner's blacklist
@@ -113,12 +113,16 @@ class Admission:
     uid: int
     stake: float
     request_uuid: str
+    signed_for: str
+    """The miner hotkey the request was signed for (one of the guard's recipients)."""
 
 
 class RequestGuard:
     """The miner-side checks of :mod:`subnetlab.protocol.guard`'s table, in that order.
 
     ``hotkey`` is this miner's SS58 hotkey (what ``Epistula-Signed-For`` must say);
+    ``also_for`` are further hotkeys the same process answers for (a sybil: several
+    registered hotkeys, one engine), each accepted as ``Signed-For`` like ``hotkey``;
     ``metagraph`` and ``blacklist`` can be replaced at any time with
     :meth:`replace_metagraph` / :meth:`replace_blacklist` (one attribute store each: a
     request is judged against either the old or the new one, never a mix).
@@ -133,6 +137,7 @@ class RequestGuard:
         hotkey: str,
         metagraph: MetagraphView,
         *,
+        also_for: Iterable[str] = (),
         blacklist: Iterable[str] = (),
         freshness_ms: int = DEFAULT_FRESHNESS_MS,
         rate_limit: RateLimit | None = _DEFAULT_RATE_LIMIT,
@@ -145,6 +150,7 @@ class RequestGuard:
         if freshness_ms <= 0:
             raise ValueError(f"freshness_ms must be positive, got {freshness_ms}")
         self.hotkey = hotkey
+        self.recipients: frozenset[str] = frozenset((hotkey, *also_for))
         self.freshness_ms = freshness_ms
         self.accept_broadcast = accept_broadcast
         self._metagraph = metagraph
@@ -207,11 +213,12 @@ class RequestGuard:
         if replay.seen(key):
             raise Refusal(401, RefusalCode.REPLAYED_REQUEST,
                           "this request id was already served")
-        if request.signed_for != self.hotkey and not (
-            self.accept_broadcast and request.signed_for == ""
-        ):
-            raise Refusal(401, RefusalCode.WRONG_RECIPIENT,
-                          "Epistula-Signed-For does not name this miner")
+        signed_for = request.signed_for
+        if signed_for not in self.recipients:
+            if not (self.accept_broadcast and signed_for == ""):
+                raise Refusal(401, RefusalCode.WRONG_RECIPIENT,
+                              "Epistula-Signed-For does not name this miner")
+            signed_for = self.hotkey
         caller = self._metagraph.lookup(request.signed_by)
         if caller is None:
             raise Refusal(403, RefusalCode.UNREGISTERED_CALLER,
@@ -230,4 +237,4 @@ class RequestGuard:
         except ReplayCacheFull as exc:
             raise Refusal(503, RefusalCode.REPLAY_CACHE_FULL, str(exc)) from None
         return Admission(hotkey=request.signed_by, uid=caller.uid, stake=caller.stake,
-                         request_uuid=request.uuid)
+                         request_uuid=request.uuid, signed_for=signed_for)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -111,27 +112,36 @@ def with_reference(task: Task, reference: str) -> Task:
     return replace(task, expected=reference)
 
 
-def parse_task_mix(text: str) -> dict[str, float]:
-    """`kind=weight,...` into weights: known kinds, finite weights >= 0, one of them > 0."""
-    mix: dict[str, float] = {}
+def parse_kind_values(text: str, kinds: Sequence[str], value: str,
+                      valid: Callable[[float], bool], requirement: str) -> dict[str, float]:
+    """`kind=number,...` into numbers: each kind one of `kinds`, at most once, each number
+    `valid` (else "VALUE of KIND must be REQUIREMENT"). The shape of a validator's task mix
+    (`--tasks`) and of a sim miner's accuracy per kind (`--task-accuracy`)."""
+    values: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         kind, sep, raw = part.partition("=")
         kind = kind.strip()
         if not sep:
-            raise ValueError(f"{part!r} is not kind=weight")
-        if kind not in TASK_KINDS:
-            raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}")
-        if kind in mix:
+            raise ValueError(f"{part!r} is not kind={value}")
+        if kind not in kinds:
+            raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(kinds)}")
+        if kind in values:
             raise ValueError(f"task kind {kind!r} is given twice")
         try:
-            weight = float(raw)
+            number = float(raw)
         except ValueError:
-            raise ValueError(f"weight of {kind!r} is not a number: {raw.strip()!r}") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight of {kind!r} must be a finite number >= 0, got {raw.strip()}")
-        mix[kind] = weight
+            raise ValueError(f"{value} of {kind!r} is not a number: {raw.strip()!r}") from None
+        if not (math.isfinite(number) and valid(number)):
+            raise ValueError(f"{value} of {kind!r} must be {requirement}, got {raw.strip()}")
+        values[kind] = number
+    return values
+
+
+def parse_task_mix(text: str) -> dict[str, float]:
+    """`kind=weight,...` into weights: known kinds, finite weights >= 0, one of them > 0."""
+    mix = parse_kind_values(text, TASK_KINDS, "weight", lambda w: w >= 0, "a finite number >= 0")
     if not any(w > 0 for w in mix.values()):
         raise ValueError("at least one task kind needs a positive weight")
     return mix

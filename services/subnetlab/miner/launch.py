@@ -1,0 +1,253 @@
+"""From `subnetlab miner serve`'s options to a miner that is published and ready to serve.
+
+Why a module of its own: every option is checked here, before anything starts, and every
+failure is a `ValueError` (bad options, naming the flag) or a :class:`LaunchError` (the
+ledger or the chain said no, naming the reason and `--ledger`), which the command turns
+into one `error:` line. The ledger is asked, and the axon published, *before* the HTTP
+server starts: a refusal there used to surface as a traceback from inside uvicorn's
+startup. The option checks are pure; :func:`publish` is the only I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from subnetlab.keys import InvalidAddress, Keypair, ss58_decode
+from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
+from subnetlab.miner.server import Miner
+from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+from subnetlab.protocol.guard import RequestGuard
+from subnetlab.protocol.limits import RateLimit
+from subnetlab.protocol.metagraph import StaticMetagraph
+from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.validator.tasks import KINDS, parse_kind_values
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BURST",
+    "DEFAULT_RATE",
+    "LaunchError",
+    "MinerOptions",
+    "build_miner",
+    "check_options",
+    "listen",
+    "parse_blacklist",
+    "parse_task_accuracy",
+    "publish",
+]
+
+BACKENDS = ("sim", "openai", "vllm")
+DEFAULT_RATE = RateLimit().rate
+DEFAULT_BURST = RateLimit().burst
+MAX_QUEUE = 256
+_SIM = SimModel()
+
+
+class LaunchError(RuntimeError):
+    """The miner cannot start: the ledger is unreachable, or the chain refused serve_axon."""
+
+
+@dataclass(frozen=True)
+class MinerOptions:
+    """What `miner serve` was given; `None` means the flag was not given."""
+
+    backend: str = "sim"
+    backend_url: str | None = None
+    model: str | None = None
+    accuracy: float | None = None
+    task_accuracy: str | None = None
+    ttft: float | None = None
+    tokens_per_s: float | None = None
+    behaviour: str = "honest"
+    copy_from: str | None = None
+    sybil_keys: tuple[str, ...] = ()
+    blacklist: tuple[str, ...] = ()
+    rate_limit: float | None = None
+    rate_burst: float | None = None
+    concurrency: int = 8
+
+
+def check_options(o: MinerOptions) -> None:
+    """Refuse options that are missing, out of range, or do not apply to the backend and
+    behaviour chosen (a flag that would be ignored is an error, not a silent no-op)."""
+    if o.backend not in BACKENDS:
+        raise ValueError(f"--backend {o.backend}: must be one of {', '.join(BACKENDS)}")
+    remote = o.backend in ("openai", "vllm")
+    if remote and not o.backend_url:
+        raise ValueError(f"--backend {o.backend} needs --backend-url (its server's base URL)")
+    if not remote and o.backend_url is not None:
+        raise ValueError(f"--backend-url applies only to --backend openai or vllm, "
+                         f"not {o.backend}")
+    if o.model is not None and not (remote or o.behaviour == "copycat"):
+        raise ValueError("--model applies only to --backend openai or vllm, or to the engine "
+                         "a --behaviour copycat copies")
+    sim_only = {"--accuracy": o.accuracy, "--task-accuracy": o.task_accuracy,
+                "--ttft": o.ttft, "--tokens-per-s": o.tokens_per_s}
+    given = [flag for flag, value in sim_only.items() if value is not None]
+    if given and o.backend != "sim":
+        raise ValueError(f"{', '.join(given)} apply only to --backend sim, not {o.backend}")
+    _check_number("--accuracy", o.accuracy, lo=0.0, hi=1.0)
+    _check_number("--ttft", o.ttft, lo=0.0, hi=60.0)
+    _check_number("--tokens-per-s", o.tokens_per_s, lo=0.0, hi=1e6, open_lo=True)
+    if o.task_accuracy is not None:
+        parse_task_accuracy(o.task_accuracy)
+    if o.behaviour == "passthrough" and o.backend != "openai":
+        raise ValueError(f"--behaviour passthrough forwards to an upstream API: it needs "
+                         f"--backend openai --backend-url URL, not --backend {o.backend}")
+    if o.behaviour == "copycat" and not o.copy_from:
+        raise ValueError("--behaviour copycat needs --copy-from URL (the engine it copies)")
+    if o.behaviour != "copycat" and o.copy_from is not None:
+        raise ValueError(f"--copy-from applies only to --behaviour copycat, "
+                         f"not {o.behaviour}")
+    if o.behaviour == "sybil" and not o.sybil_keys:
+        raise ValueError("--behaviour sybil needs --sybil-key NAME (each further hotkey the "
+                         "same engine serves)")
+    if o.behaviour != "sybil" and o.sybil_keys:
+        raise ValueError(f"--sybil-key applies only to --behaviour sybil, not {o.behaviour}")
+    parse_blacklist(o.blacklist)
+    _check_number("--rate-limit", o.rate_limit, lo=0.0, hi=1e9)
+    _check_number("--rate-burst", o.rate_burst, lo=1.0, hi=1e9)
+    if o.rate_burst is not None and o.rate_limit == 0:
+        raise ValueError("--rate-burst applies only with a --rate-limit above 0 "
+                         "(0 turns rate limiting off)")
+    if o.concurrency < 1:
+        raise ValueError(f"--concurrency {o.concurrency}: must be at least 1")
+
+
+def _check_number(flag: str, value: float | None, lo: float, hi: float,
+                  open_lo: bool = False) -> None:
+    if value is None:
+        return
+    low_ok = value > lo if open_lo else value >= lo
+    if not (math.isfinite(value) and low_ok and value <= hi):
+        bracket = "(" if open_lo else "["
+        raise ValueError(f"{flag} {value}: must be a number in {bracket}{lo:g}, {hi:g}]")
+
+
+def parse_task_accuracy(text: str) -> dict[str, float]:
+    """`--task-accuracy arithmetic=0.9,sorting=0.5`: the sim model's accuracy per task kind
+    (kinds not named keep `--accuracy`)."""
+    try:
+        accuracy = parse_kind_values(text, KINDS, "accuracy", lambda p: 0 <= p <= 1,
+                                     "in [0, 1]")
+    except ValueError as exc:
+        raise ValueError(f"--task-accuracy: {exc}") from None
+    if not accuracy:
+        raise ValueError(f"--task-accuracy {text!r}: name at least one KIND=P "
+                         f"(e.g. arithmetic=0.9,sorting=0.5)")
+    return accuracy
+
+
+def parse_blacklist(values: Iterable[str]) -> frozenset[str]:
+    """`--blacklist` hotkeys (repeatable, or comma-separated), each a valid SS58 address."""
+    hotkeys: set[str] = set()
+    for value in values:
+        for address in (a.strip() for a in value.split(",")):
+            if not address:
+                continue
+            try:
+                ss58_decode(address)
+            except InvalidAddress as exc:
+                raise ValueError(f"--blacklist {address}: {exc}") from None
+            hotkeys.add(address)
+    return frozenset(hotkeys)
+
+
+def _rate_limit(o: MinerOptions) -> RateLimit | None:
+    if o.rate_limit == 0:
+        return None
+    return RateLimit(rate=DEFAULT_RATE if o.rate_limit is None else o.rate_limit,
+                     burst=DEFAULT_BURST if o.rate_burst is None else o.rate_burst)
+
+
+def _backend(o: MinerOptions, name: str) -> Backend:
+    model = o.model or "default"
+    if o.backend == "sim":
+        return SimBackend(SimModel(
+            ttft_s=_SIM.ttft_s if o.ttft is None else o.ttft,
+            tokens_per_s=_SIM.tokens_per_s if o.tokens_per_s is None else o.tokens_per_s,
+            default_accuracy=_SIM.default_accuracy if o.accuracy is None else o.accuracy,
+            accuracy=parse_task_accuracy(o.task_accuracy) if o.task_accuracy else {},
+        ), name=name)
+    assert o.backend_url is not None  # check_options
+    if o.backend == "vllm":
+        return VllmBackend(o.backend_url, model)
+    return OpenAIBackend(o.backend_url, model, os.environ.get("OPENAI_API_KEY"))
+
+
+def build_miner(o: MinerOptions, key: Keypair, sybils: Sequence[Keypair] = ()) -> Miner:
+    """The miner the options describe (check them first with :func:`check_options`)."""
+    check_options(o)
+    hotkeys = [key.ss58_address, *(k.ss58_address for k in sybils)]
+    if len(set(hotkeys)) != len(hotkeys):
+        raise ValueError("--sybil-key: each names a different hotkey, none the miner's own")
+    guard = RequestGuard(key.ss58_address, StaticMetagraph(), also_for=hotkeys[1:],
+                         blacklist=parse_blacklist(o.blacklist), rate_limit=_rate_limit(o))
+    copy_from = OpenAIBackend(o.copy_from, o.model or "default") if o.copy_from else None
+    return Miner(key.ss58_address, _backend(o, key.ss58_address[:8]), guard,
+                 StakePriorityGate(o.concurrency, MAX_QUEUE), o.behaviour, copy_from,
+                 sybil_hotkeys=tuple(hotkeys[1:]))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port`, so a port in use is an error before anything else
+    happens (and before the axon is published at an address nobody answers)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ValueError(f"--host {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"--port {port}: cannot listen on {host}:{port}: "
+                         f"{exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def publish(ledger: str, netuid: int, keys: Sequence[Keypair], ip: str,
+                  port: int) -> dict[str, Any]:
+    """Check the ledger and the subnet, publish each hotkey's axon at `ip:port`, and return
+    the subnet's metagraph (the guard's first view); raise :class:`LaunchError`."""
+    try:
+        async with httpx.AsyncClient(base_url=ledger, timeout=30) as http:
+            found = await http.get(f"/v1/subnets/{netuid}")
+            if found.status_code == 404:
+                raise LaunchError(f"--netuid {netuid}: no such subnet on the ledger at {ledger}")
+            _expect_ok(found, ledger)
+            for key in keys:
+                writer = ChainWriter(ledger, key)
+                try:
+                    await writer.submit("serve_axon", {"netuid": netuid, "ip": ip,
+                                                       "port": port, "protocol": "http"})
+                except ExtrinsicError as exc:
+                    raise LaunchError(f"serve_axon refused for {key.ss58_address} on subnet "
+                                      f"{netuid} (--ledger {ledger}): {exc.code}: "
+                                      f"{exc.message}") from None
+                finally:
+                    await writer.aclose()
+            graph = await http.get(f"/v1/subnets/{netuid}/metagraph")
+            _expect_ok(graph, ledger)
+            metagraph: dict[str, Any] = graph.json()
+            return metagraph
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise LaunchError(f"cannot reach the ledger at {ledger} (--ledger): {reason}") from None
+
+
+def _expect_ok(response: httpx.Response, ledger: str) -> None:
+    """One line for a ledger that answers, but not with 200 (httpx's own message has two)."""
+    if response.status_code != 200:
+        raise LaunchError(f"the ledger at {ledger} (--ledger) answered "
+                          f"{response.status_code} to GET {response.request.url.path}")
