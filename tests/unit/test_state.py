@@ -32,6 +32,7 @@ from tests.unit.test_state_support import (
     Chain,
     addr,
     make_genesis,
+    weights_subnet,
 )
 
 E = ErrorCode
@@ -460,11 +461,7 @@ def test_set_delegate_take(chain: Chain, net: int) -> None:
 @pytest.fixture
 def wnet(chain: Chain) -> int:
     """Five uids HK[0..4] registered at block 0, the chain at block 1."""
-    netuid = chain.subnet()
-    for i in range(5):
-        chain.register(netuid, HK[i])
-    chain.blocks(1)
-    return netuid
+    return weights_subnet(chain, HK[:5])
 
 
 def test_set_weights_stores_the_max_upscaled_row(chain: Chain, wnet: int) -> None:

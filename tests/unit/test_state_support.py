@@ -133,6 +133,16 @@ class Chain:
                 return report
 
 
+def weights_subnet(chain: Chain, hotkeys: list[str]) -> int:
+    """A subnet with `hotkeys` registered as uids 0.. at this block, the chain one block
+    on (so that they may set weights)."""
+    netuid = chain.subnet()
+    for hotkey in hotkeys:
+        chain.register(netuid, hotkey)
+    chain.blocks(1)
+    return netuid
+
+
 def check_conservation(state: ChainState) -> None:
     """Issuance equals every rao held, and its changes are exactly mints minus burns."""
     assert state.total_issuance == total_holdings(state)

@@ -31,6 +31,7 @@ from typing import Any
 from subnetlab.chain.blocks import BlockReport
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic
 from subnetlab.chain.model import ChainState
+from subnetlab.chain.params import ParseMemo
 from subnetlab.chain.state import advance_block, apply_signed
 
 
@@ -68,20 +69,23 @@ class Receipt:
 
 def apply_extrinsic(
     state: ChainState, ext: Extrinsic, index: int, digest: str | None = None,
-    trusted: bool = False,
+    trusted: bool = False, memo: ParseMemo | None = None,
 ) -> Receipt:
     """Apply one signed extrinsic; never raises for a refused one (the receipt says why).
 
     `trusted` skips the signature check for extrinsics this very process verified at its
-    door moments ago; replays of stored blocks never pass it.
+    door moments ago; replays of stored blocks never pass it. `memo`: the parses of the
+    door's dry run of this extrinsic (see `state.check_signed`).
     """
-    digest = digest or ext.hash
-    if not trusted:
+    if trusted:
+        digest = digest or ext.hash
+    else:
         try:
-            ext.verify()
+            verified = ext.verified_hash()  # the payload encoded once for both
         except (BadSignature, BadSigner) as exc:
-            return Receipt(digest, index, False, exc.code, str(exc))
-    fee, error = apply_signed(state, ext.signer, ext.nonce, ext.call, ext.params)
+            return Receipt(digest or ext.hash, index, False, exc.code, str(exc))
+        digest = digest or verified
+    fee, error = apply_signed(state, ext.signer, ext.nonce, ext.call, ext.params, memo)
     if error is not None:
         return Receipt(digest, index, False, error.code, error.message, error.field, fee)
     return Receipt(digest, index, True, fee=fee)
@@ -116,15 +120,18 @@ def apply_extrinsics(
     extrinsics: list[Extrinsic],
     hashes: list[str] | None = None,
     trusted: bool = False,
+    memos: list[ParseMemo] | None = None,
 ) -> list[Receipt]:
     """Apply a block's extrinsics in order to an opened block; one receipt each.
 
-    `hashes` (the extrinsics' hashes, when the caller has them) saves recomputing them.
+    `hashes` (the extrinsics' hashes, when the caller has them) saves recomputing them;
+    `memos`, one per extrinsic, carry the parses of their dry runs (`state.check_signed`).
     """
-    digests = hashes if hashes is not None else [ext.hash for ext in extrinsics]
+    digests: list[str | None] = list(hashes) if hashes is not None else [None] * len(extrinsics)
+    parses: list[ParseMemo | None] = list(memos) if memos is not None else [None] * len(extrinsics)
     return [
-        apply_extrinsic(state, ext, i, digest, trusted)
-        for i, (ext, digest) in enumerate(zip(extrinsics, digests, strict=True))
+        apply_extrinsic(state, ext, i, digest, trusted, memo)
+        for i, (ext, digest, memo) in enumerate(zip(extrinsics, digests, parses, strict=True))
     ]
 
 

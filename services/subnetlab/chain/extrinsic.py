@@ -44,6 +44,7 @@ import json
 import math
 from typing import Any, ClassVar
 
+import pydantic_core
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -209,6 +210,52 @@ def canonical_json(obj: object) -> bytes:
     ).encode("utf-8")
 
 
+class _HasFloat(Exception):  # noqa: N818 (a signal, not a fault)
+    """Internal: a float was found, so `_canonical_plain` must defer to `json.dumps`."""
+
+
+def _sorted_plain(value: Any) -> Any:
+    """`value` (already normalised: plain JSON types, str keys) with every object's keys in
+    sorted order, for an encoder that keeps insertion order; `_HasFloat` if it holds a float.
+
+    A list whose `sum` is an int holds only ints and bools (a float makes the sum a float,
+    anything else raises), so the weight lists of set_weights are accepted without a Python
+    loop over their entries.
+    """
+    t = type(value)
+    if t is dict:
+        return {k: _sorted_plain(value[k]) for k in sorted(value)}
+    if t is list:
+        try:
+            if type(sum(value)) is int:
+                return value
+        except (TypeError, OverflowError):
+            pass
+        return [_sorted_plain(v) for v in value]
+    if t is float:
+        raise _HasFloat
+    return value
+
+
+def _canonical_plain(obj: dict[str, Any]) -> bytes:
+    """`canonical_json(obj)` for an object of normalised values, byte for byte, faster.
+
+    pydantic-core's encoder (already a dependency, through pydantic) writes integers,
+    strings (UTF-8 literally, the same escapes for quotes, backslashes and control
+    characters), booleans and null exactly as `json.dumps(..., ensure_ascii=False)`
+    with compact separators does, about six times faster; it keeps insertion order, so the
+    keys are sorted first. Floats are the one JSON value it writes differently (``1e16``
+    against Python's ``1e+16``), so an object holding one is encoded by `json.dumps`.
+    `tests/unit/test_extrinsic.py` checks the equality over every code point and over
+    generated values.
+    """
+    try:
+        plain = _sorted_plain(obj)
+    except _HasFloat:
+        return canonical_json(obj)
+    return pydantic_core.to_json(plain)
+
+
 def signing_payload(
     call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str
 ) -> bytes:
@@ -217,19 +264,21 @@ def signing_payload(
     Raises ``ValueError`` if ``params`` holds a non-JSON value, so that nothing is signed
     that could not be stored and replayed byte for byte.
     """
-    return _payload(call, _normalise_params(params), signer, nonce, chain_id)
+    obj = _payload_object(call, _normalise_params(params), signer, nonce, chain_id)
+    return canonical_json(obj)
 
 
-def _payload(call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str) -> bytes:
-    """:func:`signing_payload` for params already normalised (the model's own)."""
-    obj = {
+def _payload_object(
+    call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str
+) -> dict[str, Any]:
+    """The object whose canonical JSON is signed (its keys are in sorted order)."""
+    return {
         "call": call,
         "chain_id": chain_id,
         "nonce": nonce,
         "params": params,
         "signer": signer,
     }
-    return canonical_json(obj)
 
 
 class Extrinsic(BaseModel):
@@ -280,7 +329,9 @@ class Extrinsic(BaseModel):
 
     def payload(self) -> bytes:
         """The bytes the signer signed (see :func:`signing_payload`)."""
-        return _payload(self.call, self.params, self.signer, self.nonce, self.chain_id)
+        return _canonical_plain(
+            _payload_object(self.call, self.params, self.signer, self.nonce, self.chain_id)
+        )
 
     @property
     def hash(self) -> str:

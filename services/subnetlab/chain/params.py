@@ -10,8 +10,8 @@ because a signed extrinsic means exactly what it says. Unknown parameters are re
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any, TypeGuard
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,12 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.keys.ss58 import is_valid_ss58
 
 _INVALID = ErrorCode.INVALID_PARAM
+
+T = TypeVar("T")
+
+ParseMemo = dict[Hashable, tuple[Any, frozenset[str]]]
+"""Parse results of one extrinsic's params, shared by the views planned over them (see
+`Params.parsed`): each value with the names its parse read."""
 
 
 def is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
@@ -62,11 +68,17 @@ def check_address(value: object, field: str) -> str:
 
 
 class Params:
-    """A view of one extrinsic's params that records which names were read."""
+    """A view of one extrinsic's params that records which names were read.
 
-    __slots__ = ("_raw", "_used")
+    `memo`, when given, is shared with earlier views of the same params: the ledger plans
+    an extrinsic at its door and again in its block, and the expensive parses (256-entry
+    weight lists into checked arrays) are done once (see `parsed`). The caller must not
+    change the params in between; the ledger's are in a frozen extrinsic.
+    """
 
-    def __init__(self, raw: object) -> None:
+    __slots__ = ("_memo", "_raw", "_used")
+
+    def __init__(self, raw: object, memo: ParseMemo | None = None) -> None:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -78,6 +90,29 @@ class Params:
                 )
         self._raw: dict[str, object] = raw
         self._used: set[str] = set()
+        self._memo: ParseMemo = {} if memo is None else memo
+
+    def parsed(self, key: Hashable, parse: Callable[[], T]) -> T:
+        """`parse()`, or what it returned for the same `key` on a view sharing this memo.
+
+        For parses that depend on nothing but the params and `key` (put every state value
+        they use in the key), whose result is immutable: then a hit is exactly the parse.
+        The names it read are marked read on a hit too, so `done` judges the same. A parse
+        that raises is not remembered.
+        """
+        hit = self._memo.get(key)
+        if hit is not None:
+            value, names = hit
+            self._used.update(names)
+            return value  # type: ignore[no-any-return]
+        outer, self._used = self._used, set()
+        try:
+            value = parse()
+            self._memo[key] = (value, frozenset(self._used))
+        finally:
+            outer.update(self._used)
+            self._used = outer
+        return value
 
     def has(self, name: str) -> bool:
         """Whether `name` was given (a JSON null counts as absent)."""

@@ -53,7 +53,7 @@ from subnetlab.chain.model import (
     FaucetConfig,
     Genesis,
 )
-from subnetlab.chain.params import Params, is_int
+from subnetlab.chain.params import Params, ParseMemo, is_int
 from subnetlab.chain.queries import account, hotkey_info, metagraph, subnet_info, total_holdings
 from subnetlab.chain.weights import weights_commit_hash
 
@@ -135,26 +135,32 @@ def plan(state: ChainState, origin: str, nonce: int, call: str, params: object) 
     return with_nonce
 
 
-def check_signed(state: ChainState, origin: str, nonce: int, call: str, params: object) -> int:
+def check_signed(
+    state: ChainState, origin: str, nonce: int, call: str, params: object,
+    memo: ParseMemo | None = None,
+) -> int:
     """The door's dry run: raise `ChainError` unless the extrinsic would succeed on its own
     in this state, fee included; return its fee. Nothing is changed.
 
     The call is planned as `apply_signed` will plan it: after the fee is withdrawn, so a
-    signer who cannot afford fee + what the call spends is refused here.
+    signer who cannot afford fee + what the call spends is refused here. Passing the same
+    `memo` (an empty dict at first) to `apply_signed` later lets that plan reuse the
+    parses of this one (see `Params.parsed`): the outcome is the same, only cheaper.
     """
     planner = _planner(state, origin, nonce, call)
     fee = fee_for(state, call)
     require_fee(state, origin, fee)
     with fee_withheld(state, origin, fee):
         try:
-            planner(state, origin, Params(params))
+            planner(state, origin, Params(params, memo))
         except ChainError as exc:
             raise after_fee(exc, fee) from None
     return fee
 
 
 def apply_signed(
-    state: ChainState, origin: str, nonce: int, call: str, params: object
+    state: ChainState, origin: str, nonce: int, call: str, params: object,
+    memo: ParseMemo | None = None,
 ) -> tuple[int, ChainError | None]:
     """What a block does with one authenticated extrinsic; returns (fee paid, error).
 
@@ -162,7 +168,7 @@ def apply_signed(
     call dispatches. A refused nonce (stale or future) changes nothing. Anything else
     consumes the nonce, so the signed bytes can never be replayed later, when they might
     succeed: a signer who cannot pay the fee pays nothing; a call that fails after the fee
-    was withdrawn keeps it spent, and changes nothing else.
+    was withdrawn keeps it spent, and changes nothing else. `memo`: see `check_signed`.
     """
     try:
         planner = _planner(state, origin, nonce, call)
@@ -178,7 +184,7 @@ def apply_signed(
         return 0, exc
     charge_fee(state, origin, fee)
     try:
-        effect = planner(state, origin, Params(params))
+        effect = planner(state, origin, Params(params, memo))
     except ChainError as exc:
         state.account_for_update(origin).nonce += 1
         return fee, after_fee(exc, fee)

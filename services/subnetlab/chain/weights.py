@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,9 +78,30 @@ def _parse_salt(value: object) -> list[int]:
     return int_list(value, "salt", ErrorCode.INVALID_PARAM, 0, U16_MAX, MAX_SALT_LENGTH)
 
 
-def _parse_vectors(subnet: Subnet, p: Params) -> tuple[Ints, Ints]:
+@dataclass(frozen=True)
+class _Vectors:
+    """A weights call's uids and weights, checked, with what the policy checks read.
+
+    State-independent but for the subnet size `n` (the uid bound), so it is parsed once
+    per extrinsic and size (`Params.parsed`); the arrays are read-only.
+    """
+
+    uids: Ints
+    weights: Ints
+    duplicate: int | None
+    """The first uid given twice, if any."""
+    total: int
+    top: int
+    """The largest weight (0 when there is none)."""
+
+
+def _parse_vectors(subnet: Subnet, p: Params) -> _Vectors:
     """uids and weights, typed and in range (uid < n, weight a u16), equal lengths."""
     n = subnet.neurons.n
+    return p.parsed(("weight vectors", n), lambda: _vectors(p, n))
+
+
+def _vectors(p: Params, n: int) -> _Vectors:
     uids = int_array(p.required("uids"), "uids", ErrorCode.INVALID_UID, 0, n - 1, n)
     weights = int_array(p.required("weights"), "weights", ErrorCode.INVALID_WEIGHTS, 0, U16_MAX, n)
     if len(uids) != len(weights):
@@ -88,7 +110,13 @@ def _parse_vectors(subnet: Subnet, p: Params) -> tuple[Ints, Ints]:
             f"has {len(weights)} entries but uids has {len(uids)}; they must match",
             "weights",
         )
-    return uids, weights
+    seen = np.zeros(n, dtype=np.bool_)
+    seen[uids] = True
+    duplicate = None if int(seen.sum()) == len(uids) else _first_duplicate(uids)
+    uids.flags.writeable = False
+    weights.flags.writeable = False
+    top = int(weights.max()) if len(weights) else 0
+    return _Vectors(uids, weights, duplicate, int(weights.sum()), top)
 
 
 def _first_duplicate(values: Ints) -> int | None:
@@ -100,13 +128,12 @@ def _first_duplicate(values: Ints) -> int | None:
     return None
 
 
-def _check_policy(subnet: Subnet, uid: int, uids: Ints, weights: Ints) -> None:
+def _check_policy(subnet: Subnet, uid: int, vectors: _Vectors) -> None:
     """Subtensor's checks: unique uids, enough of them, some weight, max_weight_limit."""
-    seen = np.zeros(subnet.neurons.n, dtype=np.bool_)
-    seen[uids] = True
-    if int(seen.sum()) != len(uids):
+    uids = vectors.uids
+    if vectors.duplicate is not None:
         raise ChainError(
-            ErrorCode.DUPLICATE_UID, f"uid {_first_duplicate(uids)} appears more than once", "uids"
+            ErrorCode.DUPLICATE_UID, f"uid {vectors.duplicate} appears more than once", "uids"
         )
     hp = subnet.hyperparameters
     self_weight = len(uids) == 1 and int(uids[0]) == uid
@@ -117,13 +144,13 @@ def _check_policy(subnet: Subnet, uid: int, uids: Ints, weights: Ints) -> None:
             f"{len(uids)} uid(s) given; subnet {subnet.netuid} needs at least {required}",
             "uids",
         )
-    total = int(weights.sum())
+    total = vectors.total
     if total == 0:
         raise ChainError(
             ErrorCode.INVALID_WEIGHTS, "at least one weight must be positive", "weights"
         )
     if not self_weight and hp.max_weight_limit < 1.0:
-        top = int(weights.max()) / total
+        top = vectors.top / total
         if top > hp.max_weight_limit:
             raise ChainError(
                 ErrorCode.WEIGHT_LIMIT_EXCEEDED,
@@ -159,7 +186,7 @@ def set_weights(state: ChainState, origin: str, p: Params) -> Effect:
     """A registered hotkey sets its weight row (not under commit-reveal)."""
     subnet = get_subnet(state, p)
     uid = registered_uid(subnet, origin)
-    uids, weights = _parse_vectors(subnet, p)
+    vectors = _parse_vectors(subnet, p)
     p.opt_int("version_key", 0, lo=0, hi=U64_MAX)
     p.done()
     if subnet.hyperparameters.commit_reveal_weights_enabled:
@@ -168,15 +195,15 @@ def set_weights(state: ChainState, origin: str, p: Params) -> Effect:
             f"subnet {subnet.netuid} uses commit-reveal: use commit_weights and reveal_weights",
             "netuid",
         )
-    _check_policy(subnet, uid, uids, weights)
+    _check_policy(subnet, uid, vectors)
     block = state.block
     _check_rate(subnet, uid, block)
 
     def effect() -> dict[str, Any]:
-        _store_row(subnet, uid, uids, weights)
+        _store_row(subnet, uid, vectors.uids, vectors.weights)
         subnet.neurons.last_update[uid] = block
         subnet.neurons.last_weights_block[uid] = block
-        return {"netuid": subnet.netuid, "uid": uid, "count": len(uids)}
+        return {"netuid": subnet.netuid, "uid": uid, "count": len(vectors.uids)}
 
     return effect
 
@@ -250,7 +277,8 @@ def _check_reveal_epoch(subnet: Subnet, commit: Commit) -> None:
 def reveal_weights(state: ChainState, origin: str, p: Params) -> Effect:
     """Reveal committed weights: the hash must match a commit made one period ago."""
     subnet = get_subnet(state, p)
-    uids, weights = _parse_vectors(subnet, p)
+    vectors = _parse_vectors(subnet, p)
+    uids, weights = vectors.uids, vectors.weights
     salt = _parse_salt(p.raw("salt"))
     version_key = p.opt_int("version_key", 0, lo=0, hi=U64_MAX)
     p.done()
@@ -273,7 +301,7 @@ def reveal_weights(state: ChainState, origin: str, p: Params) -> Effect:
             "weights",
         )
     _check_reveal_epoch(subnet, commit)
-    _check_policy(subnet, uid, uids, weights)
+    _check_policy(subnet, uid, vectors)
     block = state.block
 
     def effect() -> dict[str, Any]:

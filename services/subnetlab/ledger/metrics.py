@@ -4,14 +4,15 @@ Each LedgerMetrics owns its registry, so several ledgers (tests) never collide a
 `/metrics` shows exactly one chain. Per-neuron series and concentration indices are
 refreshed from the metagraph when `/metrics` is scraped (`observe_state`), not per block:
 for a 264-uid subnet that is ~14 ms of the single writer's loop, which per 0.25 s block
-delayed admissions and seals; a scraper sees the same values either way.
+delayed admissions and seals; a scraper sees the same values either way. The registry
+also carries the standard `process_*` series (CPU seconds, memory) of the ledger process.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from subnetlab.chain.model import TOKEN, ChainState
 from subnetlab.chain.state import metagraph
@@ -27,6 +28,9 @@ class LedgerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_cpu_seconds_total and friends (from /proc/self on Linux): `bench ledger`
+        # reads the ledger's CPU time per extrinsic from it
+        ProcessCollector(registry=r)
         self.height = Gauge("subnetlab_block_height", "Newest sealed (stored) block number.",
                             registry=r)
         self.extrinsics = Counter(
@@ -72,8 +76,10 @@ class LedgerMetrics:
         )
         self._neuron_keys: set[tuple[str, str, str]] = set()
 
-    def extrinsic(self, call: str, result: str) -> None:
-        self.extrinsics.labels(call=call, result=result).inc()
+    def extrinsic(self, call: str, result: str, count: int = 1) -> None:
+        """`count` extrinsics of `call` ended with `result` in a block (counted per block,
+        not one by one: a label lookup per extrinsic was a visible share of a block)."""
+        self.extrinsics.labels(call=call, result=result).inc(count)
 
     def block(self, height: int, seconds: float) -> None:
         """A block was sealed: its production time and the new height."""

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, open_block
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic, MalformedExtrinsic
 from subnetlab.chain.model import ChainState, Genesis
+from subnetlab.chain.params import ParseMemo
 from subnetlab.chain.state import CALLS, check_signed
 from subnetlab.ledger.batch import MalformedBatchError, iter_items
 from subnetlab.ledger.metrics import LedgerMetrics
@@ -71,6 +72,16 @@ class Refused(Exception):  # noqa: N818 (a verdict, not a fault)
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An admitted extrinsic waiting for its block: its hash, and the parses of its dry
+    run at the door, which the block's plan of it reuses (see `state.check_signed`)."""
+
+    ext: Extrinsic
+    digest: str
+    memo: ParseMemo
 
 
 @dataclass
@@ -136,7 +147,7 @@ class LedgerNode:
     metrics: LedgerMetrics = field(default_factory=LedgerMetrics)
     state: ChainState = field(init=False)
     parent_hash: str = field(init=False)
-    pending: list[tuple[Extrinsic, str]] = field(default_factory=list, init=False)
+    pending: list[Queued] = field(default_factory=list, init=False)
     pending_hashes: set[str] = field(default_factory=set, init=False)
     pending_per_signer: dict[str, int] = field(default_factory=dict, init=False)
     receipts: OrderedDict[str, tuple[int, Receipt]] = field(
@@ -226,8 +237,9 @@ class LedgerNode:
         if ext.nonce > expected:
             raise Refused(409, "future_nonce",
                           f"nonce {ext.nonce} leaves a gap; next is {expected}", "nonce")
-        self._dry_run(ext, on_chain)
-        self.pending.append((ext, digest))
+        memo: ParseMemo = {}
+        self._dry_run(ext, on_chain, memo)
+        self.pending.append(Queued(ext, digest, memo))
         self.pending_hashes.add(digest)
         self.pending_per_signer[ext.signer] = self.pending_per_signer.get(ext.signer, 0) + 1
         return ext, digest
@@ -285,7 +297,7 @@ class LedgerNode:
             raise Refused(400, "malformed_batch", exc.message, exc.field) from None
         return items
 
-    def _dry_run(self, ext: Extrinsic, on_chain_nonce: int) -> None:
+    def _dry_run(self, ext: Extrinsic, on_chain_nonce: int, memo: ParseMemo) -> None:
         """Plan the call, after its fee, against the open block: refuse now what would
         surely fail, an unaffordable fee included (insufficient_balance naming the fee).
 
@@ -294,10 +306,11 @@ class LedgerNode:
         registration limits are judged for the right block. Planning validates everything
         and writes nothing. Extrinsics queued before this one are not taken into account,
         so one can still fail in its block (its receipt then says why); everything wrong
-        on its own is refused here, with a 4xx.
+        on its own is refused here, with a 4xx. What the plan parsed is kept in `memo`
+        for the block's plan of the same extrinsic.
         """
         try:
-            check_signed(self.state, ext.signer, on_chain_nonce, ext.call, ext.params)
+            check_signed(self.state, ext.signer, on_chain_nonce, ext.call, ext.params, memo)
         except ChainError as exc:
             raise Refused(status_for(exc.code), exc.code, exc.message, exc.field) from None
 
@@ -307,9 +320,10 @@ class LedgerNode:
         """Apply the queue to the open block, seal, persist; report; open the next block."""
         started = time.perf_counter()
         batch = self.pending[: self.max_block_extrinsics]
-        extrinsics = [ext for ext, _ in batch]
-        hashes = [digest for _, digest in batch]
-        receipts = apply_extrinsics(self.state, extrinsics, hashes, trusted=True)
+        extrinsics = [queued.ext for queued in batch]
+        hashes = [queued.digest for queued in batch]
+        receipts = apply_extrinsics(self.state, extrinsics, hashes, trusted=True,
+                                    memos=[queued.memo for queued in batch])
         number = self.state.block
         root = state_root(self.state)
         digest = block_hash(number, self.parent_hash, root, hashes)
@@ -327,19 +341,23 @@ class LedgerNode:
         self.height = number
 
         del self.pending[: len(batch)]
-        for ext, ext_hash in batch:
-            self.pending_hashes.discard(ext_hash)
+        self.pending_hashes.difference_update(hashes)
+        for ext in extrinsics:
             left = self.pending_per_signer.get(ext.signer, 0) - 1
             if left > 0:
                 self.pending_per_signer[ext.signer] = left
             else:
                 self.pending_per_signer.pop(ext.signer, None)
+        outcomes: Counter[tuple[str, str]] = Counter()
         for ext, receipt in zip(extrinsics, receipts, strict=True):
             self._remember(number, receipt)
-            self.metrics.extrinsic(ext.call, "ok" if receipt.ok else receipt.code or "failed")
-            for future in self.waiters.pop(receipt.hash, []):
+            outcomes[ext.call, "ok" if receipt.ok else receipt.code or "failed"] += 1
+            waiting = self.waiters.pop(receipt.hash, None) if self.waiters else None
+            for future in waiting or ():
                 if not future.done():
                     future.set_result((number, receipt))
+        for (call, result), count in outcomes.items():
+            self.metrics.extrinsic(call, result, count)
         self.parent_hash = digest
         self.latest = header
         # before any waiter or request runs again: they all see block number + 1 open
