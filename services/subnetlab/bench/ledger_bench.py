@@ -11,6 +11,11 @@ block's own `timestamp` (its seal, before the Redis write) would understate it.
 
 Workload: `set_weights` with 256 weights from V validator hotkeys and `transfer`s among
 many funded accounts, interleaved.
+
+The ledger's CPU time per extrinsic is read from its own `process_cpu_seconds_total` (the
+standard Prometheus process series, `/proc/self/stat` of the ledger process) before the
+first send and once its queue has none of the load left: unlike the rates it hardly
+depends on how busy the machine is, so it is the figure to compare versions by.
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ class LedgerBenchResult:
     driver_cpu_share: float
     """The driver's CPU time while sending over the sending time (1.0 = one whole core):
     on a small machine the driver shares the cores with the ledger, so say what it took."""
+    ledger_cpu_s: float | None = None
+    """The ledger process's CPU time (user + system, its `process_cpu_seconds_total`) from
+    the first send until its queue held none of the load; None when its /metrics has no
+    such series. The load's work and the idle blocks in that window, not the setup."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -82,13 +91,51 @@ class LedgerBenchResult:
             "set_weights": self.set_weights,
             "transfers": self.transfers,
             "driver_cpu_share": round(self.driver_cpu_share, 2),
+            "ledger_cpu_s": None if self.ledger_cpu_s is None else round(self.ledger_cpu_s, 2),
+            "ledger_cpu_ms_per_extrinsic": self.ledger_cpu_ms_per_extrinsic,
         }
+
+    @property
+    def ledger_cpu_ms_per_extrinsic(self) -> float | None:
+        """The ledger's CPU milliseconds per extrinsic offered (admitted or refused): the
+        figure that depends least on how busy the machine was."""
+        offered = self.submitted + self.refused
+        if self.ledger_cpu_s is None or not offered:
+            return None
+        return round(round(self.ledger_cpu_s, 2) * 1000 / offered, 3)  # as the JSON says
+
+
+_CPU_SERIES = "process_cpu_seconds_total "
+
+
+def ledger_cpu_seconds(http: httpx.Client) -> float | None:
+    """The ledger process's CPU seconds so far, from its /metrics (None if not there)."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(_CPU_SERIES):
+            return float(line[len(_CPU_SERIES):])
+    return None
+
+
+def wait_until_processed(chain: SetupClient, digests: list[str], timeout: float) -> None:
+    """Return once none of `digests` is pending (each included, failed or unknown).
+
+    The ledger applies its queue in arrival order, so once the last extrinsic each sender
+    had admitted is out of the queue, the whole load is.
+    """
+    deadline = time.monotonic() + timeout
+    for digest in digests:
+        while time.monotonic() < deadline:
+            status = chain.http.get(f"/v1/extrinsics/{digest}").json().get("status")
+            if status != "pending":
+                break
+            time.sleep(chain.block_time / 5)
 
 
 def _send_paced(
     url: str, batches: list[EncodedBatch], rate: float, start: float
 ) -> tuple[dict[str, float], int]:
-    """Send `batches` at `rate` extrinsics/s from `start`; return send times and refusals.
+    """Send `batches` at `rate` extrinsics/s from `start`; return send times and refusals
+    (the send times in the order the ledger admitted them).
 
     A batch is stamped just before its request goes out; a sender that falls behind sends
     the next batch at once (and stamps it then), so its lag is not counted as the ledger's.
@@ -186,6 +233,7 @@ def run_ledger_bench(
 
     say("sending", 0.6)
     first_block = chain.latest_block() + 1
+    ledger_cpu_start = ledger_cpu_seconds(chain.http)
     start = time.time()
     cpu_start = time.process_time()
     # Sender i starts i batches' worth of time late: together they offer one batch every
@@ -199,6 +247,11 @@ def run_ledger_bench(
     driver_cpu_share = (time.process_time() - cpu_start) / max(time.time() - start, 1e-9)
     sent_at = {h: t for stamps, _ in outcomes for h, t in stamps.items()}
     refused = sum(r for _, r in outcomes)
+    wait_until_processed(chain, [list(stamps)[-1] for stamps, _ in outcomes if stamps],
+                         60 + duration)
+    ledger_cpu_end = ledger_cpu_seconds(chain.http)
+    ledger_cpu = (None if ledger_cpu_start is None or ledger_cpu_end is None
+                  else ledger_cpu_end - ledger_cpu_start)
 
     say("waiting for inclusion", 0.9)
     included_at: dict[str, float] = {}
@@ -239,4 +292,5 @@ def run_ledger_bench(
         set_weights=n_weights,
         transfers=total - n_weights,
         driver_cpu_share=driver_cpu_share,
+        ledger_cpu_s=ledger_cpu,
     )
