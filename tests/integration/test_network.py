@@ -308,7 +308,11 @@ def test_miner_refuses_each_bad_caller_with_its_own_reason(net: Net) -> None:
 
     ok = _post(miner, validator, target, BODY)
     assert ok.status_code == 200, ok.text
-    assert ok.json()["choices"][0]["message"]["content"] == "cba"
+    answer = ok.json()
+    # the sim engine answers right with probability 0.95: the point here is that the
+    # signed call is served (and labelled simulated), not what the engine answers
+    assert answer["choices"][0]["message"]["content"], answer
+    assert answer["system_fingerprint"] == "simulated", answer
 
     forged = sign_request(validator, BODY, target)
     forged["Epistula-Request-Signature"] = "0x" + "11" * 64
