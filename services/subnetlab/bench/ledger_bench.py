@@ -12,10 +12,11 @@ block's own `timestamp` (its seal, before the Redis write) would understate it.
 Workload: `set_weights` with 256 weights from V validator hotkeys and `transfer`s among
 many funded accounts, interleaved.
 
-The ledger's CPU time per extrinsic is read from its own `process_cpu_seconds_total` (the
-standard Prometheus process series, `/proc/self/stat` of the ledger process) before the
-first send and once its queue has none of the load left: unlike the rates it hardly
-depends on how busy the machine is, so it is the figure to compare versions by.
+The ledger's CPU time per extrinsic is read from its own /metrics before the first send and
+once its queue has none of the load left: `process_cpu_seconds_total` (the standard
+Prometheus process series, `/proc/self/stat` of the ledger process) plus its signature
+worker's seconds. Unlike the rates it hardly depends on how busy the machine is, so it is
+the figure to compare versions by.
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ class LedgerBenchResult:
     """The driver's CPU time while sending over the sending time (1.0 = one whole core):
     on a small machine the driver shares the cores with the ledger, so say what it took."""
     ledger_cpu_s: float | None = None
-    """The ledger process's CPU time (user + system, its `process_cpu_seconds_total`) from
-    the first send until its queue held none of the load; None when its /metrics has no
-    such series. The load's work and the idle blocks in that window, not the setup."""
+    """The ledger's CPU time (user + system: its process's `process_cpu_seconds_total` plus
+    its signature worker's) from the first send until its queue held none of the load;
+    None when its /metrics has no such series. The load's work and the idle blocks in
+    that window, not the setup."""
+    ledger_worker_cpu_s: float = 0.0
+    """The signature worker's part of `ledger_cpu_s`."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +96,7 @@ class LedgerBenchResult:
             "transfers": self.transfers,
             "driver_cpu_share": round(self.driver_cpu_share, 2),
             "ledger_cpu_s": None if self.ledger_cpu_s is None else round(self.ledger_cpu_s, 2),
+            "ledger_worker_cpu_s": round(self.ledger_worker_cpu_s, 2),
             "ledger_cpu_ms_per_extrinsic": self.ledger_cpu_ms_per_extrinsic,
         }
 
@@ -106,14 +111,20 @@ class LedgerBenchResult:
 
 
 _CPU_SERIES = "process_cpu_seconds_total "
+_WORKER_CPU_SERIES = "subnetlab_signature_worker_cpu_seconds "
 
 
-def ledger_cpu_seconds(http: httpx.Client) -> float | None:
-    """The ledger process's CPU seconds so far, from its /metrics (None if not there)."""
+def ledger_cpu_seconds(http: httpx.Client) -> tuple[float, float] | None:
+    """The ledger process's and its signature worker's CPU seconds so far, from its
+    /metrics (None without the process series; a ledger without a worker has 0)."""
+    main: float | None = None
+    worker = 0.0
     for line in http.get("/metrics").text.splitlines():
         if line.startswith(_CPU_SERIES):
-            return float(line[len(_CPU_SERIES):])
-    return None
+            main = float(line[len(_CPU_SERIES):])
+        elif line.startswith(_WORKER_CPU_SERIES):
+            worker = float(line[len(_WORKER_CPU_SERIES):])
+    return None if main is None else (main, worker)
 
 
 def wait_until_processed(chain: SetupClient, digests: list[str], timeout: float) -> None:
@@ -250,8 +261,10 @@ def run_ledger_bench(
     wait_until_processed(chain, [list(stamps)[-1] for stamps, _ in outcomes if stamps],
                          60 + duration)
     ledger_cpu_end = ledger_cpu_seconds(chain.http)
-    ledger_cpu = (None if ledger_cpu_start is None or ledger_cpu_end is None
-                  else ledger_cpu_end - ledger_cpu_start)
+    ledger_cpu, worker_cpu = None, 0.0
+    if ledger_cpu_start is not None and ledger_cpu_end is not None:
+        worker_cpu = ledger_cpu_end[1] - ledger_cpu_start[1]
+        ledger_cpu = ledger_cpu_end[0] - ledger_cpu_start[0] + worker_cpu
 
     say("waiting for inclusion", 0.9)
     included_at: dict[str, float] = {}
@@ -293,4 +306,5 @@ def run_ledger_bench(
         transfers=total - n_weights,
         driver_cpu_share=driver_cpu_share,
         ledger_cpu_s=ledger_cpu,
+        ledger_worker_cpu_s=worker_cpu,
     )

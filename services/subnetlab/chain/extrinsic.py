@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pydantic_core
@@ -66,6 +67,7 @@ __all__ = [
     "BadSigner",
     "Extrinsic",
     "MalformedExtrinsic",
+    "SigningParts",
     "canonical_json",
     "sign_extrinsic",
     "signing_payload",
@@ -281,6 +283,16 @@ def _payload_object(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class SigningParts:
+    """An extrinsic's signed bytes, signer key and signature, and its hash."""
+
+    payload: bytes
+    public_key: bytes
+    signature: bytes
+    hash: str
+
+
 class Extrinsic(BaseModel):
     """One signed state change, as submitted to the ledger and stored in blocks.
 
@@ -356,9 +368,29 @@ class Extrinsic(BaseModel):
         The ledger's door needs both for every extrinsic; the canonical encoding of a
         256-weight payload costs as much as the signature check, so do it once.
         """
+        parts = self.signing_parts(ss58_format)
+        if not verify_signature(parts.signature, parts.payload, parts.public_key):
+            raise self.bad_signature()
+        return parts.hash
+
+    def signing_parts(self, ss58_format: int = DEFAULT_SS58_FORMAT) -> SigningParts:
+        """What checking the signature takes, for a caller that checks it elsewhere (the
+        ledger, in a worker process); :class:`BadSigner` if the signer is no address."""
+        try:
+            public_key = ss58_decode(self.signer, ss58_format)
+        except InvalidAddress as exc:
+            raise BadSigner(exc.reason, f"bad signer: {exc}") from exc
         payload = self.payload()
-        self._verify_payload(payload, ss58_format)
-        return self._hash_of(payload)
+        signature = bytes.fromhex(self.signature)
+        digest = hashlib.blake2b(payload + signature, digest_size=32).hexdigest()
+        return SigningParts(payload, public_key, signature, "0x" + digest)
+
+    def bad_signature(self) -> BadSignature:
+        """The error for a signature that does not verify (see :meth:`signing_parts`)."""
+        return BadSignature(
+            f"bad signature: not a valid signature by {self.signer} of this "
+            f"{self.call!r} extrinsic (nonce {self.nonce}, chain {self.chain_id!r})"
+        )
 
     def _verify_payload(self, payload: bytes, ss58_format: int) -> None:
         try:
@@ -366,10 +398,7 @@ class Extrinsic(BaseModel):
         except InvalidAddress as exc:
             raise BadSigner(exc.reason, f"bad signer: {exc}") from exc
         if not verify_signature(self.signature, payload, public_key):
-            raise BadSignature(
-                f"bad signature: not a valid signature by {self.signer} of this "
-                f"{self.call!r} extrinsic (nonce {self.nonce}, chain {self.chain_id!r})"
-            )
+            raise self.bad_signature()
 
     def is_valid(self, ss58_format: int = DEFAULT_SS58_FORMAT) -> bool:
         """Boolean form of :meth:`verify`."""

@@ -31,6 +31,7 @@ from subnetlab.ledger.node import (
     LedgerNode,
     Refused,
 )
+from subnetlab.ledger.verifier import SignatureWorker
 from subnetlab.ledger.views import NeuronQueryError, weight_rows
 
 WAIT_TIMEOUT_S = 30.0
@@ -53,12 +54,15 @@ class ApiError(Exception):
 
 
 def create_app(
-    node: LedgerNode, produce_blocks: bool = True, on_stop: Callable[[], None] | None = None
+    node: LedgerNode, produce_blocks: bool = True, on_stop: Callable[[], None] | None = None,
+    signature_worker: bool = True,
 ) -> FastAPI:
     """The API around one node; with `produce_blocks` the app's lifespan runs the chain.
 
     `on_stop` is called once block production has stopped for good (the node failed);
-    the server uses it to shut down, so that the process exits and is restarted.
+    the server uses it to shut down, so that the process exits and is restarted. With
+    `signature_worker` the lifespan also runs the worker process that checks batches'
+    signatures (`ledger/verifier.py`), so the writer's loop keeps its core for the rest.
     """
 
     async def produce() -> None:
@@ -68,12 +72,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if signature_worker and produce_blocks:
+            node.signatures = await SignatureWorker.start()
         task = asyncio.create_task(produce()) if produce_blocks else None
         yield
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if node.signatures is not None:
+            await node.signatures.aclose()
+            node.signatures = None
 
     async def running(request: Request) -> None:
         """Refuse every `/v1/` request once the node stopped: its state is not stored."""
@@ -127,6 +136,8 @@ def create_app(
     async def metrics() -> Response:
         """Prometheus metrics; state series (per neuron, concentration) as of now."""
         node.metrics.pending.set(len(node.pending))
+        if node.signatures is not None:
+            node.metrics.signature_worker_cpu.set(node.signatures.cpu_seconds)
         if node.failure is None:  # after a failure the open state is not to be trusted
             node.metrics.observe_state(node.state, node.height)
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)

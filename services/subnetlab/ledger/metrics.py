@@ -52,6 +52,11 @@ class LedgerMetrics:
         )
         self.epochs = Gauge("subnetlab_epochs", "Epochs run per subnet.", ("netuid",),
                             registry=r)
+        self.signature_worker_cpu = Gauge(
+            "subnetlab_signature_worker_cpu_seconds",
+            "CPU seconds of the worker process that checks batches' signatures, as of its "
+            "latest answer (the ledger's own are process_cpu_seconds_total).", registry=r,
+        )
         self.pending = Gauge(
             "subnetlab_pending_extrinsics", "Extrinsics queued for the next block.", registry=r
         )

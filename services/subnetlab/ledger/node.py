@@ -13,6 +13,11 @@ door dry-runs against it, and producing a block applies the queue to it and seal
 Replay (`execute_block` = open + apply) performs the same steps in the same order, so the
 node and `ledger verify` compute the same state roots.
 
+Work per extrinsic is done once: the door's dry run keeps what it parsed (`Queued.memo`)
+for the block's plan of the same extrinsic, which re-checks everything that reads the
+state; a batch's signatures are checked in a worker process (`verifier.py`, started by
+`create_app`), the one piece of door work that runs beside the writer's loop.
+
 Crash-only: when a block cannot be persisted (or block production fails in any other way),
 the in-memory state is ahead of the store and cannot be trusted. The node stops: it
 refuses everything with 503 `not_ready`, answers its waiters the same, and its process
@@ -32,13 +37,16 @@ from typing import Any
 from subnetlab.chain.codec import from_snapshot, state_root, to_snapshot
 from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, open_block
-from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic, MalformedExtrinsic
+from subnetlab.chain.extrinsic import BadSigner, Extrinsic, MalformedExtrinsic, SigningParts
 from subnetlab.chain.model import ChainState, Genesis
 from subnetlab.chain.params import ParseMemo
 from subnetlab.chain.state import CALLS, check_signed
+from subnetlab.keys.keypair import verify as verify_signature
 from subnetlab.ledger.batch import MalformedBatchError, iter_items
 from subnetlab.ledger.metrics import LedgerMetrics
 from subnetlab.ledger.store import BlockStore, Snapshot, StoreError
+from subnetlab.ledger.turns import Turns
+from subnetlab.ledger.verifier import SignatureWorker, verify_all
 from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,9 @@ ADMIT_SLICE = 20
 """Batch items checked between two yields to the event loop (see `admit_batch`): a few
 milliseconds of door work, so a batch delays a block's seal by about that, not by all of
 its own checks (100 `set_weights` of 256 weights take about 25 ms on the CI machine)."""
+WORKER_MIN_BATCH = 8
+"""Signatures a batch must have for the worker process: below that the round trip costs
+more than checking them in process."""
 
 
 class Refused(Exception):  # noqa: N818 (a verdict, not a fault)
@@ -72,6 +83,15 @@ class Refused(Exception):  # noqa: N818 (a verdict, not a fault)
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """An extrinsic through the door's checks that read no chain state, but for the
+    signature's own check (its parts are what that check needs)."""
+
+    ext: Extrinsic
+    parts: SigningParts
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +185,12 @@ class LedgerNode:
     """The sealed height: the newest block in the store. `state` is one block ahead."""
     failure: str | None = field(default=None, init=False)
     """Why block production stopped; None while the node runs (see `stop`)."""
-    door: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
-    """Held while a request's extrinsics are admitted, so requests are admitted one after
-    the other, in arrival order, even when a batch yields to the loop (see `admit_batch`)."""
+    turns: Turns = field(default_factory=Turns, init=False)
+    """Requests admit their extrinsics one after the other, in arrival order, even when a
+    batch yields to the loop or waits for its signatures (see `admit_batch`)."""
+    signatures: SignatureWorker | None = field(default=None, init=False)
+    """The worker process checking batches' signatures; None: all in process (the
+    default; `create_app` starts one for a served ledger)."""
 
     def __post_init__(self) -> None:
         self.store.write_genesis(self.genesis.model_dump(mode="json"))
@@ -198,8 +221,17 @@ class LedgerNode:
 
         `body` is the request body, or a batch item already decoded; `size` is its bytes
         in the request either way. `Refused` says why not; then nothing was queued and
-        nothing changed.
+        nothing changed. The checks, in order: size, shape, chain, call, signer,
+        signature (here, in process), then against the open block: already known, nonce,
+        dry run.
         """
+        checked = self._check_alone(body, size)
+        parts = checked.parts
+        return self._admit_checked(
+            checked, verify_signature(parts.signature, parts.payload, parts.public_key))
+
+    def _check_alone(self, body: bytes | Any, size: int) -> _Checked:
+        """The checks that read no chain state (all but the signature's own check)."""
         if self.failure is not None:
             raise self.not_ready()
         if size > MAX_EXTRINSIC_BYTES:
@@ -220,11 +252,18 @@ class LedgerNode:
                           f"'{ext.call}' is not a call of this chain; known: "
                           + ", ".join(sorted(CALLS)), "call")
         try:
-            digest = ext.verified_hash()
+            return _Checked(ext, ext.signing_parts())
         except BadSigner as exc:
             raise Refused(400, exc.code, str(exc), "signer") from None
-        except BadSignature as exc:
-            raise Refused(401, exc.code, str(exc), "signature") from None
+
+    def _admit_checked(self, checked: _Checked, signature_ok: bool) -> tuple[Extrinsic, str]:
+        """The rest of `admit`, once the signature's verdict is known."""
+        if self.failure is not None:
+            raise self.not_ready()
+        ext, digest = checked.ext, checked.parts.hash
+        if not signature_ok:
+            exc = ext.bad_signature()
+            raise Refused(401, exc.code, str(exc), "signature")
         if digest in self.pending_hashes or digest in self.receipts:
             raise Refused(409, "already_known",
                           f"extrinsic {digest} was already submitted (the same signed bytes)",
@@ -245,37 +284,66 @@ class LedgerNode:
         return ext, digest
 
     async def admit_in_turn(self, body: bytes) -> tuple[Extrinsic, str]:
-        """`admit` one extrinsic once the batch being admitted (if any) is through."""
-        async with self.door:
-            return self.admit(body, len(body))
+        """`admit` one extrinsic in its turn: after every request that arrived before it."""
+        async with self.turns.ticket() as my_turn:
+            checked = self._check_alone(body, len(body))
+            parts = checked.parts
+            ok = verify_signature(parts.signature, parts.payload, parts.public_key)
+            await my_turn()
+            return self._admit_checked(checked, ok)
 
     async def admit_batch(self, raw: bytes) -> list[tuple[Extrinsic, str] | Refused]:
         """Decode a batch body and `admit` each item in order; each gets its own outcome.
 
         Decoding and checking a big batch are the writer's longest pieces of work (JSON,
-        signatures, dry runs), so both yield to the event loop: decoding every
+        signatures, dry runs), so they yield to the event loop: decoding every
         `PARSE_SLICE_CHARS` of body, checking every `ADMIT_SLICE` items. The block timer
         fires on time and blocks are sealed in between, instead of after the whole batch.
         The body is decoded completely before anything is admitted, so a body that is not
         valid JSON is refused whole (`Refused` 400 `malformed_batch`, as is one with more
-        than `MAX_BATCH` items, 413 `too_large`), and nothing is queued. A block sealed
-        meanwhile changes nothing for the items after it: each is checked against the
-        open block, as if it had arrived a moment later. The `door` keeps admissions in
-        arrival order, as when a batch was admitted in one piece: a request that arrives
-        meanwhile waits until this batch is through, so a client's consecutive nonces
-        spread over several requests still queue in order.
+        than `MAX_BATCH` items, 413 `too_large`), and nothing is queued.
+
+        First every item gets the checks that read no chain state, and the signatures
+        of those that pass go to the signature worker (`signatures`, when there is one
+        and the batch has at least `WORKER_MIN_BATCH` of them; in process otherwise),
+        while the loop serves other requests and seals blocks. Then, in the request's
+        turn (`turns`: after every request that arrived before it, so a client's
+        consecutive nonces spread over several requests still queue in order), each item
+        is checked against the open block and queued. A block sealed meanwhile changes
+        nothing for the items after it: each is checked against the open block, as if it
+        had arrived a moment later. Every item meets the checks of `admit`, in its order.
         """
         outcomes: list[tuple[Extrinsic, str] | Refused] = []
-        async with self.door:
+        async with self.turns.ticket() as my_turn:
             items = await self._decode_batch(raw)
+            checked: list[_Checked | Refused] = []
             for i, (item, size) in enumerate(items):
                 if i and i % ADMIT_SLICE == 0:
                     await asyncio.sleep(0)
                 try:
-                    outcomes.append(self.admit(item, size))
+                    checked.append(self._check_alone(item, size))
+                except Refused as exc:
+                    checked.append(exc)
+            verdicts = iter(await self._verify([c for c in checked if isinstance(c, _Checked)]))
+            await my_turn()
+            for i, item_checked in enumerate(checked):
+                if i and i % ADMIT_SLICE == 0:
+                    await asyncio.sleep(0)
+                if isinstance(item_checked, Refused):
+                    outcomes.append(item_checked)
+                    continue
+                try:
+                    outcomes.append(self._admit_checked(item_checked, next(verdicts)))
                 except Refused as exc:
                     outcomes.append(exc)
         return outcomes
+
+    async def _verify(self, checked: list[_Checked]) -> list[bool]:
+        """Each item's signature verdict: from the worker for a batch worth sending."""
+        triples = [(c.parts.signature, c.parts.payload, c.parts.public_key) for c in checked]
+        if self.signatures is not None and len(triples) >= WORKER_MIN_BATCH:
+            return await self.signatures.verify(triples)
+        return verify_all(triples)
 
     async def _decode_batch(self, raw: bytes) -> list[tuple[Any, int]]:
         """The batch's items with their sizes, decoded in slices between yields to the
