@@ -246,11 +246,38 @@ class Toleration(_Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
+VLLM_METRICS_FLAG = "--enable-per-request-metrics"
+"""Passed to every vLLM server subnetlab starts (a pod's sidecar, `up`'s local server): each
+answer then carries vLLM's own timing, the miner's engine seconds."""
+VLLM_CONFLICTING_ARGS = ("--disable-log-stats",)
+"""vLLM flags that turn those metrics off again: refused in `args`."""
+
+
+def _vllm_args(args: list[str]) -> list[str]:
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in VLLM_CONFLICTING_ARGS:
+            raise ValueError(f"{arg!r} conflicts with the {VLLM_METRICS_FLAG} that subnetlab "
+                             "passes (the miner's engine seconds come from those metrics); "
+                             "leave it out")
+    return args
+
+
+VllmArgs = Annotated[
+    list[Annotated[str, Field(max_length=4096)]], AfterValidator(_vllm_args),
+    Field(max_length=256, json_schema_extra=_schema_rules(cel(
+        "!self.exists(a, " + " || ".join(f"a == '{f}' || a.startsWith('{f}=')"
+                                          for f in VLLM_CONFLICTING_ARGS) + ")",
+        f"{', '.join(VLLM_CONFLICTING_ARGS)} conflicts with the {VLLM_METRICS_FLAG} that "
+        "subnetlab passes (the miner's engine seconds come from those metrics)")))]
+"""Extra vLLM server flags; bounded, so the API server can afford the CEL rule."""
+
+
 class VllmBackendSpec(_Model):
     type: Literal["vllm"] = "vllm"
     model: str = Field(min_length=1)
     image: str = "vllm/vllm-openai:latest"
-    args: list[str] = Field(default_factory=list)
+    args: VllmArgs = Field(default_factory=list)
     gpus: int = Field(1, ge=0, le=16)
     memory: str = Field("16Gi", pattern=QUANTITY_PATTERN)
     node_selector: dict[str, str] = Field(default_factory=dict)
@@ -269,9 +296,16 @@ Backend = Annotated[SimBackendSpec | VllmBackendSpec | OpenAIBackendSpec,
                     Field(discriminator="type")]
 
 
+MAX_SYBIL_HOTKEYS = 64
+
+
 class MinerSpec(_Model):
     backend: Backend = Field(default_factory=SimBackendSpec)
     copy_from: HttpUrl | None = Field(None, description="copycat: the engine URL it copies.")
+    sybil_hotkeys: int | None = Field(
+        None, ge=1, le=MAX_SYBIL_HOTKEYS,
+        description="sybil: how many further hotkeys the same engine serves, each registered "
+        "on the subnet (spec.stake goes to the neuron's own hotkey only).")
     concurrency: int = Field(8, ge=1, le=1024)
 
 
@@ -345,6 +379,15 @@ class NeuronSpec(_Model):
             "behaviour copycat needs miner.copyFrom", ".miner"),
         cel("self.behaviour == 'copycat' || !has(self.miner) || !has(self.miner.copyFrom)",
             "miner.copyFrom only applies to behaviour copycat", ".miner"),
+        cel("self.behaviour != 'sybil' || (has(self.miner) && has(self.miner.sybilHotkeys))",
+            "behaviour sybil needs miner.sybilHotkeys (how many further hotkeys its engine "
+            "serves, at least 1)", ".miner.sybilHotkeys"),
+        cel("self.behaviour == 'sybil' || !has(self.miner) || !has(self.miner.sybilHotkeys)",
+            "miner.sybilHotkeys only applies to behaviour sybil", ".miner.sybilHotkeys"),
+        cel("self.behaviour != 'passthrough' || (has(self.miner) && has(self.miner.backend) "
+            "&& self.miner.backend.type == 'openai')",
+            "behaviour passthrough forwards to an upstream API: it needs miner.backend type "
+            "openai", ".miner.backend.type"),
         cel("self.behaviour != 'cabal' || (has(self.validator) && has(self.validator.cabal) "
             "&& size(self.validator.cabal) > 0)",
             "behaviour cabal needs validator.cabal (the miner uids to boost)", ".validator"),
@@ -377,6 +420,15 @@ class NeuronSpec(_Model):
                                  "it copies)")
             if self.behaviour != "copycat" and self.miner.copy_from:
                 raise FieldError("miner.copyFrom", "only applies to behaviour copycat")
+            if self.behaviour == "sybil" and self.miner.sybil_hotkeys is None:
+                raise FieldError("miner.sybilHotkeys", "behaviour sybil needs it (how many "
+                                 "further hotkeys its engine serves, at least 1)")
+            if self.behaviour != "sybil" and self.miner.sybil_hotkeys is not None:
+                raise FieldError("miner.sybilHotkeys", "only applies to behaviour sybil")
+            if self.behaviour == "passthrough" and self.miner.backend.type != "openai":
+                raise FieldError("miner.backend.type", "behaviour passthrough forwards to an "
+                                 "upstream API: it needs backend type openai (with its url and "
+                                 f"model), not {self.miner.backend.type}")
         else:
             if self.miner is not None:
                 raise FieldError("miner", "a validator takes `validator` settings, not `miner`")

@@ -263,8 +263,9 @@ spec: {subnet: adversarial, role: miner, stake: 5, wallet: {wallet: mine, hotkey
 def test_the_adversarial_example_with_a_wallet_miner(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The adversarial example, plus a miner whose hotkey is a wallet's and which holds
-    stake: the attacks show in the summary, and the wallet miner earns (it signs with the
-    hotkey that was registered)."""
+    stake: the attacks show in the summary, the wallet miner earns (it signs with the
+    hotkey that was registered), and so does each of the sybil's three hotkeys, served by
+    its one process."""
     from subnetlab import wallet
 
     monkeypatch.setenv(wallet.HOME_ENV, str(tmp_path / "home"))
@@ -292,7 +293,17 @@ def test_the_adversarial_example_with_a_wallet_miner(tmp_path: Path,
     assert mine["hotkey"] == made.hotkey.ss58_address
     assert mine["stake"] >= 5  # miners are staked too
     assert mine["incentive"] > 0 and mine["restarts"] == 0
+    sybil = neurons["sybil-miner"]
+    uids = [sybil["uid"], *(s["uid"] for s in sybil["sybils"])]
+    assert len(sybil["sybils"]) == 2 and None not in uids and len(set(uids)) == 3
+    assert all(n["sybils"] == [] for name, n in neurons.items() if name != "sybil-miner")
+    incentives = [sybil["incentive"], *(s["incentive"] for s in sybil["sybils"])]
+    assert all(i > 0 for i in incentives), incentives  # every hotkey is asked and answers
+    assert sum(incentives) > neurons["honest-miner-0"]["incentive"]  # the attack pays
+    assert sybil["restarts"] == 0
     assert "passthrough" in done.stdout and "weight-copier" in done.stdout
+    assert "sybil-miner sybil 2" in done.stdout  # the view: a line per hotkey
+    assert "registering and staking 8 neurons (and 2 sybil hotkeys): done" in done.stdout
 
 
 def test_detach_and_down(tmp_path: Path) -> None:

@@ -55,6 +55,23 @@ REFUSED = [
     (_miner(backend={"type": "vllm", "model": "m", "url": "http://"}), "spec.miner.backend.url"),
     (_miner("copycat", copyFrom="not a url"), "spec.miner.copyFrom"),
     (_miner(copyFrom="http://engine:8000"), "spec.miner"),  # only for copycat
+    (_miner("passthrough", copyFrom="http://engine:8000",
+            backend={"type": "openai", "url": "http://engine:8000", "model": "m"}),
+     "spec.miner"),  # only for copycat, whatever the other behaviour
+    (_doc("Neuron", {"subnet": "s", "role": "miner", "behaviour": "sybil"}),
+     "spec.miner.sybilHotkeys"),
+    (_miner("sybil", concurrency=2), "spec.miner.sybilHotkeys"),
+    (_miner("sybil", sybilHotkeys=0), "spec.miner.sybilHotkeys"),
+    (_miner("sybil", sybilHotkeys=65), "spec.miner.sybilHotkeys"),
+    (_miner(sybilHotkeys=2), "spec.miner.sybilHotkeys"),  # only for sybil
+    (_miner("passthrough"), "spec.miner.backend.type"),  # the default backend is sim
+    (_doc("Neuron", {"subnet": "s", "role": "miner", "behaviour": "passthrough"}),
+     "spec.miner.backend.type"),
+    (_miner("passthrough", backend={"type": "vllm", "model": "m"}), "spec.miner.backend.type"),
+    (_miner(backend={"type": "vllm", "model": "m", "args": ["--disable-log-stats"]}),
+     "spec.miner.backend.args"),
+    (_miner(backend={"type": "vllm", "model": "m", "args": ["--disable-log-stats=1"]}),
+     "spec.miner.backend.args"),
     (_validator("cabal"), "spec.validator"),
     (_validator("cabal", cabal=[]), "spec.validator"),
     (_validator("cabal", cabal=[70000]), "spec.validator.cabal[0]"),
@@ -78,6 +95,10 @@ ACCEPTED = [
     _miner(backend={"type": "vllm", "model": "m", "url": "https://vllm:8000"}),
     _miner(backend={"type": "vllm", "model": "m"}),
     _miner("copycat", copyFrom="http://engine:8000"),
+    _miner("sybil", sybilHotkeys=3),
+    _miner("passthrough", backend={"type": "openai", "url": "http://engine:8000", "model": "m"}),
+    _miner(backend={"type": "vllm", "model": "m",
+                    "args": ["--disable-log-requests", "--max-model-len", "4096"]}),
     _validator("cabal", cabal=[0, 3, 65534]),
     _validator(reference={"backend": "vllm", "url": "http://vllm:8000", "model": "qwen"}),
     _hyper(alphaLow=0.9, alphaHigh=0.9, minBurn=5, burn=5, maxBurn=5),
@@ -114,3 +135,15 @@ def test_the_api_server_and_the_model_accept(crds: ControlPlane, kube_namespace:
     done = crds.kubectl("apply", "-n", kube_namespace, "-f", "-", input=json.dumps(doc),
                         check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "manifests" / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_bundled_examples_pass_the_api_server(crds: ControlPlane, kube_namespace: str,
+                                                  example: Path) -> None:
+    """What `subnetlab up` runs, the API server stores too (the model's side is
+    tests/unit/test_specs.py); `--dry-run=server` runs every admission check."""
+    done = crds.kubectl("apply", "--dry-run=server", "-n", kube_namespace, "-f", str(example),
+                        check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(server dry run)") == done.stdout.count("\n") >= 2, done.stdout

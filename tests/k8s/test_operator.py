@@ -892,3 +892,115 @@ def test_binding_without_a_dev_key_waits_for_the_owner_key_in_its_secret(
                   f"--from-literal=mnemonic={owner.mnemonic}")
     bound = wait_phase(plane, ns, "subnet", "mine", "Ready")
     assert bound["netuid"] == netuid and bound["owner"] == owner.ss58_address
+
+
+# ---- a sybil: one engine behind several registered hotkeys --------------------------------
+
+
+def run_pod_miner(deploy: dict[str, Any], secret: dict[str, Any], home: Path,
+                  port: int) -> subprocess.Popen[bytes]:
+    """The miner container of `deploy`, run here as its pod would run it: the key files of
+    the Secret's volume items written where the pod mounts them (below $SUBNETLAB_HOME),
+    the container's own args, with this machine's address and a free port for the pod's."""
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "hotkey")
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "hotkey")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    keys = home / Path(mount["mountPath"]).relative_to(str(env["SUBNETLAB_HOME"]))
+    keys.mkdir(parents=True)
+    for item in volume["secret"]["items"]:
+        (keys / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+    args = list(container["args"])
+    for flag, value in (("--host", "127.0.0.1"), ("--port", str(port)),
+                        ("--external-host", "127.0.0.1")):
+        args[args.index(flag) + 1] = value
+    log = (home / "miner.log").open("wb")
+    return subprocess.Popen([sys.executable, "-m", "subnetlab", *args], stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "SUBNETLAB_HOME": str(home)})
+
+
+def test_a_sybil_registers_each_hotkey_serves_them_from_one_pod_and_releases_them_all(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory, tmp_path: Path) -> None:
+    ns = kube_namespace
+    op = operator_factory(ledger.url)
+    apply(plane, ns, subnet("syb", FAST))
+    apply(plane, ns, neuron("sy", {"subnet": "syb", "role": "miner", "behaviour": "sybil",
+                                   "stake": 3, "miner": {"sybilHotkeys": 2}}))
+    st = wait_phase(plane, ns, "neuron", "sy", "Starting")
+    netuid = st["netuid"]
+    hotkeys, uids = [st["hotkey"], *st["sybilHotkeys"]], [st["uid"], *st["sybilUids"]]
+    assert len(set(hotkeys)) == 3 and len(set(uids)) == 3
+    rows = {r["hotkey"]: r for r in metagraph_rows(ledger, netuid)}
+    assert [rows[h]["uid"] for h in hotkeys] == uids  # registered, as status says
+    assert alice_stake_on(ledger, st["hotkey"]) == 3 * TOKEN  # the neuron is staked once:
+    assert [alice_stake_on(ledger, h) for h in st["sybilHotkeys"]] == [0, 0]  # its own key
+    registered = conditions(st)["Registered"]
+    assert registered == ("True", "Registered")
+    assert f"sybil uids {st['sybilUids']}" in next(
+        c["message"] for c in st["conditions"] if c["type"] == "Registered")
+    reasons = event_reasons(plane, ns, "sy")
+    assert reasons.count("Registered") == 3, reasons
+
+    # the further keys sit in the neuron's Secret, never in a log
+    secret = get(plane, ns, "secret", "sy-hotkey") or {}
+    files = {k: json.loads(base64.b64decode(v)) for k, v in secret["data"].items()
+             if k != "ss58Address"}
+    assert sorted(files) == ["default-sybil-1", "default-sybil-2", "hotkey"]
+    assert [files[f"default-sybil-{i}"]["ss58_address"] for i in (1, 2)] == st["sybilHotkeys"]
+    assert all(f["mnemonic"] not in op.text() for f in files.values())
+
+    # the pod's miner, run as the pod would, serves all three hotkeys from one process
+    deploy = get(plane, ns, "deployment", "sy") or {}
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--sybil-key") + 1] == "default-sybil-1"
+    port = free_port()
+    miner = run_pod_miner(deploy, secret, tmp_path / "pod", port)
+    try:
+        def served() -> list[dict[str, Any]]:
+            assert miner.poll() is None, (tmp_path / "pod" / "miner.log").read_text()
+            by_hotkey = {r["hotkey"]: r for r in metagraph_rows(ledger, netuid)}
+            axons = [by_hotkey[h]["axon"] for h in hotkeys]
+            return axons if all(a and a["port"] == port for a in axons) else []
+
+        eventually(served, WAIT_S, "the pod's miner to serve an axon for every hotkey")
+
+        def healthy() -> dict[str, Any]:  # the axon is published before the server listens
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            except httpx.HTTPError:
+                return {}
+            found: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+            return found
+
+        health = eventually(healthy, WAIT_S, "the pod's miner to answer /healthz")
+        assert health["hotkeys"] == hotkeys and health["behaviour"] == "sybil", health
+    finally:
+        miner.terminate()
+        miner.wait(30)
+
+    # fewer hotkeys: the one no longer asked for is deregistered, then leaves the Secret
+    plane.kubectl("patch", "neuron", "sy", "-n", ns, "--type=merge", "-p",
+                  json.dumps({"spec": {"miner": {"sybilHotkeys": 1}}}))
+    fewer = eventually(lambda: s if len((s := status(plane, ns, "neuron", "sy")).get(
+        "sybilHotkeys") or []) == 1 and s.get("observedGeneration") == 2 else {}, WAIT_S,
+        "status with one sybil hotkey")
+    assert fewer["sybilHotkeys"] == st["sybilHotkeys"][:1]
+    assert fewer["sybilUids"] == st["sybilUids"][:1]
+    left = {r["hotkey"] for r in metagraph_rows(ledger, netuid)}
+    assert st["sybilHotkeys"][0] in left and st["sybilHotkeys"][1] not in left
+    eventually(lambda: "default-sybil-2" not in (get(plane, ns, "secret", "sy-hotkey") or {})[
+        "data"], WAIT_S, "the released key to leave the Secret")
+    assert "default-sybil-1" in (get(plane, ns, "secret", "sy-hotkey") or {})["data"]
+
+    # deletion deregisters every hotkey and returns the stake
+    plane.kubectl("delete", "neuron", "sy", "-n", ns, "--wait=true", "--timeout=60s")
+    left = {r["hotkey"] for r in metagraph_rows(ledger, netuid)}
+    assert not left & set(hotkeys), left & set(hotkeys)
+    assert alice_stake_on(ledger, st["hotkey"]) == 0
+    released = [e["message"] for e in events(plane, ns)
+                if e["involvedObject"]["name"] == "sy" and e["reason"] == "Deregistered"]
+    assert len(released) == 3, released  # 1 shrink + 2 deletion
+

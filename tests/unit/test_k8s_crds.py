@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from subnetlab.chain.hyperparameters import Hyperparameters
 from subnetlab.k8s.crds import KINDS, NEURON, SUBNET, crd, file_name, rendered
 from subnetlab.k8s.schema import SchemaError, model_schema
-from subnetlab.specs import TASK_KINDS, NeuronSpec, SubnetSpec
+from subnetlab.specs import TASK_KINDS, MinerSpec, NeuronSpec, SubnetSpec
 
 CRD_DIR = Path(__file__).parents[2] / "manifests" / "crds"
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "title", "propertyNames",
@@ -116,6 +116,34 @@ def test_every_cross_field_rule_of_the_models_is_a_cel_rule_naming_the_field() -
     copy_from = neuron["properties"]["miner"]["properties"]["copyFrom"]
     assert copy_from["minLength"] == 1 and copy_from["maxLength"] == 2048
     assert "isURL(self)" in copy_from["x-kubernetes-validations"][0]["rule"]
+
+
+def test_the_miner_cli_rules_are_cel_rules_naming_the_field() -> None:
+    """sybil needs sybilHotkeys (and only sybil takes it), passthrough needs an openai
+    backend, and vLLM args must not turn off the per-request metrics."""
+    neuron = model_schema(NeuronSpec)
+    rules = {r["message"]: r for r in neuron["x-kubernetes-validations"]}
+    needs = rules["behaviour sybil needs miner.sybilHotkeys (how many further hotkeys its "
+                  "engine serves, at least 1)"]
+    assert needs["fieldPath"] == ".miner.sybilHotkeys"
+    assert needs["rule"] == ("self.behaviour != 'sybil' || (has(self.miner) && "
+                             "has(self.miner.sybilHotkeys))")
+    assert rules["miner.sybilHotkeys only applies to behaviour sybil"]["fieldPath"] == \
+        ".miner.sybilHotkeys"
+    passthrough = rules["behaviour passthrough forwards to an upstream API: it needs "
+                        "miner.backend type openai"]
+    assert passthrough["fieldPath"] == ".miner.backend.type"
+    assert "self.miner.backend.type == 'openai'" in passthrough["rule"]
+    miner = neuron["properties"]["miner"]["properties"]
+    assert miner["sybilHotkeys"] == {
+        "type": "integer", "minimum": 1, "maximum": 64, "nullable": True,
+        "description": MinerSpec.model_fields["sybil_hotkeys"].description}
+    args = miner["backend"]["properties"]["args"]
+    assert args["maxItems"] == 256 and args["items"] == {"type": "string", "maxLength": 4096}
+    (rule,) = args["x-kubernetes-validations"]  # on the list itself: the error names args
+    assert rule["rule"] == ("!self.exists(a, a == '--disable-log-stats' || "
+                            "a.startsWith('--disable-log-stats='))")
+    assert "--enable-per-request-metrics" in rule["message"]
 
 
 def test_a_field_several_backends_share_keeps_every_constraint() -> None:

@@ -13,7 +13,10 @@ from subnetlab.k8s.keys import (
     cluster_key_problem,
     key_from_secret,
     resolve_key,
+    resolve_sybil_keys,
     secret_data,
+    stored_sybil_keys,
+    sybil_secret_keys,
 )
 from subnetlab.keys.keypair import Keypair
 from subnetlab.specs import KeySource
@@ -81,3 +84,44 @@ def test_wallets_on_disk_are_refused_on_a_cluster() -> None:
     problem = cluster_key_problem(KeySource(wallet="mine"), "spec.wallet")
     assert problem is not None and problem.startswith("spec.wallet.wallet:")
     assert key_from_secret(None, WHERE) is None and key_from_secret({}, WHERE) is None
+
+
+# ---- a sybil's further hotkeys ------------------------------------------------------------
+
+
+def test_sybil_keys_are_generated_once_kept_and_the_surplus_found() -> None:
+    primary = Keypair.generate()
+    first = resolve_sybil_keys(KeySource(), 2, as_data(secret_data(primary)), WHERE)
+    assert sorted(first.write) == sybil_secret_keys(2) == ["default-sybil-1", "default-sybil-2"]
+    assert len(set(first.addresses)) == 2 and primary.ss58_address not in first.addresses
+    assert first.surplus == {}
+    stored = as_data({**secret_data(primary), **first.write})
+    again = resolve_sybil_keys(KeySource(), 2, stored, WHERE)
+    assert again.write == {} and again.addresses == first.addresses  # kept, not regenerated
+    more = resolve_sybil_keys(KeySource(), 3, stored, WHERE)
+    assert list(more.write) == ["default-sybil-3"] and more.addresses[:2] == first.addresses
+    fewer = resolve_sybil_keys(KeySource(), 1, stored, WHERE)
+    assert fewer.addresses == first.addresses[:1] and fewer.write == {}
+    assert {k: v.ss58_address for k, v in fewer.surplus.items()} == {
+        "default-sybil-2": first.addresses[1]}
+    none = resolve_sybil_keys(KeySource(), 0, stored, WHERE)  # behaviour no longer sybil
+    assert none.keys == [] and sorted(none.surplus) == ["default-sybil-1", "default-sybil-2"]
+    assert {k: v.ss58_address for k, v in stored_sybil_keys(stored, WHERE).items()} == {
+        "default-sybil-1": first.addresses[0], "default-sybil-2": first.addresses[1]}
+
+
+def test_a_dev_key_sybils_further_hotkeys_are_the_dev_keys_up_derives() -> None:
+    resolved = resolve_sybil_keys(KeySource(dev_key="m"), 2, None, WHERE)
+    assert resolved.addresses == [Keypair.dev("m-sybil-1").ss58_address,
+                                  Keypair.dev("m-sybil-2").ss58_address]
+    wrong = as_data({"default-sybil-1": secret_data(Keypair.generate())[HOTKEY_KEY]})
+    fixed = resolve_sybil_keys(KeySource(dev_key="m"), 1, wrong, WHERE)
+    assert list(fixed.write) == ["default-sybil-1"]  # corrected to the dev key
+    assert json.loads(fixed.write["default-sybil-1"])["ss58_address"] == fixed.addresses[0]
+
+
+def test_a_damaged_sybil_entry_names_its_data_key_and_never_echoes_it() -> None:
+    with pytest.raises(KeyMaterialError) as info:
+        resolve_sybil_keys(KeySource(), 1, as_data({"default-sybil-1": "secretword"}), WHERE)
+    assert str(info.value) == f"{WHERE}: data.default-sybil-1 is not a key file (JSON)"
+    assert stored_sybil_keys(as_data({"default-sybil-x": "ignored", "other": "x"}), WHERE) == {}

@@ -63,7 +63,7 @@ def test_vllm_miner_gets_a_gpu_sidecar_and_the_pod_settings() -> None:
     assert vllm["resources"]["limits"] == {"nvidia.com/gpu": "2", "memory": "24Gi"}
     assert vllm["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert vllm["args"][:2] == ["--model", "Qwen/Qwen2.5-0.5B-Instruct"]
-    assert vllm["args"][-2:] == ["--max-model-len", "4096"]
+    assert vllm["args"][-3:] == ["--enable-per-request-metrics", "--max-model-len", "4096"]
     startup = vllm["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 1800  # time to load a model
@@ -98,6 +98,32 @@ def test_sim_miner_is_the_miner_alone_with_its_key_mounted() -> None:
     assert volume["secret"]["items"] == [{"key": HOTKEY_KEY, "path": "default"}]
     assert pod["automountServiceAccountToken"] is False
     assert miner["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_sybil_miner_mounts_and_names_each_further_hotkey() -> None:
+    parsed = NeuronSpec.model_validate({"subnet": "demo", "role": "miner", "behaviour": "sybil",
+                                        "miner": {"sybilHotkeys": 2}})
+    w = NeuronWorkload("m0", "ns", "demo", parsed, TaskMix(), 7, "5Hot", "m0-hotkey",
+                       owner_reference(OWNER_BODY), CONFIG, ("5Syb1", "5Syb2"))
+    body = deployment(w)
+    pod = body["spec"]["template"]["spec"]
+    (miner,) = pod["containers"]
+    args = miner["args"]
+    assert args[args.index("--behaviour") + 1] == "sybil"
+    at = args.index("--wallet")
+    assert args[at:at + 8] == ["--wallet", "neuron", "--hotkey", "default",
+                               "--sybil-key", "default-sybil-1", "--sybil-key", "default-sybil-2"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "hotkey")
+    assert volume["secret"]["items"] == [  # each file beside the hotkey, under its own name
+        {"key": HOTKEY_KEY, "path": "default"},
+        {"key": "default-sybil-1", "path": "default-sybil-1"},
+        {"key": "default-sybil-2", "path": "default-sybil-2"}]
+    annotations = body["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["subnetlab.io/sybil-addresses"] == "5Syb1,5Syb2"  # new keys: a new pod
+    honest = deployment(workload({"subnet": "demo", "role": "miner"}))
+    assert "--sybil-key" not in honest["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "subnetlab.io/sybil-addresses" not in honest["spec"]["template"]["metadata"][
+        "annotations"]
 
 
 def test_validator_runs_its_gateway_with_keys_from_a_secret() -> None:
@@ -191,6 +217,8 @@ WORKLOADS = {
                      "miner": {"backend": {"type": "openai", "url": "http://engine:8000",
                                            "model": "m"}}},
     "validator": {"subnet": "demo", "role": "validator", "stake": 10},
+    "sybil miner": {"subnet": "demo", "role": "miner", "behaviour": "sybil",
+                    "miner": {"sybilHotkeys": 3}},
 }
 
 

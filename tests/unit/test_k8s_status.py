@@ -11,6 +11,7 @@ from subnetlab.k8s.status import (
     phase_of,
     set_condition,
     subnet_fields,
+    sybil_fields,
 )
 from subnetlab.ledger.client import TOKEN
 
@@ -54,6 +55,14 @@ def test_metagraph_rows_become_tokens_and_absence_clears_fields() -> None:
     assert metagraph_fields(row) == {"uid": 3, "stake": 1500.0, "incentive": 0.25,
                                      "dividends": 0.5, "emission": 0.5, "validatorPermit": True}
     assert set(metagraph_fields(None).values()) == {None}
+
+
+def test_a_sybils_uids_are_listed_and_cleared_for_other_neurons() -> None:
+    fields = sybil_fields(["5A", "5B"], [4, 7])
+    assert fields == {"sybilHotkeys": ["5A", "5B"], "sybilUids": [4, 7]}
+    assert NeuronStatus.model_validate({"uid": 3, **fields}).sybil_uids == [4, 7]
+    assert sybil_fields([], []) == {"sybilHotkeys": None, "sybilUids": None}  # a merge patch
+    # with nulls removes what an earlier (sybil) generation wrote
 
 
 def test_subnet_fields_sum_the_stake() -> None:

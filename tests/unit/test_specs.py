@@ -28,7 +28,9 @@ def test_bundled_examples_load() -> None:
     assert backends == {"vllm"}
     adversarial = load_specs([EXAMPLES / "adversarial.yaml"])
     behaviours = {n.spec.behaviour for n in adversarial.neurons}
-    assert {"lazy", "passthrough", "weight-copier"} <= behaviours
+    assert {"lazy", "passthrough", "sybil", "weight-copier"} <= behaviours
+    sybil = next(n for n in adversarial.neurons if n.spec.behaviour == "sybil")
+    assert sybil.spec.miner is not None and sybil.spec.miner.sybil_hotkeys == 2
     assert len(load_specs([EXAMPLES]).subnets) == 3  # a directory loads every file
 
 
@@ -77,6 +79,38 @@ def _neuron_file(tmp_path: Path, neuron: str) -> Path:
          "spec.miner.copyFrom: 'engine' must start with http:// or https://"),
         ("spec: {subnet: s, role: miner, miner: {copyFrom: 'http://engine:8000'}}",
          "spec.miner.copyFrom: only applies to behaviour copycat"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil, miner: {sybilHotkeys: 1, "
+         "copyFrom: 'http://engine:8000'}}",
+         "spec.miner.copyFrom: only applies to behaviour copycat"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil}",
+         "spec.miner.sybilHotkeys: behaviour sybil needs it (how many further hotkeys"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil, miner: {concurrency: 2}}",
+         "spec.miner.sybilHotkeys: behaviour sybil needs it"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil, miner: {sybilHotkeys: 0}}",
+         "spec.miner.sybilHotkeys: Input should be greater than or equal to 1"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil, miner: {sybilHotkeys: 65}}",
+         "spec.miner.sybilHotkeys: Input should be less than or equal to 64"),
+        ("spec: {subnet: s, role: miner, behaviour: sybil, miner: {sybilHotkeys: '2'}}",
+         "spec.miner.sybilHotkeys: Input should be a valid integer"),
+        ("spec: {subnet: s, role: miner, miner: {sybilHotkeys: 2}}",
+         "spec.miner.sybilHotkeys: only applies to behaviour sybil"),
+        ("spec: {subnet: s, role: miner, behaviour: copycat, miner: {sybilHotkeys: 2, "
+         "copyFrom: 'http://e:1'}}", "spec.miner.sybilHotkeys: only applies to behaviour sybil"),
+        ("spec: {subnet: s, role: validator, miner: {sybilHotkeys: 2}}",
+         "spec.miner: a validator takes `validator` settings"),
+        ("spec: {subnet: s, role: miner, behaviour: passthrough}",
+         "spec.miner.backend.type: behaviour passthrough forwards to an upstream API: it needs "
+         "backend type openai (with its url and model), not sim"),
+        ("spec: {subnet: s, role: miner, behaviour: passthrough, miner: {backend: "
+         "{type: vllm, model: m}}}", "spec.miner.backend.type: behaviour passthrough forwards "
+         "to an upstream API: it needs backend type openai (with its url and model), not vllm"),
+        ("spec: {subnet: s, role: miner, miner: {backend: {type: vllm, model: m, "
+         "args: [--max-model-len, '4096', --disable-log-stats]}}}",
+         "spec.miner.backend.args: '--disable-log-stats' conflicts with the "
+         "--enable-per-request-metrics that subnetlab passes"),
+        ("spec: {subnet: s, role: miner, miner: {backend: {type: vllm, model: m, "
+         "args: ['--disable-log-stats=true']}}}",
+         "spec.miner.backend.args: '--disable-log-stats=true' conflicts"),
         ("spec: {subnet: s, role: miner, miner: {backend: {type: openai, url: '', model: m}}}",
          "spec.miner.backend.url: '' must start with http:// or https://"),
         ("spec: {subnet: s, role: miner, miner: {backend: {type: openai, url: 'ftp://e', "
@@ -134,6 +168,11 @@ def test_bad_neuron_specs_are_refused_with_file_and_field(
         "spec: {subnet: s, role: miner, miner: {backend: {type: vllm, model: m, "
         "url: 'http://127.0.0.1:8000'}}}",
         "spec: {subnet: s, role: miner, behaviour: copycat, miner: {copyFrom: 'http://e:1'}}",
+        "spec: {subnet: s, role: miner, behaviour: sybil, miner: {sybilHotkeys: 64}}",
+        "spec: {subnet: s, role: miner, behaviour: passthrough, miner: {backend: {type: openai, "
+        "url: 'http://engine:8000', model: m}}}",
+        "spec: {subnet: s, role: miner, miner: {backend: {type: vllm, model: m, "
+        "args: [--disable-log-requests, --max-num-seqs, '8']}}}",
         "spec: {subnet: s, role: validator, behaviour: cabal, validator: {cabal: [0, 65534]}}",
         "spec: {subnet: s, role: miner, stake: 5}",  # an int is a number
     ],

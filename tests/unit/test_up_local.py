@@ -13,8 +13,10 @@ from rich.console import Console
 
 from subnetlab import wallet
 from subnetlab.bench.processes import free_port
+from subnetlab.chain.model import TOKEN
 from subnetlab.cli.up_cmds import folder_problem
 from subnetlab.cli.up_view import Steps, render
+from subnetlab.keys.keypair import Keypair
 from subnetlab.local import testnet as local
 from subnetlab.local.preflight import dev_key_name, preflight
 from subnetlab.local.processes import Child, RestartPolicy, Supervisor
@@ -85,6 +87,113 @@ def test_a_subnet_owner_wallet_that_is_missing_is_refused(tmp_path: Path) -> Non
     with pytest.raises(SpecError) as info:
         preflight(load_specs([path]))
     assert str(info.value).startswith(f"{path} (Subnet s): spec.owner: ")
+
+
+# ---- a sybil's further hotkeys ----------------------------------------------------------
+
+
+SYBIL = "{subnet: s, role: miner, behaviour: sybil, stake: 4, miner: {sybilHotkeys: 2}"
+
+
+def test_a_sybils_hotkeys_are_derived_from_its_name_registered_and_passed(
+        tmp_path: Path) -> None:
+    net, _ = network(tmp_path, neuron("m", SYBIL + "}"),
+                     neuron("d", SYBIL + ", wallet: {devKey: bob}}"),
+                     neuron("h", "{subnet: s, role: miner}"))
+    prepared = preflight(net)
+    assert [k.ss58_address for k in prepared.sybils["m"]] == [
+        Keypair.dev("s-m-sybil-1").ss58_address, Keypair.dev("s-m-sybil-2").ss58_address]
+    assert [k.ss58_address for k in prepared.sybils["d"]] == [
+        Keypair.dev("bob-sybil-1").ss58_address, Keypair.dev("bob-sybil-2").ss58_address]
+    assert "h" not in prepared.sybils
+    # registered: every hotkey, the neuron's stake on its own hotkey only (staked once)
+    run = local.NeuronRun(net.neurons[0], prepared.hotkeys["m"], sybils=prepared.sybils["m"])
+    assert [(k.ss58_address, stake) for k, stake in run.registered(4 * TOKEN)] == [
+        (prepared.hotkeys["m"].ss58_address, 4 * TOKEN),
+        *((k.ss58_address, 0) for k in prepared.sybils["m"])]
+    assert [label for label, _ in run.labelled_keys()] == ["m", "m sybil 1", "m sybil 2"]
+    # passed: the miner's command line names the same keys (`miner serve --sybil-key`)
+    testnet = local.Testnet(net, tmp_path / "run", prepared=prepared)
+    testnet.ledger_url = "http://127.0.0.1:1"
+    args = testnet._child(run, tmp_path / "logs", None).args
+    at = args.index("--dev-key")
+    assert args[at:at + 6] == ["--dev-key", "s-m", "--sybil-key", "s-m-sybil-1",
+                               "--sybil-key", "s-m-sybil-2"]
+    assert args[args.index("--behaviour") + 1] == "sybil"
+    honest = testnet._child(local.NeuronRun(net.neurons[2], prepared.hotkeys["h"]),
+                            tmp_path / "logs", None).args
+    assert "--sybil-key" not in honest
+    # the summary: the neuron's own row, and one per further hotkey
+    rows = {prepared.hotkeys["m"].ss58_address: {"uid": 3, "stake": 4 * TOKEN,
+                                                  "incentive": 0.2},
+            prepared.sybils["m"][1].ss58_address: {"uid": 5, "incentive": 0.1}}
+    summary = local.neuron_summary(run, rows)
+    assert (summary["uid"], summary["stake"], summary["incentive"]) == (3, 4.0, 0.2)
+    assert [(r["uid"], r["hotkey"], r["incentive"]) for r in summary["sybils"]] == [
+        (None, prepared.sybils["m"][0].ss58_address, 0.0),
+        (5, prepared.sybils["m"][1].ss58_address, 0.1)]
+    # the view: a line per hotkey
+    testnet.subnets.append(local.SubnetRun(net.subnets[0], 1, [run], history=[
+        {"epoch": 1, "block": 20, "neurons": [{"hotkey": h, **r} for h, r in rows.items()]}]))
+    out = io.StringIO()
+    Console(file=out, width=160).print(render(testnet, 0.0))
+    lines = {line.split("│")[2].strip(): line.split("│")[1].strip()
+             for line in out.getvalue().splitlines() if line.count("│") > 3}
+    assert {name: lines.get(name) for name in ("m", "m sybil 1", "m sybil 2")} == {
+        "m": "3", "m sybil 1": "-", "m sybil 2": "5"}
+
+
+def test_a_wallet_sybil_uses_the_wallets_sybil_hotkeys(tmp_path: Path) -> None:
+    made = wallet.create_wallet("w", "pw", hotkey="h1")
+    extra = [wallet.create_hotkey("w", f"h1-sybil-{i}") for i in (1, 2)]
+    net, _ = network(tmp_path, neuron("m", SYBIL + ", wallet: {wallet: w, hotkey: h1}}"))
+    prepared = preflight(net)
+    assert prepared.hotkeys["m"].ss58_address == made.hotkey.ss58_address
+    assert [k.ss58_address for k in prepared.sybils["m"]] == [k.ss58_address for k in extra]
+    assert key_args(net.neurons[0].spec.wallet, "unused", 2) == [
+        "--wallet", "w", "--hotkey", "h1", "--sybil-key", "h1-sybil-1",
+        "--sybil-key", "h1-sybil-2"]
+
+
+def test_a_wallet_sybil_without_its_hotkeys_is_refused_naming_the_field(
+        tmp_path: Path, home: Path) -> None:
+    wallet.create_wallet("w", "pw", hotkey="h1")
+    wallet.create_hotkey("w", "h1-sybil-1")  # the second is missing
+    net, path = network(tmp_path, neuron("m", SYBIL + ", wallet: {wallet: w, hotkey: h1}}"))
+    before = sorted(p.name for p in (home / "wallets" / "w" / "hotkeys").iterdir())
+    with pytest.raises(SpecError) as info:
+        preflight(net)
+    message = str(info.value)
+    assert message.startswith(f"{path} (Neuron m): spec.miner.sybilHotkeys: "), message
+    assert "h1-sybil-2" in message
+    assert "the hotkeys h1-sybil-1, h1-sybil-2 of wallet w: add them with `subnetlab wallet " \
+        "new-hotkey --name w --hotkey NAME`" in message
+    after = sorted(p.name for p in (home / "wallets" / "w" / "hotkeys").iterdir())
+    assert after == before  # nothing written into the wallet
+
+
+def test_a_wallet_sybil_hotkey_that_is_its_own_hotkey_again_is_refused(tmp_path: Path) -> None:
+    made = wallet.create_wallet("w", "pw", hotkey="h1")
+    assert made.hotkey.mnemonic is not None
+    wallet.create_hotkey("w", "h1-sybil-1", mnemonic=made.hotkey.mnemonic)  # the same key
+    wallet.create_hotkey("w", "h1-sybil-2")
+    net, path = network(tmp_path, neuron("m", SYBIL + ", wallet: {wallet: w, hotkey: h1}}"))
+    with pytest.raises(SpecError) as info:
+        preflight(net)
+    assert str(info.value) == (f"{path} (Neuron m): spec.miner.sybilHotkeys: sybil hotkey 1 "
+                               f"{made.hotkey.ss58_address} is also another hotkey of this "
+                               "neuron; one hotkey holds one uid of a subnet")
+
+
+def test_a_sybil_hotkey_held_by_another_neuron_is_refused(tmp_path: Path) -> None:
+    net, path = network(tmp_path, neuron("o", "{subnet: s, role: miner, wallet: "
+                                         "{devKey: s-m-sybil-2}}"), neuron("m", SYBIL + "}"))
+    with pytest.raises(SpecError) as info:
+        preflight(net)
+    taken = Keypair.dev("s-m-sybil-2").ss58_address
+    assert str(info.value) == (f"{path} (Neuron m): spec.miner.sybilHotkeys: sybil hotkey 2 "
+                               f"{taken} is also a hotkey of {path} (Neuron o); one hotkey "
+                               "holds one uid of a subnet")
 
 
 def test_a_validators_reference_model_reaches_its_command_line(tmp_path: Path) -> None:

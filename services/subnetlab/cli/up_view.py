@@ -83,16 +83,17 @@ def render(testnet: Testnet, running_since: float) -> Group:
             table.add_column(column, justify="left" if column in ("neuron", "role", "behaviour")
                              else "right")
         for neuron in run.neurons:
-            row = rows.get(neuron.key.ss58_address, {})
             child = neuron.child
             restarts = ("[bold red]gave up[/]" if child and child.given_up
                         else str(child.restarts if child else 0))
-            table.add_row(
-                str(row.get("uid", "-")), neuron.spec.metadata.name, neuron.spec.spec.role,
-                neuron.spec.spec.behaviour, f"{row.get('stake', 0) / 1e9:.2f}",
-                f"{row.get('incentive', 0):.4f}", f"{row.get('dividends', 0):.4f}",
-                f"{row.get('emission', 0) / 1e9:.4f}",
-                f"{row.get('validator_trust', 0):.3f}", restarts)
+            for label, key in neuron.labelled_keys():  # a sybil: a line per hotkey
+                row = rows.get(key.ss58_address, {})
+                table.add_row(
+                    str(row.get("uid", "-")), label, neuron.spec.spec.role,
+                    neuron.spec.spec.behaviour, f"{row.get('stake', 0) / 1e9:.2f}",
+                    f"{row.get('incentive', 0):.4f}", f"{row.get('dividends', 0):.4f}",
+                    f"{row.get('emission', 0) / 1e9:.4f}",
+                    f"{row.get('validator_trust', 0):.3f}", restarts)
         parts.append(table)
         parts.append(Text(
             f"organic: {len(organic.latencies_ms) if organic else 0} requests, latency p50 "

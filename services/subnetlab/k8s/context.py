@@ -19,10 +19,13 @@ from typing import Any
 from subnetlab.k8s.config import OperatorConfig
 from subnetlab.k8s.keys import (
     KeyMaterialError,
+    SybilKeys,
     cluster_key_problem,
+    encoded,
     key_from_secret,
     owner_secret_name,
     resolve_key,
+    resolve_sybil_keys,
     secret_data,
 )
 from subnetlab.k8s.kube import Kube, KubeError
@@ -205,3 +208,26 @@ class Operator:
                 await self.kube.apply(body)
             return resolved.keypair
         raise Retry("KeysPending", f"{where} keeps changing under the operator", 1.0)
+
+    async def sybil_keys(self, source: KeySource, count: int, secret_name: str,
+                         namespace: str) -> SybilKeys:
+        """A sybil's further hotkeys (`keys.resolve_sybil_keys`), the new ones added to the
+        neuron's key Secret (which `keyed` has made) by a merge patch: the entries are
+        added beside the hotkey, whoever wrote the Secret."""
+        where = f"Secret {namespace}/{secret_name}"
+        existing = await self.kube.get("Secret", namespace, secret_name)
+        try:
+            resolved = resolve_sybil_keys(source, count, (existing or {}).get("data"), where)
+        except KeyMaterialError as exc:
+            raise Fail("InvalidKey", str(exc)) from None
+        if resolved.write:
+            await self.kube.merge_patch("Secret", namespace, secret_name,
+                                        {"data": encoded(resolved.write)})
+        return resolved
+
+    async def drop_secret_keys(self, secret_name: str, namespace: str,
+                               keys: list[str]) -> None:
+        """Remove entries from a Secret (a merge patch with nulls)."""
+        if keys:
+            await self.kube.merge_patch("Secret", namespace, secret_name,
+                                        {"data": dict.fromkeys(keys)})

@@ -24,7 +24,7 @@ import kopf
 from subnetlab.k8s.config import OperatorConfig
 from subnetlab.k8s.context import Fail, Operator, Retry, meta
 from subnetlab.k8s.crds import GROUP, VERSION
-from subnetlab.k8s.kube import Kube
+from subnetlab.k8s.kube import Kube, KubeError
 from subnetlab.k8s.ledger import Ledger
 from subnetlab.k8s.logs import quiet_libraries
 from subnetlab.k8s.metrics import OperatorMetrics
@@ -107,6 +107,12 @@ def _settled_failure(body: Mapping[str, Any]) -> bool:
             and status.get("observedGeneration") == meta(body)[3])
 
 
+def _idle(body: Mapping[str, Any]) -> bool:
+    """Whether the timer leaves the object alone: it is being deleted (the finalizer's
+    turn), or its generation has failed for good."""
+    return bool(body["metadata"].get("deletionTimestamp")) or _settled_failure(body)
+
+
 # ---- Subnet ----------------------------------------------------------------------------
 
 
@@ -165,14 +171,28 @@ async def neuron_deleted(body: kopf.Body, retry: int, runtime: Any, memo: kopf.M
 # ---- the timers ---------------------------------------------------------------------------
 
 
-async def _sync(op: Operator, body: kopf.Body, kind: str) -> None:
+async def _sync(op: Operator, body: Mapping[str, Any], kind: str) -> None:
     """A periodic pass: status from the ledger, drift corrected. Its failures are already
-    in status (the next tick is its retry), so they end here instead of in kopf's log."""
-    if body["metadata"].get("deletionTimestamp") or _settled_failure(body):
+    in status (the next tick is its retry), so they end here instead of in kopf's log.
+
+    The object is read again once the lock is held: the timer's copy is from when it
+    fired, and a change handler or the finalizer may have run meanwhile. Reconciling that
+    old copy would undo them (register again what the finalizer just deregistered, or
+    make the sybil hotkeys that a lowered `sybilHotkeys` just released).
+    """
+    if _idle(body):
         return
-    async with op.lock(meta(body)[2]):
-        step = (reconcile_subnet(op, body, False, 0) if kind == "Subnet"
-                else reconcile_neuron(op, body, 0, exact_stake=False))
+    name, namespace, uid, _ = meta(body)
+    async with op.lock(uid):
+        try:
+            fresh = await op.kube.get(kind, namespace, name)
+        except KubeError as exc:
+            log.debug("sync of %s %s: %s", kind, name, exc)
+            return
+        if fresh is None or fresh["metadata"]["uid"] != uid or _idle(fresh):
+            return
+        step = (reconcile_subnet(op, fresh, False, 0) if kind == "Subnet"
+                else reconcile_neuron(op, fresh, 0, exact_stake=False))
         try:
             await _run(op, kind, step)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:

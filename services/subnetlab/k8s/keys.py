@@ -8,6 +8,10 @@ in an annotation, so reading who a Secret belongs to never touches the secret pa
 
 A Secret created by hand before the resource may instead hold just `mnemonic` (or a
 `0x` `seed`): the operator adopts it and imports that key.
+
+A sybil miner's further hotkeys sit in the same Secret, one hotkey file each under
+`default-sybil-1`, `default-sybil-2`, ... (`neuron.command.sybil_key_names`), mounted
+beside `default` and loaded with `--sybil-key default-sybil-1 ...`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from subnetlab.keys.keypair import Keypair
+from subnetlab.neuron.command import sybil_key_names
 from subnetlab.specs import KeySource
 from subnetlab.wallet import WalletError, hotkey_document, hotkey_from_document, keypair_from_secret
 
@@ -28,6 +34,8 @@ IMPORT_KEYS = ("mnemonic", "seed")
 WALLET_NAME = "neuron"
 HOTKEY_NAME = "default"
 ADDRESS_ANNOTATION = "subnetlab.io/ss58-address"
+SYBIL_ADDRESSES_ANNOTATION = "subnetlab.io/sybil-addresses"
+_SYBIL_KEY = re.compile(re.escape(HOTKEY_NAME) + r"-sybil-[1-9][0-9]*")
 
 
 class KeyMaterialError(ValueError):
@@ -60,10 +68,25 @@ def cluster_key_problem(source: KeySource, field: str) -> str | None:
     return None
 
 
+def encoded(string_data: Mapping[str, str]) -> dict[str, str]:
+    """A Secret's `data` (base64) for `stringData`: what the API server returns, so that
+    creating, applying and patching a Secret all write the same field."""
+    return {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
+
+
+def _key_file(keypair: Keypair) -> str:
+    return json.dumps(hotkey_document(keypair), sort_keys=True)
+
+
 def secret_data(keypair: Keypair) -> dict[str, str]:
     """`stringData` of a key Secret."""
-    return {HOTKEY_KEY: json.dumps(hotkey_document(keypair), sort_keys=True),
-            ADDRESS_KEY: keypair.ss58_address}
+    return {HOTKEY_KEY: _key_file(keypair), ADDRESS_KEY: keypair.ss58_address}
+
+
+def sybil_secret_keys(count: int) -> list[str]:
+    """The data keys of a sybil's further hotkeys, which are also their hotkey names in
+    the pod's wallet (what `--sybil-key` names)."""
+    return sybil_key_names(HOTKEY_NAME, count)
 
 
 def _decoded(data: Mapping[str, str], key: str, where: str) -> str:
@@ -80,20 +103,70 @@ def key_from_secret(data: Mapping[str, str] | None, where: str) -> Keypair | Non
     """
     if not data:
         return None
+    if HOTKEY_KEY in data:
+        return _key_file_in(data, HOTKEY_KEY, where)
     try:
-        if HOTKEY_KEY in data:
-            try:
-                document = json.loads(_decoded(data, HOTKEY_KEY, where))
-            except json.JSONDecodeError:
-                raise KeyMaterialError(
-                    f"{where}: data.{HOTKEY_KEY} is not a key file (JSON)") from None
-            return hotkey_from_document(document, f"{where}: data.{HOTKEY_KEY}")
         for key in IMPORT_KEYS:
             if key in data:
                 return keypair_from_secret(_decoded(data, key, where))
     except WalletError as exc:
         raise KeyMaterialError(str(exc)) from None
     return None
+
+
+def _key_file_in(data: Mapping[str, str], key: str, where: str) -> Keypair:
+    """The keypair of the hotkey file under data key `key`; errors name it, not the secret."""
+    try:
+        document = json.loads(_decoded(data, key, where))
+    except json.JSONDecodeError:
+        raise KeyMaterialError(f"{where}: data.{key} is not a key file (JSON)") from None
+    try:
+        return hotkey_from_document(document, f"{where}: data.{key}")
+    except WalletError as exc:
+        raise KeyMaterialError(str(exc)) from None
+
+
+def stored_sybil_keys(data: Mapping[str, str] | None, where: str) -> dict[str, Keypair]:
+    """Every sybil hotkey a Secret's (base64) `data` holds, by data key."""
+    return {key: _key_file_in(data, key, where) for key in sorted(data or {})
+            if data and _SYBIL_KEY.fullmatch(key)}
+
+
+@dataclass(frozen=True)
+class SybilKeys:
+    """A sybil's further hotkeys, and what their Secret needs.
+
+    `write` is the `stringData` to add (new or corrected entries); `surplus` the entries
+    the spec no longer asks for (`sybilHotkeys` lowered, or the behaviour changed): their
+    hotkeys are deregistered first, then the entries are dropped.
+    """
+
+    keys: list[Keypair] = field(default_factory=list)
+    write: dict[str, str] = field(default_factory=dict)
+    surplus: dict[str, Keypair] = field(default_factory=dict)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [key.ss58_address for key in self.keys]
+
+
+def resolve_sybil_keys(source: KeySource, count: int, secret: Mapping[str, str] | None,
+                       where: str) -> SybilKeys:
+    """The `count` further hotkeys of a sybil: with `source.devKey` NAME, the dev keys
+    `NAME-sybil-1` ... (as `subnetlab up` derives them); else the ones already in the
+    Secret, and fresh ones for the rest."""
+    stored = stored_sybil_keys(secret, where)
+    names = sybil_secret_keys(count)
+    dev_names = sybil_key_names(source.dev_key, count) if source.dev_key else []
+    keys: list[Keypair] = []
+    write: dict[str, str] = {}
+    for i, name in enumerate(names):
+        have = stored.get(name)
+        wanted = Keypair.dev(dev_names[i]) if dev_names else have or Keypair.generate()
+        if have is None or have.ss58_address != wanted.ss58_address:
+            write[name] = _key_file(wanted)
+        keys.append(wanted)
+    return SybilKeys(keys, write, {k: v for k, v in stored.items() if k not in names})
 
 
 def resolve_key(source: KeySource, secret: Mapping[str, str] | None, where: str) -> ResolvedKey:

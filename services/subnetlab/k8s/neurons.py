@@ -5,9 +5,16 @@ Every step first looks at what exists (the Secret, the metagraph row, the owner'
 position, the applied objects) and changes only what differs, so a pass can be repeated
 any number of times (timer, retry, operator restart) without duplicating anything.
 
+A sybil miner (`spec.miner.sybilHotkeys: N`) holds N further hotkeys, kept in its key
+Secret beside its own: each is registered (paid by the owner, never staked: `spec.stake`
+goes to the neuron's own hotkey), its uid listed in `status.sybilUids`, and its file
+mounted for the miner's `--sybil-key`. Hotkeys the spec no longer asks for are released
+(as on deletion) before their entries leave the Secret.
+
 Deletion: the finalizer returns the owner's stake on the hotkey (`remove_stake`), then
 deregisters the hotkey, which leaves its uid vacant and returns, in the same block, any
-stake that reached the hotkey since (an epoch's dividends, a nominator's position); the
+stake that reached the hotkey since (an epoch's dividends, a nominator's position); a
+sybil's further hotkeys (those in status and those in the Secret) go the same way. The
 pods, Service and key Secret go with the Neuron through their owner references.
 """
 
@@ -16,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
-from subnetlab.k8s.keys import neuron_secret_name
+from subnetlab.k8s.keys import KeyMaterialError, neuron_secret_name, stored_sybil_keys
 from subnetlab.k8s.kube import KubeError
 from subnetlab.k8s.plan import (
     cluster_backend_problem,
@@ -38,10 +45,12 @@ from subnetlab.k8s.status import (
     Conditions,
     deployment_availability,
     metagraph_fields,
+    sybil_fields,
 )
 from subnetlab.k8s.subnets import parse_subnet
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable, format_rao
+from subnetlab.neuron.command import sybil_count
 from subnetlab.specs import Neuron, Subnet
 
 Json = dict[str, Any]
@@ -91,8 +100,9 @@ async def _owned_by_subnet(op: Operator, body: Body, subnet_body: Body) -> None:
 
 
 async def _ensure_registered(op: Operator, body: Body, netuid: int, owner: Keypair,
-                             hotkey: Keypair) -> Json:
-    """The hotkey's metagraph row, registering it (paid by the owner) when it has none."""
+                             hotkey: Keypair, label: str = "") -> Json:
+    """The hotkey's metagraph row, registering it (paid by the owner) when it has none;
+    `label` ("sybil hotkey 2: ") begins the event's message."""
     row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address)
     if row is not None:
         return row
@@ -105,7 +115,7 @@ async def _ensure_registered(op: Operator, body: Body, netuid: int, owner: Keypa
     if row is None:
         raise Retry("RegistrationPending", "register was included but the hotkey has no uid "
                     "in the metagraph yet", 1.0)
-    op.event(body, "Normal", "Registered", f"uid {row['uid']} on netuid {netuid}")
+    op.event(body, "Normal", "Registered", f"{label}uid {row['uid']} on netuid {netuid}")
     return row
 
 
@@ -154,21 +164,38 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
         secret = neuron_secret_name(name)
         hotkey = await op.keyed(spec.wallet, "spec.wallet", secret, namespace, body,
                                 labels_for(name, spec.subnet, spec.role))
+        sybils = await op.sybil_keys(spec.wallet, sybil_count(spec), secret, namespace)
+        more = f" and {len(sybils.keys)} sybil hotkeys" if sybils.keys else ""
         conditions.set("KeysReady", "True", "SecretReady",
-                       f"hotkey {hotkey.ss58_address} in Secret {secret}")
+                       f"hotkey {hotkey.ss58_address}{more} in Secret {secret}")
         owner = await op.owner_key(subnet_body, subnet)
-        patch.update(hotkey=hotkey.ss58_address, coldkey=owner.ss58_address, netuid=netuid)
+        patch.update(hotkey=hotkey.ss58_address, coldkey=owner.ss58_address, netuid=netuid,
+                     **sybil_fields(sybils.addresses, []))
         row = await _ensure_registered(op, body, netuid, owner, hotkey)
-        conditions.set("Registered", "True", "Registered", f"uid {row['uid']} on netuid {netuid}")
+        sybil_rows = [await _ensure_registered(op, body, netuid, owner, key,
+                                               f"sybil hotkey {i}: ")
+                      for i, key in enumerate(sybils.keys, 1)]
+        known = _known_uids(body)
+        for surplus in sybils.surplus.values():  # no longer asked for: released first
+            await _release(op, body, owner, surplus.ss58_address, netuid,
+                           known.get(surplus.ss58_address), "sybil hotkey")
+        more = f"; sybil uids {[r['uid'] for r in sybil_rows]}" if sybil_rows else ""
+        conditions.set("Registered", "True", "Registered",
+                       f"uid {row['uid']} on netuid {netuid}{more}")
         staked = await _ensure_stake(op, body, owner, hotkey, rao(spec.stake), exact_stake)
         conditions.set("Staked", "True", "Staked",
                        f"{format_rao(staked)} tokens staked by {owner.ss58_address}")
-        row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address) or row
+        metagraph = await _metagraph(op, netuid)
+        row = uid_of(metagraph, hotkey.ss58_address) or row
+        sybil_uids = [int((uid_of(metagraph, key.ss58_address) or ensured)["uid"])
+                      for key, ensured in zip(sybils.keys, sybil_rows, strict=True)]
         op.metrics.ledger_up.set(1)
         workload = NeuronWorkload(name, namespace, spec.subnet, spec, subnet.spec.tasks, netuid,
-                                  hotkey.ss58_address, secret, owner_reference(body), op.config)
+                                  hotkey.ss58_address, secret, owner_reference(body), op.config,
+                                  tuple(sybils.addresses))
         await op.kube.apply(service(workload))
         applied = await op.kube.apply(deployment(workload))
+        await op.drop_secret_keys(secret, namespace, list(sybils.surplus))
         conditions.set("Available", *deployment_availability(applied.get("status")))
         if all(conditions.is_true(t) for t in NEURON_CONDITIONS[:-1]):
             conditions.set("Ready", "True", "Ready", f"uid {row['uid']} serving at "
@@ -177,7 +204,8 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
             first = next(c for c in conditions.items if c["type"] != "Ready"
                          and c["status"] != "True")
             conditions.set("Ready", "False", first["reason"], first.get("message", ""))
-        patch.update(metagraph_fields(row), endpoint=workload.endpoint, lastSync=op.now(),
+        patch.update(metagraph_fields(row), **sybil_fields(sybils.addresses, sybil_uids),
+                     endpoint=workload.endpoint, lastSync=op.now(),
                      observedGeneration=generation)
         await op.write_status(body, {**patch, "conditions": conditions.items})
     except Fail as failure:
@@ -201,10 +229,21 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
         raise outcome from None
 
 
-async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str,
-                   netuid: int) -> None:
+def _known_uids(body: Body) -> dict[str, int | None]:
+    """Hotkey -> uid, as the Neuron's status last recorded them (the neuron's own hotkey
+    and a sybil's further ones)."""
+    status = body.get("status") or {}
+    known: dict[str, int | None] = {str(status.get("hotkey")): status.get("uid")}
+    known.update(zip(status.get("sybilHotkeys") or [], status.get("sybilUids") or [],
+                     strict=False))
+    return known
+
+
+async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str, netuid: int,
+                   uid: int | None, what: str = "hotkey") -> None:
     """Unstake the owner's position on the hotkey, then deregister it (see the module doc);
-    each step is skipped when already done, so a retried finalizer repeats nothing."""
+    each step is skipped when already done, so a retried finalizer repeats nothing. `uid`
+    (as status last saw it) and `what` only word the events."""
     position = stake_position(await op.ledger.account(owner.ss58_address), hotkey)
     if position:
         await op.submit(owner, "remove_stake", {"hotkey": hotkey, "amount": position})
@@ -215,12 +254,24 @@ async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str,
     except LedgerError as exc:
         if exc.code not in GONE_CODES:
             raise
-        op.event(body, "Normal", "Deregistered", f"hotkey {hotkey} holds no uid on netuid "
+        op.event(body, "Normal", "Deregistered", f"{what} {hotkey} holds no uid on netuid "
                  f"{netuid} any more ({exc.code})")
         return
-    uid = (body.get("status") or {}).get("uid")
-    op.event(body, "Normal", "Deregistered", f"hotkey {hotkey} left netuid {netuid}: uid "
+    op.event(body, "Normal", "Deregistered", f"{what} {hotkey} left netuid {netuid}: uid "
              f"{uid} is vacant, and any stake still on the hotkey is back with its stakers")
+
+
+async def _sybil_hotkeys(op: Operator, name: str, namespace: str, status: Json) -> list[str]:
+    """A sybil's further hotkeys to release: those in status, and any in the key Secret
+    that status never recorded (an operator stopped between writing one and the status)."""
+    secret = neuron_secret_name(name)
+    found = await op.kube.get("Secret", namespace, secret)
+    try:
+        stored = stored_sybil_keys((found or {}).get("data"), f"Secret {namespace}/{secret}")
+    except KeyMaterialError:  # a damaged entry: status still names what was registered
+        stored = {}
+    return list(dict.fromkeys([*(status.get("sybilHotkeys") or []),
+                               *(key.ss58_address for key in stored.values())]))
 
 
 async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) -> None:
@@ -230,7 +281,7 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
     finalizer gives up with a Warning event (the uid and the stake stay where they are)
     rather than keeping the Neuron, and its namespace, stuck forever.
     """
-    _, namespace, uid, _ = meta(body)
+    name, namespace, uid, _ = meta(body)
     status = body.get("status") or {}
     hotkey, netuid = status.get("hotkey"), status.get("netuid")
     if hotkey is None or netuid is None:
@@ -249,8 +300,12 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
                  f"gone: the uid and the stake of {hotkey} stay on the ledger")
         op.forget(uid)
         return
+    known = _known_uids(body)
     try:
-        await _release(op, body, owner, str(hotkey), int(netuid))
+        await _release(op, body, owner, str(hotkey), int(netuid), known.get(str(hotkey)))
+        for sybil in await _sybil_hotkeys(op, name, namespace, status):
+            await _release(op, body, owner, sybil, int(netuid), known.get(sybil),
+                           "sybil hotkey")
     except (LedgerUnreachable, LedgerError) as exc:
         retriable = isinstance(exc, LedgerUnreachable) or is_temporary(exc)
         if retriable and runtime < op.config.delete_give_up_s:

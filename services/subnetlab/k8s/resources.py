@@ -25,15 +25,22 @@ moves), with its model cache, `$HOME` and `/dev/shm` on emptyDirs.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from subnetlab.k8s.config import OperatorConfig
-from subnetlab.k8s.keys import ADDRESS_ANNOTATION, HOTKEY_KEY, HOTKEY_NAME, WALLET_NAME
-from subnetlab.neuron.command import role_args
-from subnetlab.specs import NeuronSpec, TaskMix, VllmBackendSpec
+from subnetlab.k8s.keys import (
+    ADDRESS_ANNOTATION,
+    HOTKEY_KEY,
+    HOTKEY_NAME,
+    SYBIL_ADDRESSES_ANNOTATION,
+    WALLET_NAME,
+    encoded,
+    sybil_secret_keys,
+)
+from subnetlab.neuron.command import key_args, role_args
+from subnetlab.specs import VLLM_METRICS_FLAG, KeySource, NeuronSpec, TaskMix, VllmBackendSpec
 
 Body = dict[str, Any]
 
@@ -79,7 +86,7 @@ def key_secret(name: str, namespace: str, string_data: Mapping[str, str], addres
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
                      "annotations": {ADDRESS_ANNOTATION: address},
                      "ownerReferences": [owner]},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()},
+        "data": encoded(string_data),
     }
 
 
@@ -97,6 +104,8 @@ class NeuronWorkload:
     secret: str
     owner: Body
     config: OperatorConfig
+    sybils: tuple[str, ...] = ()
+    """A sybil's further hotkeys (SS58), whose files sit in `secret` beside the hotkey."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -140,7 +149,8 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
     """The subnetlab process: `subnetlab miner serve` or `subnetlab validator run`."""
     args = [*role_args(w.spec, w.tasks, backend_url),
             "--netuid", str(w.netuid), "--ledger", w.config.ledger_for_pods,
-            "--wallet", WALLET_NAME, "--hotkey", HOTKEY_NAME,
+            *key_args(KeySource(wallet=WALLET_NAME, hotkey=HOTKEY_NAME), HOTKEY_NAME,
+                      len(w.sybils)),
             "--host", "0.0.0.0", "--port", str(w.port), "--log-level", "info"]
     env: list[Body] = [{"name": "SUBNETLAB_HOME", "value": HOME}, {"name": "HOME", "value": TMP}]
     if w.spec.role == "miner":
@@ -180,7 +190,7 @@ def _vllm_container(backend: VllmBackendSpec) -> Body:
         "image": backend.image,
         "args": ["--model", backend.model, "--served-model-name", backend.model,
                  "--host", "0.0.0.0", "--port", str(VLLM_PORT),
-                 "--enable-per-request-metrics", *backend.args],  # the miner's engine seconds
+                 VLLM_METRICS_FLAG, *backend.args],  # the miner's engine seconds
         "env": [{"name": "HF_HOME", "value": "/cache/huggingface"},
                 {"name": "HOME", "value": TMP}],
         "ports": [{"name": "vllm", "containerPort": VLLM_PORT, "protocol": "TCP"}],
@@ -200,9 +210,11 @@ def deployment(w: NeuronWorkload) -> Body:
     with one hotkey at the same time)."""
     backend = w.spec.miner.backend if w.spec.miner else None
     containers: list[Body] = []
+    key_files = [{"key": HOTKEY_KEY, "path": HOTKEY_NAME},
+                 *({"key": name, "path": name} for name in sybil_secret_keys(len(w.sybils)))]
     volumes: list[Body] = [
         {"name": "hotkey", "secret": {"secretName": w.secret, "defaultMode": 0o440,
-                                      "items": [{"key": HOTKEY_KEY, "path": HOTKEY_NAME}]}},
+                                      "items": key_files}},
         {"name": "home", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
@@ -225,7 +237,10 @@ def deployment(w: NeuronWorkload) -> Body:
     else:
         url = backend.url if backend is not None and backend.type == "openai" else None
         containers.append(_neuron_container(w, url))
-    template_meta = {"labels": w.labels, "annotations": {ADDRESS_ANNOTATION: w.hotkey}}
+    annotations = {ADDRESS_ANNOTATION: w.hotkey}
+    if w.sybils:  # new keys in the Secret: a new pod that loads them
+        annotations[SYBIL_ADDRESSES_ANNOTATION] = ",".join(w.sybils)
+    template_meta = {"labels": w.labels, "annotations": annotations}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": w.metadata(),

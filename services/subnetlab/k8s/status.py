@@ -11,7 +11,7 @@ does, `observedGeneration`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -59,6 +59,11 @@ class NeuronStatus(_Status):
     dividends: float | None = Field(None, ge=0, le=1)
     emission: float | None = Field(None, ge=0, description="Last epoch's emission, tokens.")
     validator_permit: bool | None = None
+    sybil_hotkeys: list[str] | None = Field(
+        None, description="sybil: SS58 addresses of the further hotkeys its engine serves.")
+    sybil_uids: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="sybil: the uids of those hotkeys, in the same order (`uid` is the "
+        "neuron's own).")
     endpoint: str | None = Field(None, description="In-cluster URL of the neuron's Service.")
     last_sync: str | None = Field(None, description="When the metagraph was last read.")
     conditions: list[Condition] = Field(default_factory=list)
@@ -182,6 +187,14 @@ def metagraph_fields(row: Mapping[str, Any] | None) -> dict[str, Any]:
         "emission": tokens(row.get("emission", 0)),
         "validatorPermit": bool(row.get("validator_permit", False)),
     }
+
+
+def sybil_fields(hotkeys: list[str], uids: list[int]) -> dict[str, Any]:
+    """Status fields of a sybil's further hotkeys; null for every other neuron (a merge
+    patch with nulls clears what an earlier sync wrote)."""
+    if not hotkeys:
+        return {"sybilHotkeys": None, "sybilUids": None}
+    return {"sybilHotkeys": list(hotkeys), "sybilUids": list(uids)}
 
 
 def subnet_fields(info: Mapping[str, Any], metagraph: Mapping[str, Any],

@@ -9,9 +9,10 @@ line naming the file, the resource and the field, and nothing has been started o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from subnetlab.keys.keypair import Keypair
+from subnetlab.neuron.command import key_name, sybil_count, sybil_key_names
 from subnetlab.specs import KeySource, Network, Neuron, SpecError
 
 
@@ -21,6 +22,8 @@ class Prepared:
 
     owners: dict[str, Keypair]  # subnet name -> the key that creates it and pays
     hotkeys: dict[str, Keypair]  # neuron name -> its hotkey
+    sybils: dict[str, list[Keypair]] = field(default_factory=dict)
+    """neuron name -> a sybil's further hotkeys (`sybil_keys_of`); other neurons: none."""
 
 
 def dev_key_name(neuron: Neuron) -> str:
@@ -41,6 +44,21 @@ def key_of(source: KeySource, default_name: str) -> Keypair:
     return Keypair.dev(source.dev_key or default_name)
 
 
+def sybil_keys_of(source: KeySource, default_name: str, count: int) -> list[Keypair]:
+    """A sybil's further hotkeys, named after its own key (`sybil_key_names`): dev keys
+    `NAME-sybil-1` ..., or, for a wallet neuron, the wallet's hotkeys `HOTKEY-sybil-1` ...,
+    which must exist (`up` never writes into a wallet).
+
+    Raises ValueError (a `WalletError`) or OSError when a wallet hotkey cannot be read.
+    """
+    names = sybil_key_names(key_name(source, default_name), count)
+    if source.wallet:
+        from subnetlab.wallet import load_hotkey
+
+        return [load_hotkey(source.wallet, name) for name in names]
+    return [Keypair.dev(name) for name in names]
+
+
 def preflight(network: Network) -> Prepared:
     """Resolve every key and check every local model server; SpecError naming the file,
     the resource and the field on the first problem."""
@@ -52,20 +70,37 @@ def preflight(network: Network) -> Prepared:
         except (OSError, ValueError) as exc:
             raise network.error(subnet, "spec.owner", str(exc)) from None
     hotkeys: dict[str, Keypair] = {}
+    sybils: dict[str, list[Keypair]] = {}
     holders: dict[tuple[str, str], Neuron] = {}
     for neuron in network.neurons:
+        name = neuron.metadata.name
         try:
             key = key_of(neuron.spec.wallet, dev_key_name(neuron))
         except (OSError, ValueError) as exc:
             raise network.error(neuron, "spec.wallet", str(exc)) from None
-        other = holders.setdefault((neuron.spec.subnet, key.ss58_address), neuron)
-        if other is not neuron:
-            raise network.error(neuron, "spec.wallet", (
-                f"hotkey {key.ss58_address} is also the hotkey of {network.where(other)}; "
-                "one hotkey holds one uid of a subnet"))
-        hotkeys[neuron.metadata.name] = key
+        if count := sybil_count(neuron.spec):
+            try:
+                sybils[name] = sybil_keys_of(neuron.spec.wallet, dev_key_name(neuron), count)
+            except (OSError, ValueError) as exc:
+                wallet = neuron.spec.wallet.wallet
+                raise network.error(neuron, "spec.miner.sybilHotkeys", (
+                    f"{exc}; a sybil's further hotkeys are the hotkeys "
+                    f"{', '.join(sybil_key_names(neuron.spec.wallet.hotkey, count))} of wallet "
+                    f"{wallet}: add them with `subnetlab wallet new-hotkey --name {wallet} "
+                    "--hotkey NAME`")) from None
+        for i, held in enumerate([key, *sybils.get(name, [])]):
+            slot = (neuron.spec.subnet, held.ss58_address)
+            if other := holders.get(slot):
+                what = f"sybil hotkey {i}" if i else "hotkey"
+                whose = ("another hotkey of this neuron" if other is neuron
+                         else f"a hotkey of {network.where(other)}")
+                raise network.error(neuron, "spec.miner.sybilHotkeys" if i else "spec.wallet", (
+                    f"{what} {held.ss58_address} is also {whose}; one hotkey holds one uid "
+                    "of a subnet"))
+            holders[slot] = neuron
+        hotkeys[name] = key
         _check_backend(network, neuron)
-    return Prepared(owners, hotkeys)
+    return Prepared(owners, hotkeys, sybils)
 
 
 def _check_backend(network: Network, neuron: Neuron) -> None:

@@ -19,7 +19,8 @@ def write_report(testnet: Testnet, directory: Path) -> Path:
         name = sub["name"]
         shares_png = directory / f"{name}-emission-share.png"
         scatter_png = directory / f"{name}-stake-vs-emission.png"
-        names = {n.key.ss58_address: n.spec.metadata.name for n in run.neurons}
+        names = {key.ss58_address: label for n in run.neurons
+                 for label, key in n.labelled_keys()}
         plot_emission_shares(run.history, names, shares_png)
         plot_stake_vs_emission(sub["neurons"], scatter_png)
         latency = sub["organic_latency_ms"]
@@ -34,9 +35,11 @@ def write_report(testnet: Testnet, directory: Path) -> Path:
             "|---|---|---|---|---|---|---|---|",
         ]
         for n in sub["neurons"]:
-            lines.append(f"| {n['name']} | {n['uid']} | {n['role']} | {n['behaviour']} | "
-                         f"{n['stake']:.3f} | {n['incentive']:.4f} | {n['dividends']:.4f} | "
-                         f"{n['emission']:.4f} |")
+            rows = [(n["name"], n), *((f"{n['name']} sybil {i}", s)
+                                      for i, s in enumerate(n["sybils"], 1))]
+            lines += [f"| {label} | {r['uid']} | {n['role']} | {n['behaviour']} | "
+                      f"{r['stake']:.3f} | {r['incentive']:.4f} | {r['dividends']:.4f} | "
+                      f"{r['emission']:.4f} |" for label, r in rows]
         lines += ["", f"![emission share by neuron]({shares_png.name})", "",
                   f"![stake share against emission share]({scatter_png.name})", ""]
     if summary["events"]:

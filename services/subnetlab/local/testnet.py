@@ -34,7 +34,7 @@ from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.preflight import Prepared, dev_key_name, preflight
 from subnetlab.local.processes import Child, ChildEvent, Supervisor
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
-from subnetlab.neuron.command import key_args, role_args
+from subnetlab.neuron.command import key_args, role_args, sybil_count
 from subnetlab.specs import LOCAL_SIM_ENGINE, Network, Neuron, Subnet
 from subnetlab.validator.tasks import KINDS, generate
 
@@ -52,6 +52,19 @@ class NeuronRun:
     uid: int | None = None
     child: Child | None = None
     gateway_url: str | None = None
+    sybils: list[Keypair] = field(default_factory=list)  # a sybil's further hotkeys
+
+    def labelled_keys(self) -> list[tuple[str, Keypair]]:
+        """(label, hotkey) of each hotkey the neuron holds, for views and plots: its name,
+        then `NAME sybil 1` ... for a sybil's further hotkeys."""
+        name = self.spec.metadata.name
+        return [(name, self.key), *((f"{name} sybil {i}", key)
+                                    for i, key in enumerate(self.sybils, 1))]
+
+    def registered(self, stake: int) -> list[tuple[Keypair, int]]:
+        """Every hotkey to register, with the owner's stake on it: the neuron's own with
+        `stake`, a sybil's further hotkeys with none (the neuron is staked once)."""
+        return [(self.key, stake), *((key, 0) for key in self.sybils)]
 
 
 @dataclass
@@ -130,15 +143,17 @@ class Testnet:
         engine_url = self._maybe_start_engine(logs, say)
         self._start_vllm_servers(logs, say, update)
         for subnet in self.network.subnets:
-            neurons = [NeuronRun(n, prepared.hotkeys[n.metadata.name])
+            neurons = [NeuronRun(n, prepared.hotkeys[n.metadata.name],
+                                 sybils=prepared.sybils.get(n.metadata.name, []))
                        for n in self.network.neurons_of(subnet.metadata.name)]
+            sybils = sum(len(n.sybils) for n in neurons)
             say(f"creating subnet {subnet.metadata.name}, registering and staking "
-                f"{len(neurons)} neurons")
+                f"{len(neurons)} neurons" + (f" (and {sybils} sybil hotkeys)" if sybils else ""))
             netuid = bootstrap_subnet(
                 self.ledger_url, prepared.owners[subnet.metadata.name],
                 subnet.spec.hyperparameters.model_dump(exclude_defaults=True),
-                miners=[(n.key, rao(n.spec.spec.stake)) for n in neurons
-                        if n.spec.spec.role == "miner"],
+                miners=[pair for n in neurons if n.spec.spec.role == "miner"
+                        for pair in n.registered(rao(n.spec.spec.stake))],
                 validators=[(n.key, rao(n.spec.spec.stake)) for n in neurons
                             if n.spec.spec.role == "validator"],
             )
@@ -207,7 +222,8 @@ class Testnet:
             assert backend_url, f"Neuron {name}: no local server for miner.backend"
         args = [*role_args(spec, subnet.spec.tasks, backend_url),
                 "--netuid", str(neuron.netuid), "--ledger", self.ledger_url,
-                "--port", str(port), *key_args(spec.wallet, dev_key_name(neuron.spec)),
+                "--port", str(port),
+                *key_args(spec.wallet, dev_key_name(neuron.spec), sybil_count(spec)),
                 "--log-level", "warning"]
         if spec.role == "validator":
             args += ["--redis-url", str(self.redis_url),
@@ -255,8 +271,7 @@ class Testnet:
             metagraph = response.json()
             by_hotkey = {n["hotkey"]: n for n in metagraph["neurons"]}
             for neuron in run.neurons:
-                row = by_hotkey.get(neuron.key.ss58_address)
-                neuron.uid = None if row is None else int(row["uid"])
+                neuron.uid = uid_in(by_hotkey, neuron.key)
             if epoch != run.last_epoch:
                 run.last_epoch = epoch
                 run.history.append({"epoch": epoch, "block": metagraph["block"],
@@ -312,8 +327,7 @@ class Testnet:
                 "organic_latency_ms": quantiles(organic.latencies_ms),
                 "organic_requests": len(organic.latencies_ms),
                 "organic_failures": organic.failures,
-                "neurons": [neuron_summary(n, by_hotkey.get(n.key.ss58_address))
-                            for n in run.neurons],
+                "neurons": [neuron_summary(n, by_hotkey) for n in run.neurons],
             })
         return {"subnets": subnets, "events": self.events}
 
@@ -322,18 +336,37 @@ def rao(tokens: float) -> int:
     return round(tokens * TOKEN)
 
 
-def neuron_summary(neuron: NeuronRun, row: dict[str, Any] | None) -> dict[str, Any]:
+def uid_in(by_hotkey: dict[str, dict[str, Any]], key: Keypair) -> int | None:
+    row = by_hotkey.get(key.ss58_address)
+    return None if row is None else int(row["uid"])
+
+
+def hotkey_summary(key: Keypair, row: dict[str, Any] | None) -> dict[str, Any]:
+    """One hotkey's metagraph row as the summary shows it (tokens, not rao)."""
     row = row or {}
     return {
-        "name": neuron.spec.metadata.name,
         "uid": row.get("uid"),
-        "hotkey": neuron.key.ss58_address,
-        "role": neuron.spec.spec.role,
-        "behaviour": neuron.spec.spec.behaviour,
+        "hotkey": key.ss58_address,
         "stake": row.get("stake", 0) / TOKEN,
         "incentive": row.get("incentive", 0.0),
         "dividends": row.get("dividends", 0.0),
         "emission": row.get("emission", 0) / TOKEN,
+    }
+
+
+def neuron_summary(neuron: NeuronRun, by_hotkey: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A neuron's line of summary.json: its own hotkey's row and, for a sybil, `sybils`,
+    one row per further hotkey (empty for every other neuron)."""
+    own = hotkey_summary(neuron.key, by_hotkey.get(neuron.key.ss58_address))
+    return {
+        "name": neuron.spec.metadata.name,
+        "uid": own.pop("uid"),
+        "hotkey": own.pop("hotkey"),
+        "role": neuron.spec.spec.role,
+        "behaviour": neuron.spec.spec.behaviour,
+        **own,
+        "sybils": [hotkey_summary(key, by_hotkey.get(key.ss58_address))
+                   for key in neuron.sybils],
         "restarts": neuron.child.restarts if neuron.child else 0,
         "given_up": bool(neuron.child and neuron.child.given_up),
     }

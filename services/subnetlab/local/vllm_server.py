@@ -26,6 +26,7 @@ import httpx
 from rich.console import Console
 
 from subnetlab.local.processes import Child, NeuronProcessError
+from subnetlab.specs import VLLM_METRICS_FLAG
 
 if TYPE_CHECKING:
     from subnetlab.specs import VllmBackendSpec
@@ -96,7 +97,7 @@ def server_args(config: VllmServerConfig) -> list[str]:
     # engine seconds (docs/protocol.md, "Backends, engine seconds and labels")
     args = ["--model", config.model, "--served-model-name", config.served_name,
             "--host", config.host, "--port", str(config.port), "--dtype", config.dtype,
-            "--max-num-seqs", str(config.max_num_seqs), "--enable-per-request-metrics"]
+            "--max-num-seqs", str(config.max_num_seqs), VLLM_METRICS_FLAG]
     if config.max_model_len is not None:
         args += ["--max-model-len", str(config.max_model_len)]
     if config.device == "cpu":

@@ -17,16 +17,41 @@ def task_mix_arg(tasks: TaskMix) -> str:
     return ",".join(f"{kind}={weight}" for kind, weight in tasks.kinds.items())
 
 
-def key_args(source: KeySource, default_dev_key: str) -> list[str]:
-    """The key flags: `--wallet W --hotkey H` for a wallet, else `--dev-key NAME` (the
-    spec's dev key, or `default_dev_key`, which a runner derives from the neuron's name).
+def sybil_count(spec: NeuronSpec) -> int:
+    """How many further hotkeys the neuron's engine serves (0 unless behaviour sybil)."""
+    return (spec.miner.sybil_hotkeys or 0) if spec.miner else 0
 
-    Whoever registers the hotkey must derive it from the same source (`subnetlab up`:
-    `local.testnet.key_of`), or the neuron signs with a key the chain does not know.
+
+def key_name(source: KeySource, default_dev_key: str) -> str:
+    """The name the neuron's hotkey goes by: the wallet's hotkey name, or the dev key's
+    (the spec's, or `default_dev_key`, which a runner derives from the neuron's name)."""
+    return source.hotkey if source.wallet else source.dev_key or default_dev_key
+
+
+def sybil_key_names(primary: str, count: int) -> list[str]:
+    """The names of a sybil's further hotkeys, after its own key's name: `NAME-sybil-1` ...
+
+    With a dev key they are dev key names; with a wallet, hotkey names of that wallet
+    (what `miner serve --sybil-key` reads either way). One rule for every runner, so the
+    keys registered and the keys the miner signs with are the same.
     """
-    if source.wallet:
-        return ["--wallet", source.wallet, "--hotkey", source.hotkey]
-    return ["--dev-key", source.dev_key or default_dev_key]
+    return [f"{primary}-sybil-{i}" for i in range(1, count + 1)]
+
+
+def key_args(source: KeySource, default_dev_key: str, sybils: int = 0) -> list[str]:
+    """The key flags: `--wallet W --hotkey H` for a wallet, else `--dev-key NAME`, and a
+    `--sybil-key` for each of the `sybils` further hotkeys (`sybil_key_names`).
+
+    Whoever registers the hotkeys must derive them from the same source (`subnetlab up`:
+    `local.preflight`; the operator: the neuron's Secret), or the neuron signs with keys
+    the chain does not know.
+    """
+    name = key_name(source, default_dev_key)
+    args = (["--wallet", source.wallet, "--hotkey", name] if source.wallet
+            else ["--dev-key", name])
+    for sybil in sybil_key_names(name, sybils):
+        args += ["--sybil-key", sybil]
+    return args
 
 
 def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) -> list[str]:
