@@ -108,6 +108,47 @@ def test_weighted_median_without_voters_is_zero() -> None:
     assert yuma.weighted_median_columns(np.zeros(2), np.ones((2, 3)), 0.5).tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 31), (7, 32), (256, 100), (300, 65)])
+def test_transposed_is_the_transpose_for_every_shape(shape: tuple[int, int]) -> None:
+    m = np.random.default_rng(0).integers(0, 65535, size=shape).astype(np.uint16)
+    t = yuma.transposed(m)
+    assert t.flags.c_contiguous
+    assert np.array_equal(t, m.T)
+
+
+@given(
+    st.integers(1, 40).flatmap(
+        lambda rows: st.lists(
+            st.lists(st.sampled_from([0.0, 1e-9, 0.25, 0.5, 0.5000001, 1.0]),
+                     min_size=3, max_size=3),
+            min_size=rows, max_size=rows,
+        )
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_column_order_sorts_each_column_as_a_stable_argsort(values: list[list[float]]) -> None:
+    m = np.array(values)
+    order = yuma.column_order(m)
+    assert np.array_equal(order, np.argsort(m.T, axis=1, kind="stable"))
+
+
+def test_column_order_refuses_negative_values() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        yuma.column_order(np.array([[0.5], [-0.1]]))
+
+
+def test_weighted_median_agrees_with_a_plain_argsort_on_a_large_random_subnet() -> None:
+    rng = np.random.default_rng(7)
+    stake = yuma.normalize(rng.lognormal(10.0, 1.0, size=200))
+    weights = yuma.normalize_rows(rng.integers(0, 40, size=(200, 300)).astype(np.float64))
+    voting = yuma.normalize(stake)
+    order = np.argsort(weights.T, axis=1, kind="stable")
+    above = np.cumsum(voting[order], axis=1) > voting.sum() - 0.5
+    first = np.where(above.any(axis=1), above.argmax(axis=1), 199)
+    expected = weights.T[np.arange(300), order[np.arange(300), first]]
+    assert np.array_equal(yuma.weighted_median_columns(stake, weights, 0.5), expected)
+
+
 def test_clip_and_interpolate() -> None:
     w = np.array([[0.6, 0.4], [0.2, 0.8]])
     c = np.array([0.5, 0.5])
