@@ -1,4 +1,5 @@
-"""Real processes for integration tests: Redis servers and ledger processes on loopback."""
+"""Real processes for integration tests: Redis servers, ledgers, miners and validators on
+loopback."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from subnetlab.ledger.redis_server import EmbeddedRedis
+from subnetlab.local.processes import Child
 
 
 def free_port() -> int:
@@ -36,6 +38,30 @@ def wait_until(predicate: object, timeout: float, what: str) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def miner_child(name: str, netuid: int, ledger: str, logs: Path, *extra: str,
+                port: int | None = None) -> Child:
+    """`subnetlab miner serve` with dev key `name` on a free port (or `port`), for a
+    `Supervisor`; `extra` are further CLI flags (a behaviour, a backend)."""
+    port = port or free_port()
+    return Child(name, ["miner", "serve", "--dev-key", name, "--netuid", str(netuid),
+                        "--ledger", ledger, "--port", str(port), "--log-level", "warning",
+                        *extra],
+                 logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
+
+
+def validator_child(name: str, netuid: int, ledger: str, redis_url: str, logs: Path,
+                    *extra: str, api_key: str = "k", log_level: str | None = "warning") -> Child:
+    """`subnetlab validator run` with dev key `name`, a fast loop (0.3 s, 2 s timeout) and
+    its gateway keyed by `api_key`; `log_level` None keeps the validator's default."""
+    port = free_port()
+    level = ["--log-level", log_level] if log_level else []
+    return Child(name, ["validator", "run", "--dev-key", name, "--netuid", str(netuid),
+                        "--ledger", ledger, "--redis-url", redis_url, "--port", str(port),
+                        "--interval", "0.3", "--timeout", "2", *level, *extra],
+                 logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
+                 env={"SUBNETLAB_API_KEYS": api_key})
 
 
 @dataclass

@@ -18,7 +18,6 @@ rate limit, and every reveal is checked to have been made (none missed) and audi
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -37,10 +36,8 @@ from subnetlab.local.processes import Child, Supervisor
 from tests.integration.conftest import (
     LedgerProcess,
     RedisServer,
-    free_port,
-    start_ledger,
-    start_redis_server,
-    stop_redis_server,
+    miner_child,
+    validator_child,
     wait_until,
 )
 
@@ -83,12 +80,13 @@ def _stakes(ledger: str, arm: Arm) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]:
-    tmp = tmp_path_factory.mktemp("copier")
-    redis = start_redis_server(tmp / "redis")
-    ledger = start_ledger(tmp, redis.url)
+def experiment(
+    tmp_path_factory: pytest.TempPathFactory, module_redis: RedisServer,
+    module_ledger: LedgerProcess,
+) -> Iterator[Experiment]:
+    logs = tmp_path_factory.mktemp("copier") / "logs"
+    ledger, redis = module_ledger, module_redis
     supervisor = Supervisor()
-    logs = tmp / "logs"
     try:
         arms = []
         for commit_reveal, prefix in ((False, "cr-off"), (True, "cr-on")):
@@ -98,33 +96,22 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Experiment]
                 miners=[Keypair.dev(arm.name(r)) for r in ("m0", "m1", "lazy")],
                 validators=[(Keypair.dev(arm.name(r)), STAKE) for r in ("h0", "h1", "copier")])
             arms.append(arm)
-        miners = []
-        for arm in arms:
-            for role in ("m0", "m1", "lazy"):
-                port = free_port()
-                extra = ["--behaviour", "lazy"] if role == "lazy" else []
-                miners.append(Child(arm.name(role), [
-                    "miner", "serve", "--dev-key", arm.name(role), "--netuid", str(arm.netuid),
-                    "--ledger", ledger.url, "--port", str(port), "--log-level", "warning",
-                    *extra], logs / f"{arm.name(role)}.log", f"http://127.0.0.1:{port}/healthz"))
+        miners = [
+            miner_child(arm.name(role), arm.netuid, ledger.url, logs,
+                        *(["--behaviour", "lazy"] if role == "lazy" else []))
+            for arm in arms for role in ("m0", "m1", "lazy")
+        ]
         supervisor.start_all(miners, timeout=120)
         for arm in arms:
             for role in ("h0", "h1", "copier"):
-                port = free_port()
                 behaviour = "weight-copier" if role == "copier" else "honest"
-                arm.validators[role] = Child(arm.name(role), [
-                    "validator", "run", "--dev-key", arm.name(role), "--netuid",
-                    str(arm.netuid), "--ledger", ledger.url, "--redis-url", redis.url,
-                    "--port", str(port), "--interval", "0.3", "--timeout", "2",
-                    "--behaviour", behaviour, "--log-level", "warning"],
-                    logs / f"{arm.name(role)}.log", f"http://127.0.0.1:{port}/healthz",
-                    env={"SUBNETLAB_API_KEYS": "k"})
+                arm.validators[role] = validator_child(
+                    arm.name(role), arm.netuid, ledger.url, redis.url, logs,
+                    "--behaviour", behaviour)
         supervisor.start_all([c for arm in arms for c in arm.validators.values()], timeout=120)
         yield Experiment(redis, ledger, arms)
     finally:
         supervisor.stop_all()
-        ledger.kill(signal.SIGTERM)
-        stop_redis_server(redis)
 
 
 def _epochs_run(ledger: str, netuid: int) -> int:

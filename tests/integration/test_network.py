@@ -43,7 +43,7 @@ from subnetlab.miner.backends import sum_metric
 from subnetlab.protocol.epistula import sign_request
 from subnetlab.validator.evidence import load_evidence, store_evidence
 from subnetlab.validator.tasks import OPEN, generate
-from tests.integration.conftest import free_port, wait_until
+from tests.integration.conftest import free_port, miner_child, validator_child, wait_until
 
 HYPER = {"tempo": 10, "weights_rate_limit": 0, "max_registrations_per_block": 64,
          "target_registrations_per_interval": 64, "immunity_period": 1000}
@@ -65,26 +65,6 @@ class Net:
     check_miners: dict[str, Child]
     checker: Child
     logs: Path
-
-
-def _miner(name: str, netuid: int, ledger: str, logs: Path, *extra: str,
-           port: int | None = None) -> Child:
-    port = port or free_port()
-    return Child(name, ["miner", "serve", "--dev-key", name, "--netuid", str(netuid),
-                        "--ledger", ledger, "--port", str(port), "--log-level", "warning",
-                        *extra],
-                 logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
-
-
-def _validator(name: str, netuid: int, ledger: str, redis_url: str, logs: Path,
-               *extra: str) -> Child:
-    port = free_port()
-    return Child(name, ["validator", "run", "--dev-key", name, "--netuid", str(netuid),
-                        "--ledger", ledger, "--redis-url", redis_url, "--port", str(port),
-                        "--interval", "0.3", "--timeout", "2", "--log-level", "warning",
-                        *extra],
-                 logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
-                 env={"SUBNETLAB_API_KEYS": API_KEY})
 
 
 @pytest.fixture(scope="module")
@@ -122,26 +102,29 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             miners=[Keypair.dev(n) for n in ("sc-m0", "sc-m1", "sc-bait")],
             validators=[(Keypair.dev("sc-v"), 1_000 * TOKEN)],
         )
-        miners = {n: _miner(n, netuid, ledger, logs, *extra)
+        miners = {n: miner_child(n, netuid, ledger, logs, *extra)
                   for n, extra in (("net-m0", ()), ("net-m1", ()),
                                    ("net-lazy", ("--behaviour", "lazy")))}
-        gateway_miners = {n: _miner(n, gateway_netuid, ledger, logs) for n in ("gw-m0", "gw-m1")}
-        check_miners = {n: _miner(n, check_netuid, ledger, logs)
+        gateway_miners = {n: miner_child(n, gateway_netuid, ledger, logs)
+                          for n in ("gw-m0", "gw-m1")}
+        check_miners = {n: miner_child(n, check_netuid, ledger, logs)
                         for n in ("sc-m0", "sc-m1", "sc-bait")}
         supervisor.start_all([*miners.values(), *gateway_miners.values(),
                               *check_miners.values()], timeout=120)
-        validators = {n: _validator(n, netuid, ledger, redis_url, logs)
+        validators = {n: validator_child(n, netuid, ledger, redis_url, logs, api_key=API_KEY)
                       for n in ("net-v0", "net-v1")}
         gateways = {
-            "gw-v": _validator("gw-v", gateway_netuid, ledger, redis_url, logs,
-                               "--behaviour", "weight-copier", "--fan-out", "2"),
-            "gw-sc": _validator("gw-sc", gateway_netuid, ledger, redis_url, logs,
-                                "--behaviour", "weight-copier", "--fan-out", "2",
-                                "--strategy", "spot-check", "--spot-check-rate", "1"),
+            "gw-v": validator_child("gw-v", gateway_netuid, ledger, redis_url, logs,
+                                    "--behaviour", "weight-copier", "--fan-out", "2",
+                                    api_key=API_KEY),
+            "gw-sc": validator_child("gw-sc", gateway_netuid, ledger, redis_url, logs,
+                                     "--behaviour", "weight-copier", "--fan-out", "2",
+                                     "--strategy", "spot-check", "--spot-check-rate", "1",
+                                     api_key=API_KEY),
         }
-        checker = _validator("sc-v", check_netuid, ledger, redis_url, logs,
-                             "--strategy", "spot-check", "--spot-check-rate", "1",
-                             "--tasks", "open=1")
+        checker = validator_child("sc-v", check_netuid, ledger, redis_url, logs,
+                                  "--strategy", "spot-check", "--spot-check-rate", "1",
+                                  "--tasks", "open=1", api_key=API_KEY)
         supervisor.start_all([*validators.values(), *gateways.values(), checker], timeout=120)
         yield Net(ledger, redis_url, netuid, miners, validators, gateway_netuid,
                   gateway_miners, gateways, check_netuid, check_miners, checker, logs)
@@ -497,7 +480,7 @@ def test_spot_check_catches_a_miner_turned_lazy_and_the_audit_still_matches(net:
     assert old.health_url is not None
     port = int(old.health_url.rsplit(":", 1)[1].split("/")[0])
     old.stop()
-    lazy = _miner("sc-bait", net.check_netuid, net.ledger_url, net.logs, "--behaviour", "lazy",
+    lazy = miner_child("sc-bait", net.check_netuid, net.ledger_url, net.logs, "--behaviour", "lazy",
                   port=port)
     lazy.start()
     lazy.wait_healthy(60)

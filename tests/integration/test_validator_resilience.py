@@ -31,9 +31,8 @@ from tests.integration.conftest import (
     LedgerProcess,
     RedisServer,
     free_port,
-    start_ledger,
-    start_redis_server,
-    stop_redis_server,
+    miner_child,
+    validator_child,
     wait_until,
 )
 
@@ -52,37 +51,29 @@ class Bed:
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+def testbed(
+    tmp_path_factory: pytest.TempPathFactory, module_redis: RedisServer,
+    module_ledger: LedgerProcess,
+) -> Iterator[Bed]:
     tmp = tmp_path_factory.mktemp("resilience")
-    redis = start_redis_server(tmp / "redis")
+    ledger, redis = module_ledger, module_redis
     supervisor = Supervisor()
-    ledger = start_ledger(tmp, redis.url)
     try:
         netuid = bootstrap_subnet(
             ledger.url, Keypair.dev("alice"), HYPER,
             miners=[Keypair.dev(n) for n in ("rs-m0", "rs-m1")],
             validators=[(Keypair.dev(n), 1_000 * TOKEN) for n in VALIDATORS])
         logs = tmp / "logs"
-        miners = [Child(n, ["miner", "serve", "--dev-key", n, "--netuid", str(netuid),
-                            "--ledger", ledger.url, "--port", str(port), "--log-level",
-                            "warning"], logs / f"{n}.log", f"http://127.0.0.1:{port}/healthz")
-                  for n, port in (("rs-m0", free_port()), ("rs-m1", free_port()))]
-        supervisor.start_all(miners, timeout=90)
-        validators = {}
-        for name in VALIDATORS:
-            port = free_port()
-            validators[name] = Child(
-                name, ["validator", "run", "--dev-key", name, "--netuid", str(netuid),
-                       "--ledger", ledger.url, "--redis-url", redis.url, "--port", str(port),
-                       "--interval", "0.3", "--timeout", "2"],
-                logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
-                env={"SUBNETLAB_API_KEYS": "k"})
+        supervisor.start_all([miner_child(n, netuid, ledger.url, logs)
+                              for n in ("rs-m0", "rs-m1")], timeout=90)
+        # The validators' own log level: the test reads the failures they log.
+        validators = {name: validator_child(name, netuid, ledger.url, redis.url, logs,
+                                            log_level=None)
+                      for name in VALIDATORS}
         supervisor.start_all(list(validators.values()), timeout=90)
         yield Bed(redis, ledger, netuid, validators, tmp / "home")
     finally:
         supervisor.stop_all()
-        ledger.kill(signal.SIGTERM)
-        stop_redis_server(redis)
 
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
