@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
+from subnetlab.bench.protocol_bench import paired_ratio_spread
 from subnetlab.keys import Keypair
 from subnetlab.protocol import (
     EPISTULA_VERSION,
@@ -632,6 +633,33 @@ def test_bench_protocol_prints_the_figures_as_json(cli: CliRun) -> None:
     assert isinstance(figures["throughput_ratio"], float)
     assert isinstance(figures["signed_overhead_p50_ms"], float)
     assert set(figures["cpu_us_per_request"]["signed"]) == {"client", "server"}
+    spread = figures["throughput_ratio_rounds"]
+    assert spread["rounds"] == 2  # 200 requests per route: the minimum of two paired rounds
+    assert 0 < spread["p25"] <= spread["median"] <= spread["p75"]
+
+
+def test_paired_ratio_spread_pairs_rounds_not_totals() -> None:
+    # Round 2 ran while the machine was twice as busy: both routes halve, the ratio stays.
+    spread = paired_ratio_spread([450.0, 225.0, 440.0], [500.0, 250.0, 550.0])
+    assert spread.rounds == 3
+    assert spread.median == pytest.approx(0.9)
+    assert spread.p25 == pytest.approx(0.85) and spread.p75 == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    ("signed", "plain", "reason"),
+    [
+        ([1.0, 2.0], [1.0], "2 signed rounds but 1 plain"),
+        ([1.0], [1.0], "at least 2 paired rounds"),
+        ([1.0, 0.0], [1.0, 1.0], "must be positive"),
+        ([1.0, 1.0], [1.0, float("nan")], "must be positive"),
+    ],
+)
+def test_paired_ratio_spread_refuses_what_cannot_be_paired(
+    signed: list[float], plain: list[float], reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        paired_ratio_spread(signed, plain)
 
 
 def test_bench_protocol_checks_its_arguments(cli: CliRun) -> None:

@@ -9,6 +9,11 @@ Besides latency and throughput, the CPU time each side spends per request is rep
 (driver: ``time.process_time``; server: its own, read from ``GET /cpu`` between rounds).
 On a shared machine wall-clock figures move with everyone else's load; CPU per request
 moves much less, so it is the better figure for what the protocol itself costs.
+
+The throughput ratio is also given round by round: each round's signed requests/s over the
+plain requests/s of the same round (the two ran back to back), summarised as median and
+quartiles. One run's overall ratio moves by several points with the machine's load; the
+spread of the paired rounds says how far a single figure can be trusted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +37,14 @@ from subnetlab.bench.protocol_server import BENCH_VALIDATORS, miner_key, neuron_
 from subnetlab.keys import Keypair
 from subnetlab.protocol import encode_json, signed_post
 
-__all__ = ["BenchError", "ProtocolBenchResult", "RouteFigures", "run_protocol_bench"]
+__all__ = [
+    "BenchError",
+    "ProtocolBenchResult",
+    "RatioSpread",
+    "RouteFigures",
+    "paired_ratio_spread",
+    "run_protocol_bench",
+]
 
 # A small chat-completions-like body: the size of a short organic request.
 _BODY = {
@@ -67,9 +79,41 @@ class RouteFigures:
         return {"client": round(self.client_cpu_us, 1), "server": round(self.server_cpu_us, 1)}
 
 
+@dataclass(frozen=True)
+class RatioSpread:
+    """Median and quartiles of the per-round signed/plain throughput ratios."""
+
+    median: float
+    p25: float
+    p75: float
+    rounds: int
+
+    def as_json(self) -> dict[str, float | int]:
+        return {"median": round(self.median, 3), "p25": round(self.p25, 3),
+                "p75": round(self.p75, 3), "rounds": self.rounds}
+
+
+def paired_ratio_spread(signed_rps: Sequence[float], plain_rps: Sequence[float]) -> RatioSpread:
+    """Summarise ``signed_rps[i] / plain_rps[i]`` over rounds that ran side by side.
+
+    Pairing round by round cancels the load drift both routes of one round share; the
+    quartiles (inclusive method, so two rounds are enough) show the noise that remains.
+    """
+    if len(signed_rps) != len(plain_rps):
+        raise ValueError(f"{len(signed_rps)} signed rounds but {len(plain_rps)} plain rounds")
+    if len(signed_rps) < 2:
+        raise ValueError(f"need at least 2 paired rounds, got {len(signed_rps)}")
+    if any(not rps > 0 for rps in (*signed_rps, *plain_rps)):
+        raise ValueError("every round's requests/s must be positive")
+    ratios = [signed / plain for signed, plain in zip(signed_rps, plain_rps, strict=True)]
+    p25, median, p75 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return RatioSpread(median=median, p25=p25, p75=p75, rounds=len(ratios))
+
+
 @dataclass
 class _Samples:
     latencies_ms: list[float] = field(default_factory=list)
+    round_rps: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
@@ -92,6 +136,7 @@ class ProtocolBenchResult:
     plain: RouteFigures
     signed: RouteFigures
     concurrency: int
+    ratio_spread: RatioSpread
 
     @property
     def throughput_ratio(self) -> float:
@@ -106,6 +151,7 @@ class ProtocolBenchResult:
             "plain": self.plain.as_json(),
             "signed": self.signed.as_json(),
             "throughput_ratio": round(self.throughput_ratio, 3),
+            "throughput_ratio_rounds": self.ratio_spread.as_json(),
             "signed_overhead_p50_ms": round(self.signed_overhead_p50_ms, 3),
             "cpu_us_per_request": {
                 "plain": self.plain.cpu_json(),
@@ -218,6 +264,7 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
                 server_cpu = await _server_cpu_s(client, base) - server_before
                 sample = samples[route]
                 sample.latencies_ms.extend(latencies)
+                sample.round_rps.append(len(latencies) / elapsed)
                 sample.elapsed_s += elapsed
                 sample.client_cpu_s += client_cpu
                 sample.server_cpu_s += server_cpu
@@ -225,6 +272,7 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
         plain=samples["plain"].figures(),
         signed=samples["signed"].figures(),
         concurrency=concurrency,
+        ratio_spread=paired_ratio_spread(samples["signed"].round_rps, samples["plain"].round_rps),
     )
 
 

@@ -135,11 +135,13 @@ def bench_protocol(
     if as_json:
         typer.echo(json.dumps(figures))
         return
-    plain, signed = result.plain, result.signed
+    plain, signed, spread = result.plain, result.signed, result.ratio_spread
     Console().print(
         f"plain:  p50 {plain.p50_ms:.2f} ms, p99 {plain.p99_ms:.2f} ms, {plain.rps:.0f} req/s\n"
         f"signed: p50 {signed.p50_ms:.2f} ms, p99 {signed.p99_ms:.2f} ms, {signed.rps:.0f} req/s\n"
-        f"signed/plain throughput {result.throughput_ratio:.3f}, "
+        f"signed/plain throughput {result.throughput_ratio:.3f} "
+        f"(round by round: median {spread.median:.3f}, quartiles {spread.p25:.3f}-"
+        f"{spread.p75:.3f}, {spread.rounds} rounds), "
         f"p50 overhead {result.signed_overhead_p50_ms:+.3f} ms "
         f"({requests} requests per route, {concurrency} in flight)\n"
         f"CPU per request, client + server: plain {plain.client_cpu_us:.0f} + "
