@@ -22,6 +22,17 @@ engine's own seconds, the same ratio in engine seconds. Exported per strategy as
 `subnetlab_organic_overhead_ratio` and `subnetlab_organic_overhead_seconds_ratio`, and
 returned in the response's `subnetlab` block, with the `simulated` labels of the answer
 delivered and of the reference model.
+
+Failures are OpenAI-style JSON errors (`{"error": {"code", "message"}}`): 401
+`unauthorized` (a missing or wrong API key, the same answer for both: nothing says which
+keys exist), 400 `bad_strategy`/`bad_request`, 503 `no_miners` when no miner answered, and
+503 `reference_unavailable` when the reference model failed while grading (`broadcast`, a
+re-checked `spot-check`): an answer the gateway promised to grade is not delivered
+ungraded. A streamed request fails the same way, before any event is sent. The two 503s
+are counted in `subnetlab_organic_requests_total{strategy,outcome}` beside `ok` (refusals
+are not: their strategy label would be whatever the caller wrote); a failed reference is
+also logged (one line, with the reason, which the customer's error leaves out) and shown
+in `/healthz` (`reference: unreachable` until it answers again).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -41,11 +53,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from subnetlab.miner.backends import Completion, prompt_text
 from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
+from subnetlab.validator.health import one_line
 from subnetlab.validator.loop import MinerAnswer, Validator, ask, miners_of, sample
 from subnetlab.validator.scoring import token_f1
 from subnetlab.validator.spotcheck import DEFAULT_THRESHOLD, caught, similarities
 
+log = logging.getLogger(__name__)
+
 STRATEGIES = ("broadcast", "best-of-n", "spot-check")
+
+
+class ReferenceUnavailableError(RuntimeError):
+    """The reference model failed while grading an organic request (the engine answered
+    an error, the connection broke, the answer was not a completion)."""
 
 
 def _total_seconds(values: Sequence[float | None]) -> float | None:
@@ -149,10 +169,31 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
+def key_digests(api_keys: frozenset[str]) -> tuple[bytes, ...]:
+    """The gateway's API keys as SHA-256 digests: what a presented key is compared with."""
+    return tuple(hashlib.sha256(k.encode()).digest() for k in sorted(api_keys))
+
+
+def authorised(authorization: str, digests: Sequence[bytes]) -> bool:
+    """Whether an `Authorization` header carries one of the keys (`Bearer KEY`).
+
+    Digests of equal length, compared in constant time with every key (no early exit):
+    neither the answer nor its timing depends on how close a wrong key is to a real one,
+    or on which key it resembles.
+    """
+    if not authorization.startswith("Bearer "):
+        return False
+    key = authorization.removeprefix("Bearer ").strip()
+    presented = hashlib.sha256(key.encode()).digest()
+    matches = [secrets.compare_digest(presented, d) for d in digests]
+    return bool(key) and any(matches)
+
+
 def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
     """The validator's customer-facing app (its Prometheus metrics live here too)."""
     app = FastAPI(title="subnetlab validator gateway", version="1")
     metrics = validator.metrics
+    digests = key_digests(config.api_keys)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -165,9 +206,7 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
-        if not key or not any(secrets.compare_digest(key, k) for k in config.api_keys):
+        if not authorised(request.headers.get("authorization", ""), digests):
             return _error(401, "unauthorized", "a valid API key is required "
                           "(Authorization: Bearer KEY)")
         strategy = request.headers.get("x-subnetlab-strategy", config.default_strategy)
@@ -184,7 +223,15 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
         # that asked for a stream gets the chosen answer in OpenAI's streaming format.
         stream = body.pop("stream", False) is True
         started = time.perf_counter()
-        served = await serve(validator, config, strategy, body)
+        try:
+            served = await serve(validator, config, strategy, body)
+        except ReferenceUnavailableError as exc:
+            metrics.organic_requests.labels(strategy=strategy,
+                                            outcome="reference_unavailable").inc()
+            log.warning("organic request failed: strategy=%s outcome=reference_unavailable "
+                        "reference=%s error=%s", strategy, validator.reference.name, exc)
+            return _error(503, "reference_unavailable", "the validator's reference model "
+                          "failed, so no answer could be graded; retry later")
         if served is None:
             metrics.organic_requests.labels(strategy=strategy, outcome="no_miners").inc()
             return _error(503, "no_miners", "no miner answered")
@@ -280,10 +327,27 @@ def penalty_record(caught_uid: int, graded: Sequence[MinerAnswer], reference: Co
                         for a in graded if a.ok]}
 
 
+async def grade(validator: Validator, body: dict[str, Any], purpose: str) -> Completion:
+    """The reference model's answer to grade by, its tokens counted under `purpose`.
+
+    Any failure of the reference becomes ReferenceUnavailableError (one line, the cause
+    kept), and `/healthz` reports the reference unreachable until it answers again.
+    """
+    try:
+        reference = await validator.reference.complete(body)
+    except Exception as exc:  # whatever broke, the answer cannot be graded
+        validator.health.reference = "unreachable"
+        raise ReferenceUnavailableError(one_line(exc)) from exc
+    validator.health.reference = "ok"
+    validator.metrics.reference_tokens.labels(purpose=purpose).inc(reference.completion_tokens)
+    return reference
+
+
 async def serve(
     validator: Validator, config: GatewayConfig, strategy: str, body: dict[str, Any]
 ) -> Served | None:
-    """Answer one organic request with `strategy`; None when no miner answered."""
+    """Answer one organic request with `strategy`; None when no miner answered,
+    ReferenceUnavailableError when the reference model failed to grade."""
     pool = miners_of(validator.follower.metagraph or {}, validator.hotkey)
     if not pool:
         return None
@@ -302,8 +366,7 @@ async def serve(
     if strategy == "best-of-n":
         delivered = max(ok, key=lambda a: sum(token_f1(a.text, b.text) for b in ok if b is not a))
         return Served(delivered, account(strategy, answers, delivered, []))
-    reference = await validator.reference.complete(body)
-    validator.metrics.reference_tokens.labels(purpose=strategy).inc(reference.completion_tokens)
+    reference = await grade(validator, body, strategy)
     delivered = max(ok, key=lambda a: token_f1(a.text, reference.text))
     return Served(delivered, account(strategy, answers, delivered, [reference]),
                   reference_used=True)
@@ -322,11 +385,9 @@ async def _spot_check(
         return Served(delivered, account("spot-check", answers, delivered, []))
     asked = {a.uid for a in answers}
     others = [n for n in ranked if n["uid"] not in asked][:config.spot_check_others]
-    grading = asyncio.ensure_future(validator.reference.complete(body))
+    grading = asyncio.ensure_future(grade(validator, body, "spot-check"))
     rechecked = list(await asyncio.gather(*(ask_one(n) for n in others)))
     reference = await grading
-    validator.metrics.reference_tokens.labels(purpose="spot-check").inc(
-        reference.completion_tokens)
     found, chosen = spot_check_verdict(delivered, rechecked, reference.text,
                                        config.spot_check_threshold)
     for uid in found:
