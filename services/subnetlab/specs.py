@@ -14,7 +14,7 @@ laptop and on a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -357,6 +357,23 @@ class ValidatorSpec(_Model):
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
 
 
+def cabal_problem(behaviour: str, cabal: Collection[int],
+                  behaviour_field: str = "behaviour") -> str | None:
+    """Why the `cabal` uids do not fit the validator `behaviour` (None: they do).
+
+    One rule for the spec's `validator.cabal` and `validator run --cabal` (the CEL rules
+    below say it to the API server): a cabal validator with no uids would never set
+    weights, and uids given to another behaviour would be silently ignored. Whether the
+    uids exist on the subnet is left to the chain at run time (a uid may register later).
+    `behaviour_field` is how the caller names the behaviour (`--behaviour` on the CLI).
+    """
+    if behaviour == "cabal" and not cabal:
+        return f"{behaviour_field} cabal needs the miner uids to boost"
+    if behaviour != "cabal" and cabal:
+        return f"only applies to {behaviour_field} cabal, not {behaviour}"
+    return None
+
+
 MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
 VALIDATOR_BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
 
@@ -433,11 +450,8 @@ class NeuronSpec(_Model):
             if self.miner is not None:
                 raise FieldError("miner", "a validator takes `validator` settings, not `miner`")
             self.validator = self.validator or ValidatorSpec()
-            if self.behaviour == "cabal" and not self.validator.cabal:
-                raise FieldError("validator.cabal", "behaviour cabal needs the miner uids to "
-                                 "boost")
-            if self.behaviour != "cabal" and self.validator.cabal:
-                raise FieldError("validator.cabal", "only applies to behaviour cabal")
+            if problem := cabal_problem(self.behaviour, self.validator.cabal):
+                raise FieldError("validator.cabal", problem)
         return self
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -188,6 +189,103 @@ def test_usage_errors_are_one_line(env: dict[str, str], args: list[str], line: s
     shown = one_error_line(run_cli(args, env=env))
     assert shown.startswith(line), shown
     assert shown.endswith(" --help`)")
+
+
+# ---- miner serve, validator run, audit: every bad flag is one line, before anything runs --
+
+ALICE = Keypair.dev("alice").ss58_address
+
+
+def _nowhere() -> list[str]:
+    """A ledger and an evidence store nobody answers at: a check that wrongly let its flag
+    through would fail further on with another line (and start nothing)."""
+    return ["--ledger", f"http://127.0.0.1:{free_port()}", "--ledger-wait", "0",
+            "--redis-url", f"redis://127.0.0.1:{free_port()}/0"]
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--behaviour", "cabal", "--cabal", "-1"],
+     "error: --cabal: '-1' is not a uid (a whole number 0..65535)"),
+    (["--behaviour", "cabal", "--cabal", "1,99999"],
+     "error: --cabal: '99999' is not a uid (a whole number 0..65535)"),
+    (["--behaviour", "cabal", "--cabal", "1,,2"], "error: --cabal '1,,2': entry 1 is empty"),
+    (["--behaviour", "cabal", "--cabal", ""], "error: --cabal: give at least one entry"),
+    (["--behaviour", "cabal"], "error: --cabal: --behaviour cabal needs the miner uids to boost"),
+    (["--cabal", "1,2"], "error: --cabal: only applies to --behaviour cabal, not honest"),
+    (["--behaviour", "lazy", "--cabal", "3"],
+     "error: --cabal: only applies to --behaviour cabal, not lazy"),
+    (["--host", "192.0.2.1"],  # TEST-NET-1: an address this machine does not have
+     "error: --host 192.0.2.1: cannot listen on 192.0.2.1:"),
+    (["--host", "nonsense.invalid"], "error: --host nonsense.invalid: "),
+])
+def test_bad_validator_flags_are_one_line(env: dict[str, str], args: list[str], line: str
+                                          ) -> None:
+    proc = run_cli(["validator", "run", "--dev-key", "v-bad", "--port", str(free_port()),
+                    *_nowhere(), *args], env={**env, "SUBNETLAB_API_KEYS": "k"})
+    shown = one_error_line(proc)
+    assert shown.startswith(line), shown
+    assert not Path(env[wallet.HOME_ENV]).exists()  # nothing written, no Redis started
+
+
+def test_validator_port_in_use_is_one_line_before_anything_starts(env: dict[str, str]
+                                                                  ) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # No --redis-url: the embedded store would be started next, under the home dir.
+        proc = run_cli(["validator", "run", "--dev-key", "v-port", "--port", str(port),
+                        "--ledger", f"http://127.0.0.1:{free_port()}", "--ledger-wait", "0"],
+                       env={**env, "SUBNETLAB_API_KEYS": "k"})
+    line = one_error_line(proc)
+    assert line.startswith(f"error: --port {port}: cannot listen on 127.0.0.1:{port}: "), line
+    assert not Path(env[wallet.HOME_ENV]).exists()
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--backend", "openai", "--backend-url", "nonsense"],
+     "error: --backend-url: 'nonsense' must start with http:// or https://"),
+    (["--backend", "vllm", "--backend-url", "http://:8000"],
+     "error: --backend-url: 'http://:8000' names no host"),
+    (["--behaviour", "copycat", "--copy-from", "ftp://x"],
+     "error: --copy-from: 'ftp://x' must start with http:// or https://"),
+    (["--behaviour", "copycat", "--copy-from", "http://engine:port"],
+     "error: --copy-from: 'http://engine:port' is not a URL"),
+])
+def test_bad_miner_urls_are_one_line(env: dict[str, str], args: list[str], line: str) -> None:
+    proc = run_cli(["miner", "serve", "--dev-key", "m-bad", "--port", str(free_port()),
+                    "--ledger", f"http://127.0.0.1:{free_port()}", *args], env=env)
+    shown = one_error_line(proc)
+    assert shown.startswith(line), shown
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["audit", "1"], "error: Missing option '--validator' (see `"),
+    (["audit", "1", "--validator", ALICE], "error: Missing option '--epoch'"),
+    (["audit", "1", "--validator", "X", "--epoch", "-1"],
+     "error: Invalid value for '--epoch': Input should be greater than or equal to 0"),
+    (["audit", "abc", "--validator", ALICE, "--epoch", "0"],
+     "error: Invalid value for 'netuid': Input should be a valid integer"),
+    (["audit", "0", "--validator", ALICE, "--epoch", "0"],
+     "error: Invalid value for 'netuid': Input should be greater than or equal to 1"),
+    (["validator", "runn"], "error: No such command 'runn'. Did you mean 'run'"),
+    (["validator", "run", "--cabl", "1"], "error: No such option: --cabl"),
+])
+def test_audit_and_validator_usage_errors_are_one_line(env: dict[str, str], args: list[str],
+                                                       line: str) -> None:
+    shown = one_error_line(run_cli(args, env=env))
+    assert shown.startswith(line), shown
+    assert shown.endswith(" --help`)")
+
+
+@pytest.mark.parametrize("address", ["X", ALICE + "x", ALICE[:-1] + "0",
+                                     ALICE[:-1] + ("W" if ALICE[-1] != "W" else "X")])
+def test_audit_refuses_a_validator_that_is_no_ss58_address(env: dict[str, str],
+                                                           address: str) -> None:
+    # The ledger is never asked: the address is refused first.
+    shown = one_error_line(run_cli(["audit", "1", "--validator", address, "--epoch", "0",
+                                    *_nowhere()[:2]], env=env))
+    assert shown.startswith(f"error: --validator: address {address!r} "), shown
 
 
 def test_help_lists_every_command(env: dict[str, str]) -> None:

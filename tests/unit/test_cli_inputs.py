@@ -1,4 +1,5 @@
-"""The CLI's pure pieces: amounts, uid/weight lists, hyperparameters, saved commits, epochs.
+"""The CLI's pure pieces: amounts, uid/weight lists, hyperparameters, saved commits, epochs,
+and the rules `validator run --cabal` and `miner serve`'s URL flags share with the specs.
 
 These decide what reaches the chain (an amount in rao, a u16 weight vector, the salt of a
 commit), so they are checked value by value here, without a process or a ledger.
@@ -6,10 +7,12 @@ commit), so they are checked value by value here, without a process or a ledger.
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.cli import commits
@@ -23,6 +26,8 @@ from subnetlab.cli.inputs import (
 )
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import MAX_RAO, format_rao, parse_tokens
+from subnetlab.miner.launch import MinerOptions, check_options
+from subnetlab.specs import NeuronSpec, cabal_problem
 from subnetlab.wallet import HOME_ENV
 
 HOTKEY = Keypair.dev("alice").ss58_address
@@ -96,6 +101,69 @@ def test_bad_weight_vectors(uids: str, weights: str, reason: str) -> None:
 def test_uid_and_weight_parsers_alone() -> None:
     assert parse_uids("5,0") == [5, 0]
     assert parse_weights("1,0.5") == [1.0, 0.5]
+
+
+def test_uid_lists_of_other_options_name_them() -> None:
+    assert parse_uids("3, 1,3", "--cabal", distinct=False) == [3, 1, 3]
+    for text, reason in (("-1", "--cabal: '-1' is not a uid (a whole number 0..65535)"),
+                         ("1,99999", "--cabal: '99999' is not a uid"),
+                         ("", "--cabal: give at least one entry, e.g. --cabal 0,1"),
+                         ("1,,2", "--cabal '1,,2': entry 1 is empty")):
+        with pytest.raises(InputError) as info:
+            parse_uids(text, "--cabal", distinct=False)
+        assert str(info.value).startswith(reason), str(info.value)
+    with pytest.raises(InputError, match="--cabal: uid 3 appears more than once"):
+        parse_uids("3,3", "--cabal")
+
+
+# ---- validator run --cabal: the spec's rule ----------------------------------------------
+
+
+@pytest.mark.parametrize(("behaviour", "cabal", "problem"), [
+    ("cabal", [], "--behaviour cabal needs the miner uids to boost"),
+    ("honest", [1], "only applies to --behaviour cabal, not honest"),
+    ("weight-copier", [0, 2], "only applies to --behaviour cabal, not weight-copier"),
+    ("cabal", [0, 65535], None),
+    ("lazy", [], None),
+])
+def test_cabal_rule_is_the_specs(behaviour: str, cabal: list[int], problem: str | None
+                                 ) -> None:
+    assert cabal_problem(behaviour, cabal, "--behaviour") == problem
+    # The spec words it for its own field, with the same rule behind it.
+    spec = cabal_problem(behaviour, cabal)
+    assert (spec is None) == (problem is None)
+    if spec is not None:
+        assert problem is not None and spec == problem.replace("--behaviour", "behaviour")
+        with pytest.raises(ValidationError, match=re.escape(spec)):
+            NeuronSpec.model_validate({"subnet": "s", "role": "validator",
+                                       "behaviour": behaviour,
+                                       "validator": {"cabal": cabal}})
+
+
+# ---- miner serve: URL flags --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    (MinerOptions(backend="openai", backend_url="nonsense"),
+     "--backend-url: 'nonsense' must start with http:// or https://"),
+    (MinerOptions(backend="vllm", backend_url="http://a b"),
+     "--backend-url: 'http://a b' has spaces in it"),
+    (MinerOptions(backend="openai", backend_url="http://u:secret@:1"),
+     "--backend-url: 'http://u:***@:1' names no host"),
+    (MinerOptions(behaviour="copycat", copy_from="ftp://x"),
+     "--copy-from: 'ftp://x' must start with http:// or https://"),
+    (MinerOptions(behaviour="copycat", copy_from="http://engine:99999"),
+     "--copy-from: 'http://engine:99999' is not a URL"),
+])
+def test_miner_url_flags_follow_the_spec_url_rule(options: MinerOptions, reason: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_options(options)
+    assert str(info.value).startswith(reason), str(info.value)
+
+
+def test_good_miner_urls_pass() -> None:
+    check_options(MinerOptions(backend="vllm", backend_url="http://127.0.0.1:8000/v1"))
+    check_options(MinerOptions(behaviour="copycat", copy_from="https://engine.example"))
 
 
 # ---- hyperparameters --------------------------------------------------------------------

@@ -58,14 +58,15 @@ def _entries(text: str, option: str) -> list[str]:
     return entries
 
 
-def parse_uids(text: str) -> list[int]:
-    """Distinct uids 0..65535 from ``0,1,2`` (whether they exist is the chain's call)."""
+def parse_uids(text: str, option: str = "--uids", distinct: bool = True) -> list[int]:
+    """Uids 0..65535 from ``0,1,2`` (whether they exist is the chain's call); with
+    ``distinct``, a repeated uid is refused (a weight vector names each uid once)."""
     uids: list[int] = []
-    for entry in _entries(text, "--uids"):
+    for entry in _entries(text, option):
         if not _NUMBER_RE.fullmatch(entry) or int(entry) > U16_MAX:
-            raise InputError(f"--uids: {entry!r} is not a uid (a whole number 0..{U16_MAX})")
-        if int(entry) in uids:
-            raise InputError(f"--uids: uid {int(entry)} appears more than once")
+            raise InputError(f"{option}: {entry!r} is not a uid (a whole number 0..{U16_MAX})")
+        if distinct and int(entry) in uids:
+            raise InputError(f"{option}: uid {int(entry)} appears more than once")
         uids.append(int(entry))
     return uids
 

@@ -8,7 +8,7 @@ from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
 from subnetlab.cli.chain_cmds import add_chain_commands
 from subnetlab.cli.engine_cmds import engine_app
-from subnetlab.cli.errors import CliError, OneLineGroup, fail
+from subnetlab.cli.errors import CliError, OneLineCommand, OneLineGroup, fail
 from subnetlab.cli.ledger_cmds import ledger_app
 from subnetlab.cli.neuron_cmds import audit, miner_app, validator_app
 from subnetlab.cli.operator_cmds import crds_app, operator_app
@@ -29,7 +29,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(miner_app, name="miner")
 app.add_typer(validator_app, name="validator")
-app.command("audit")(audit)
+app.command("audit", cls=OneLineCommand)(audit)
 app.add_typer(engine_app, name="engine")
 app.command("up")(up)
 app.command("down")(down)

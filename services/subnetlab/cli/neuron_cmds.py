@@ -13,7 +13,7 @@ from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
 from subnetlab.keys.keypair import Keypair
 
 miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True, cls=OneLineGroup)
-validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True)
+validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True, cls=OneLineGroup)
 
 DEFAULT_LEDGER = os.environ.get("SUBNETLAB_LEDGER", "http://127.0.0.1:9944")
 
@@ -121,11 +121,10 @@ def miner_serve(
     log_level: LogLevel = "info",
 ) -> None:
     """Serve a miner: publish the axon, follow the chain, answer signed requests."""
-    import uvicorn
-
-    from subnetlab.miner.launch import LaunchError, MinerOptions, build_miner, listen, publish
+    from subnetlab.miner.launch import LaunchError, MinerOptions, build_miner, publish
     from subnetlab.miner.server import create_miner_app
     from subnetlab.neuron.follower import ChainFollower
+    from subnetlab.neuron.listen import listen, serve
     from subnetlab.protocol.metagraph import StaticMetagraph
     from subnetlab.telemetry.logs import configure_logging
 
@@ -162,8 +161,7 @@ def miner_serve(
     async def start() -> None:
         app.state.follow = asyncio.create_task(follower.run())
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    serve(app, sock)
 
 
 @validator_app.command("run", cls=OneLineCommand)
@@ -189,7 +187,10 @@ def validator_run(
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between rounds (at least 0.05).")
     ] = 1.0,
-    cabal: Annotated[str, typer.Option("--cabal", help="cabal: miner uids to boost, 1,2,3")] = "",
+    cabal: Annotated[
+        str | None, typer.Option("--cabal", metavar="UIDS",
+                                 help="cabal (required there): miner uids to boost, 1,2,3.")
+    ] = None,
     strategy: Annotated[
         Literal["broadcast", "best-of-n", "spot-check"],
         typer.Option("--strategy", help="Gateway: the default strategy."),
@@ -232,9 +233,10 @@ def validator_run(
     log_level: LogLevel = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
-    import uvicorn
-
+    from subnetlab.cli.inputs import parse_uids
     from subnetlab.cli.ledger_cmds import resolve_redis
+    from subnetlab.neuron.listen import listen, serve
+    from subnetlab.specs import cabal_problem
     from subnetlab.telemetry.logs import configure_logging
     from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
     from subnetlab.validator.loop import MIN_INTERVAL_S, Validator, ValidatorConfig
@@ -247,9 +249,12 @@ def validator_run(
     if not interval >= MIN_INTERVAL_S:
         fail(f"--interval {interval}: must be at least {MIN_INTERVAL_S} s")
     try:
-        cabal_uids = frozenset(int(x) for x in cabal.split(",") if x.strip())
-    except ValueError:
-        fail(f"--cabal {cabal!r}: must be comma-separated uids, e.g. 1,2,3")
+        cabal_uids = frozenset(parse_uids(cabal, "--cabal", distinct=False)
+                               if cabal is not None else ())
+    except ValueError as exc:
+        fail(str(exc))
+    if problem := cabal_problem(behaviour, cabal_uids, "--behaviour"):
+        fail(f"--cabal: {problem}")
     keys = _api_keys(api_keys_file)
     try:
         task_weights = parse_task_mix(tasks)
@@ -259,6 +264,7 @@ def validator_run(
         reference = make_reference(reference_backend, reference_url, reference_model)
         gateway = GatewayConfig(keys, strategy, fan_out, spot_check_rate,
                                 spot_check_others=spot_check_others)
+        sock = listen(host, port)  # before the evidence store, the ledger or the loop
     except ValueError as exc:
         fail(str(exc))
     store = resolve_redis(redis_url, None)
@@ -268,6 +274,7 @@ def validator_run(
         asyncio.run(check_ledger(ledger, netuid, ledger_wait))
         check_redis(store)
     except (ValueError, PreflightError) as exc:
+        sock.close()
         fail(str(exc))
     validator = Validator(config, reference)
     app = create_gateway_app(validator, gateway)
@@ -276,7 +283,7 @@ def validator_run(
     async def start() -> None:
         app.state.loop = asyncio.create_task(validator.run())
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    serve(app, sock)
 
 
 def _api_keys(path: Path | None) -> frozenset[str]:
@@ -296,7 +303,7 @@ def _api_keys(path: Path | None) -> frozenset[str]:
 
 
 def audit(
-    netuid: Annotated[int, typer.Argument(help="Subnet.")],
+    netuid: Annotated[int, typer.Argument(help="Subnet.", min=1, max=65535)],
     validator: Annotated[str, typer.Option("--validator", help="The validator's hotkey (SS58).")],
     epoch: Annotated[int, typer.Option("--epoch", help="Epoch index of the evidence.", min=0)],
     ledger: Ledger = DEFAULT_LEDGER,
@@ -312,10 +319,12 @@ def audit(
     import redis
 
     from subnetlab.cli.ledger_cmds import resolve_redis
+    from subnetlab.cli.shared import check_address
     from subnetlab.ledger.client import LedgerClient, LedgerClientError
     from subnetlab.validator.audit import audit_against_chain
     from subnetlab.validator.evidence import audit_document, load_evidence
 
+    check_address(validator, "--validator")
     try:
         with LedgerClient(ledger) as client:
             digests = client.evidence(netuid, hotkey=validator, epoch=epoch)

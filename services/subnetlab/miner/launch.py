@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.urls import HTTP_SCHEMES, url_problem
 from subnetlab.validator.tasks import KINDS, parse_kind_values
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "MinerOptions",
     "build_miner",
     "check_options",
-    "listen",
     "parse_blacklist",
     "parse_task_accuracy",
     "publish",
@@ -85,6 +84,7 @@ def check_options(o: MinerOptions) -> None:
     if not remote and o.backend_url is not None:
         raise ValueError(f"--backend-url applies only to --backend openai or vllm, "
                          f"not {o.backend}")
+    _check_url("--backend-url", o.backend_url)
     if o.model is not None and not (remote or o.behaviour == "copycat"):
         raise ValueError("--model applies only to --backend openai or vllm, or to the engine "
                          "a --behaviour copycat copies")
@@ -106,6 +106,7 @@ def check_options(o: MinerOptions) -> None:
     if o.behaviour != "copycat" and o.copy_from is not None:
         raise ValueError(f"--copy-from applies only to --behaviour copycat, "
                          f"not {o.behaviour}")
+    _check_url("--copy-from", o.copy_from)
     if o.behaviour == "sybil" and not o.sybil_keys:
         raise ValueError("--behaviour sybil needs --sybil-key NAME (each further hotkey the "
                          "same engine serves)")
@@ -119,6 +120,13 @@ def check_options(o: MinerOptions) -> None:
                          "(0 turns rate limiting off)")
     if o.concurrency < 1:
         raise ValueError(f"--concurrency {o.concurrency}: must be at least 1")
+
+
+def _check_url(flag: str, url: str | None) -> None:
+    """An http(s) URL with a host, by the rule specs use for the same fields (`urls.py`)."""
+    if url is not None and (problem := url_problem(url, HTTP_SCHEMES,
+                                                   "http://127.0.0.1:8000")):
+        raise ValueError(f"{flag}: {problem}")
 
 
 def _check_number(flag: str, value: float | None, lo: float, hi: float,
@@ -194,26 +202,6 @@ def build_miner(o: MinerOptions, key: Keypair, sybils: Sequence[Keypair] = ()) -
     return Miner(key.ss58_address, _backend(o, key.ss58_address[:8]), guard,
                  StakePriorityGate(o.concurrency, MAX_QUEUE), o.behaviour, copy_from,
                  sybil_hotkeys=tuple(hotkeys[1:]))
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to `host:port`, so a port in use is an error before anything else
-    happens (and before the axon is published at an address nobody answers)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise ValueError(f"--host {host}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ValueError(f"--port {port}: cannot listen on {host}:{port}: "
-                         f"{exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 async def publish(ledger: str, netuid: int, keys: Sequence[Keypair], ip: str,

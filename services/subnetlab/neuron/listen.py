@@ -1,0 +1,46 @@
+"""The listening socket of a miner or a validator, bound before anything else starts.
+
+Why a module of its own: `miner serve` and `validator run` both take `--host` and `--port`.
+Left to uvicorn, a port in use or a host that is no address of this machine shows up only
+once the server starts (after the axon is published, after the validator's loop task is
+running), as uvicorn's own log line and its exit code. Binding first turns either into a
+`ValueError` naming the flag, which the command prints as one `error:` line before it has
+started or changed anything; uvicorn is then handed the socket already bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+__all__ = ["listen", "serve"]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port`; `ValueError` naming `--host` (a name that does not
+    resolve, an address not on this machine) or `--port` (in use, not allowed)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ValueError(f"--host {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        flag = f"--host {host}" if exc.errno == errno.EADDRNOTAVAIL else f"--port {port}"
+        raise ValueError(f"{flag}: cannot listen on {host}:{port}: "
+                         f"{exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Any, sock: socket.socket) -> None:
+    """Serve the ASGI `app` on the socket :func:`listen` bound, quietly (no access log)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
