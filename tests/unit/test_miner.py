@@ -1,4 +1,5 @@
-"""The miner's pure parts: option checks, the sim model, engine seconds, behaviours, labels.
+"""The miner's pure parts: option checks, the sim model, engine seconds, behaviours, labels,
+the `caller` label of a refusal, the error event of a broken stream.
 
 What needs a running miner (refusals over HTTP, streams, an OpenAI client, the CLI's
 one-line errors) is in tests/integration/test_miner_process.py.
@@ -31,11 +32,13 @@ from subnetlab.miner.launch import (
     parse_blacklist,
     parse_task_accuracy,
 )
-from subnetlab.miner.server import Miner
-from subnetlab.protocol.guard import RequestGuard
-from subnetlab.protocol.metagraph import StaticMetagraph
+from subnetlab.miner.server import UNKNOWN_CALLER, Miner, caller_label
+from subnetlab.protocol.epistula import sign_request, wall_clock_ms
+from subnetlab.protocol.guard import Refusal, RequestGuard
+from subnetlab.protocol.limits import RateLimit
+from subnetlab.protocol.metagraph import CallerInfo, StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
-from subnetlab.protocol.sse import ChunkWriter
+from subnetlab.protocol.sse import ChunkWriter, error_event
 from subnetlab.validator.tasks import KINDS, generate, solve
 
 KEY = Keypair.dev("test-miner-a")
@@ -259,3 +262,52 @@ def test_chunk_writer_labels_every_chunk_and_carries_extra_fields() -> None:
     unlabelled = replace(writer, fingerprint=None)
     assert _event(unlabelled.content("a"))["system_fingerprint"] is None
     assert _event(unlabelled.finish(fingerprint="simulated"))["system_fingerprint"] == "simulated"
+
+
+def test_the_error_event_carries_the_same_error_object_as_a_502_body() -> None:
+    event = _event(error_event("backend_error", "EngineError: engine answered 500: down"))
+    assert event == {"error": {"code": "backend_error",
+                               "message": "EngineError: engine answered 500: down"}}
+
+
+# ---- the caller label: only a verified, registered hotkey, never what a stranger claims ----
+
+
+def test_a_refusal_names_the_caller_only_once_it_is_verified_and_registered() -> None:
+    """Forged, stale, replayed, misaddressed and unregistered requests are `unknown` (anyone
+    can mint keys); a registered caller refused for its permit, the blacklist or its rate
+    limit is labelled with its hotkey."""
+    caller, permitless, banned, stranger = (
+        Keypair.dev(n) for n in ("tm-caller", "tm-permitless", "tm-banned", "tm-stranger"))
+    graph = StaticMetagraph({caller.ss58_address: CallerInfo(0, 10.0, True),
+                             permitless.ss58_address: CallerInfo(1, 1.0, False),
+                             banned.ss58_address: CallerInfo(2, 10.0, True)})
+    guard = RequestGuard(KEY.ss58_address, graph, blacklist=[banned.ss58_address],
+                         rate_limit=RateLimit(rate=0.001, burst=1.0))
+    body, me = b'{"messages": []}', KEY.ss58_address
+    admitted = sign_request(caller, body, me)
+    guard.check(admitted, body)  # spends the caller's one token: its next one is refused
+    forged = {**sign_request(caller, body, me), "Epistula-Request-Signature": "0x" + "11" * 64}
+    requests = {
+        "bad_signature": forged,
+        "stale_request": sign_request(caller, body, me, now_ms=wall_clock_ms() - 60_000),
+        "replayed_request": admitted,
+        "wrong_recipient": sign_request(caller, body, SYBIL.ss58_address),
+        "unregistered_caller": sign_request(stranger, body, me),
+        "no_validator_permit": sign_request(permitless, body, me),
+        "blacklisted": sign_request(banned, body, me),
+        "rate_limited": sign_request(caller, body, me),
+    }
+    labels = {}
+    for code, headers in requests.items():
+        with pytest.raises(Refusal) as refused:
+            guard.check(headers, body)
+        assert refused.value.code.value == code
+        labels[code] = caller_label(refused.value)
+    assert labels == {
+        "bad_signature": UNKNOWN_CALLER, "stale_request": UNKNOWN_CALLER,
+        "replayed_request": UNKNOWN_CALLER, "wrong_recipient": UNKNOWN_CALLER,
+        "unregistered_caller": UNKNOWN_CALLER,
+        "no_validator_permit": permitless.ss58_address, "blacklisted": banned.ss58_address,
+        "rate_limited": caller.ss58_address,
+    }

@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,7 +65,7 @@ class Backend(Protocol):
 
     async def complete(self, body: dict[str, Any]) -> Completion: ...
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncGenerator[str | StreamUsage, None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -145,7 +145,7 @@ class SimBackend:
         await asyncio.sleep(seconds)
         return Completion(text, self.name, count_tokens(prompt), tokens, seconds, simulated=True)
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[str | StreamUsage, None]:
         """The answer word by word at the modelled speed, then the same token counts and
         modelled seconds a non-streamed answer reports, labelled simulated."""
         prompt = prompt_text(body)
@@ -248,7 +248,7 @@ class OpenAIBackend:
         raise_for_engine(response)
         return completion_of(response.json(), self.model)
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[str | StreamUsage]:
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[str | StreamUsage, None]:
         """The engine's text pieces, then its usage chunk's figures (when it sends one).
 
         An upstream that ignores `stream` and answers with one JSON completion (a plain

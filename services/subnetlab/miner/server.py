@@ -19,6 +19,14 @@ Simulated output is labelled in both forms: a non-streamed answer carries
 `system_fingerprint: "simulated"` and `subnetlab.simulated: true`; a stream carries
 the same `system_fingerprint` on every chunk and the same `subnetlab` block on its last
 chunk before `[DONE]` (the usage chunk, or the finish chunk when no usage was asked for).
+
+Metrics (docs/metrics.md): every request is counted once, by caller and outcome, when its
+outcome is known; a stream's when it ends (`ok`, `backend_error`, or `client_gone` when the
+client left first). A backend that fails before a stream's first chunk gets the same 502
+as a non-streamed request; one that fails later can no longer change the 200, so the
+stream ends with an error event (protocol/sse.py) and `[DONE]`. Backend seconds and tokens
+are counted for answers delivered whole, so the token counter is the sum of the `usage`
+the miner reported.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +53,29 @@ from subnetlab.miner.backends import (
 from subnetlab.miner.metrics import MinerMetrics
 from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
-from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
+from subnetlab.protocol.sse import DONE, ChunkWriter, error_event, wants_usage
 
 MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
 LAZY_ANSWER = "42"
+UNKNOWN_CALLER = "unknown"
+"""The `caller` label of a request whose sender is not a registered, verified hotkey."""
+
+
+def caller_label(refusal: Refusal) -> str:
+    """The `caller` label of a refused request: the hotkey of a caller whose signature
+    verified and who is registered on the subnet (refused for its permit, the blacklist or
+    its rate limit), else `unknown`.
+
+    Why not every `Signed-By`: anyone can mint keys, so labelling forged, stale, replayed or
+    unregistered requests by the hotkey they claim would let an attacker add one time
+    series per request; registered hotkeys are bounded by the subnet's registrations.
+    """
+    return refusal.caller or UNKNOWN_CALLER
+
+
+def backend_error(exc: Exception) -> dict[str, str]:
+    """The error object of a failed backend, in a 502 body or a stream's error event."""
+    return {"code": "backend_error", "message": f"{type(exc).__name__}: {exc}"}
 
 
 @dataclass
@@ -156,7 +184,8 @@ def create_miner_app(miner: Miner) -> FastAPI:
         try:
             admission = miner.guard.check(request.headers, raw)
         except Refusal as refusal:
-            metrics.requests.labels(caller="unknown", outcome=refusal.code.value).inc()
+            metrics.requests.labels(caller=caller_label(refusal),
+                                    outcome=refusal.code.value).inc()
             return JSONResponse(status_code=refusal.status, content=refusal.as_json())
         caller = admission.hotkey
         try:
@@ -169,20 +198,16 @@ def create_miner_app(miner: Miner) -> FastAPI:
                 "code": "bad_request", "message": f"invalid chat request: {exc}"}})
         try:
             if body.get("stream"):
-                # the slot is held until the last chunk is sent, and released by the stream
+                # the slot is held until the stream ends, and released by the stream
                 await miner.gate.acquire(admission.stake)
-                metrics.requests.labels(caller=caller, outcome="ok").inc()
-                return StreamingResponse(
-                    _stream(miner, body, admission.signed_for, metrics, time.perf_counter()),
-                    media_type="text/event-stream")
+                return await _start_stream(miner, body, caller, admission.signed_for, metrics)
             async with miner.gate.slot(admission.stake):
                 started = time.perf_counter()
                 try:
                     completion = await miner.answer(body)
                 except Exception as exc:  # the backend failed: say so, stay up
                     metrics.requests.labels(caller=caller, outcome="backend_error").inc()
-                    return JSONResponse(status_code=502, content={"error": {
-                        "code": "backend_error", "message": f"{type(exc).__name__}: {exc}"}})
+                    return JSONResponse(status_code=502, content={"error": backend_error(exc)})
                 metrics.backend_seconds.observe(time.perf_counter() - started)
                 metrics.tokens.inc(completion.completion_tokens)
                 metrics.requests.labels(caller=caller, outcome="ok").inc()
@@ -195,40 +220,96 @@ def create_miner_app(miner: Miner) -> FastAPI:
     return app
 
 
-async def _stream(
-    miner: Miner, body: dict[str, Any], hotkey: str, metrics: MinerMetrics, started: float
-) -> AsyncIterator[bytes]:
-    """OpenAI-style SSE chunks; a final usage chunk when `stream_options.include_usage`."""
+@dataclass
+class _Tally:
+    """What a stream produced, filled in by `_chunks` once the engine's figures are known."""
+
+    tokens: int = 0
+
+
+async def _start_stream(miner: Miner, body: dict[str, Any], caller: str, hotkey: str,
+                        metrics: MinerMetrics) -> Response:
+    """Start a streamed answer (its gate slot already acquired; the stream releases it).
+
+    The first chunk is made before the status line goes out, so a backend that fails
+    before producing anything gets a 502 with the reason, like a non-streamed request.
+    """
+    events = _stream(miner, body, caller, hotkey, metrics)
     try:
-        async for chunk in _chunks(miner, body, hotkey, metrics, started):
+        first = await anext(events)
+    except Exception as exc:  # the stream has counted it and released the slot
+        return JSONResponse(status_code=502, content={"error": backend_error(exc)})
+    return StreamingResponse(_resume(first, events), media_type="text/event-stream")
+
+
+async def _resume(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """`first`, then the rest of the stream it came from (closed when this one is)."""
+    try:
+        yield first
+        async for chunk in rest:
             yield chunk
     finally:
+        await rest.aclose()
+
+
+async def _stream(miner: Miner, body: dict[str, Any], caller: str, hotkey: str,
+                  metrics: MinerMetrics) -> AsyncGenerator[bytes, None]:
+    """The SSE events of one answer, counted once, by how the stream ended.
+
+    `ok` when the last event went out; `backend_error` when the backend failed: before the
+    first event the exception is raised for `_start_stream`'s 502, after it the stream
+    ends with an error event and `[DONE]`; `client_gone` when the client left first (the
+    server cancels or closes this generator: neither is an `Exception`). Whatever the end,
+    the gate slot is released.
+    """
+    started = time.perf_counter()
+    tally = _Tally()
+    outcome, sent = "client_gone", False
+    try:
+        async for chunk in _chunks(miner, body, hotkey, tally):
+            sent = True
+            yield chunk
+        outcome = "ok"
+    except Exception as exc:
+        outcome = "backend_error"
+        if not sent:
+            raise
+        yield error_event(**backend_error(exc))
+        yield DONE
+    finally:
         miner.gate.release()
+        metrics.requests.labels(caller=caller, outcome=outcome).inc()
+        if outcome == "ok":
+            metrics.backend_seconds.observe(time.perf_counter() - started)
+            metrics.tokens.inc(tally.tokens)
 
 
 async def _chunks(
-    miner: Miner, body: dict[str, Any], hotkey: str, metrics: MinerMetrics, started: float
+    miner: Miner, body: dict[str, Any], hotkey: str, tally: _Tally
 ) -> AsyncIterator[bytes]:
+    """OpenAI-style SSE chunks; a final usage chunk when `stream_options.include_usage`."""
     produced = 0
     engine: StreamUsage | None = None  # the engine's own figures, when it reports them
     if miner.behaviour in ("lazy", "copycat"):
         completion = await miner.answer(body)
-        pieces: AsyncIterator[str | StreamUsage] = _single(completion)
+        pieces: AsyncGenerator[str | StreamUsage, None] = _single(completion)
         model, simulated = completion.model, completion.simulated
     else:
         pieces = miner.backend.stream(body)
         model, simulated = miner.backend.name, miner.backend.simulated
     writer = ChunkWriter(model, fingerprint=fingerprint(simulated))
-    async for piece in pieces:
-        if isinstance(piece, StreamUsage):
-            engine = piece
-            continue
-        produced += count_tokens(piece)
-        yield writer.content(piece)
+    async with aclosing(pieces):
+        async for piece in pieces:
+            if isinstance(piece, StreamUsage):
+                engine = piece
+                continue
+            produced += count_tokens(piece)
+            yield writer.content(piece)
     prompt_tokens, engine_seconds = 0, None
     if engine is not None:
         prompt_tokens, produced = engine.prompt_tokens, engine.completion_tokens
         engine_seconds, simulated = engine.engine_seconds, simulated or engine.simulated
+    tally.tokens = produced
     block = {"subnetlab": subnetlab_block(hotkey, simulated, engine_seconds)}
     label = fingerprint(simulated)
     if wants_usage(body):
@@ -237,11 +318,9 @@ async def _chunks(
     else:
         yield writer.finish(extra=block, fingerprint=label)
     yield DONE
-    metrics.backend_seconds.observe(time.perf_counter() - started)
-    metrics.tokens.inc(produced)
 
 
-async def _single(completion: Completion) -> AsyncIterator[str | StreamUsage]:
+async def _single(completion: Completion) -> AsyncGenerator[str | StreamUsage, None]:
     """A whole answer as a stream of one piece, then its figures."""
     yield completion.text
     yield StreamUsage(completion.prompt_tokens, completion.completion_tokens,

@@ -86,14 +86,20 @@ class Refusal(Exception):  # noqa: N818 -- a decision, not an error of the miner
     """A request the miner will not serve: answer ``status`` with :meth:`as_json`.
 
     ``code`` is one of :class:`RefusalCode`; ``message`` is for humans and never echoes
-    header values beyond the caller's own address.
+    header values beyond the caller's own address. ``caller`` is the caller's hotkey only
+    when the signature verified *and* the caller is registered on the subnet (refusals 7..9
+    and ``replay_cache_full``), else ``None``: anyone can mint keys, so a hotkey that is
+    not registered is no identity worth labelling (a metric keyed by it would grow without
+    bound), while registered ones are bounded by the subnet's registrations.
     """
 
-    def __init__(self, status: int, code: RefusalCode, message: str) -> None:
+    def __init__(self, status: int, code: RefusalCode, message: str,
+                 caller: str | None = None) -> None:
         super().__init__(f"{status} {code.value}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.caller = caller
 
     def as_json(self) -> dict[str, dict[str, str]]:
         """The body to send: ``{"error": {"code", "message"}}``, like the ledger's errors."""
@@ -225,16 +231,18 @@ class RequestGuard:
                           f"{request.signed_by} is not registered on this subnet")
         if not caller.validator_permit:
             raise Refusal(403, RefusalCode.NO_VALIDATOR_PERMIT,
-                          f"{request.signed_by} holds no validator permit")
+                          f"{request.signed_by} holds no validator permit", request.signed_by)
         if request.signed_by in self._blacklist:
             raise Refusal(403, RefusalCode.BLACKLISTED,
-                          f"{request.signed_by} is blacklisted by this miner")
+                          f"{request.signed_by} is blacklisted by this miner", request.signed_by)
         if self._rate_limited and not self._buckets.take(request.signed_by, self._monotonic()):
             raise Refusal(429, RefusalCode.RATE_LIMITED,
-                          f"{request.signed_by} exceeds {self._buckets.limit.rate:g} requests/s")
+                          f"{request.signed_by} exceeds {self._buckets.limit.rate:g} requests/s",
+                          request.signed_by)
         try:
             replay.add(key, request.timestamp_ms + self.freshness_ms)
         except ReplayCacheFull as exc:
-            raise Refusal(503, RefusalCode.REPLAY_CACHE_FULL, str(exc)) from None
+            raise Refusal(503, RefusalCode.REPLAY_CACHE_FULL, str(exc),
+                          request.signed_by) from None
         return Admission(hotkey=request.signed_by, uid=caller.uid, stake=caller.stake,
                          request_uuid=request.uuid, signed_for=signed_for)

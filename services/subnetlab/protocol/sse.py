@@ -3,7 +3,10 @@
 Miners stream what their engine produces; the organic gateway streams the answer it chose
 after grading. Both must emit exactly the chunks OpenAI clients parse: `data: {chunk}`
 events of `chat.completion.chunk` objects, an optional usage chunk (when the request set
-`stream_options.include_usage`) and `data: [DONE]`.
+`stream_options.include_usage`) and `data: [DONE]`. A stream that breaks off after its
+first chunk (the status line has gone out as 200) ends with an error event,
+`data: {"error": {"code", "message"}}`, then `data: [DONE]`, as vLLM's OpenAI server does;
+the official OpenAI clients raise `APIError` on that event.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DONE = b"data: [DONE]\n\n"
+
+
+def error_event(code: str, message: str) -> bytes:
+    """The event that tells a streaming client its answer failed part-way: the same
+    `{"error": {"code", "message"}}` object a non-streamed request gets as its body."""
+    return f"data: {json.dumps({'error': {'code': code, 'message': message}})}\n\n".encode()
 
 
 def wants_usage(body: dict[str, Any]) -> bool:
