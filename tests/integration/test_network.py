@@ -41,8 +41,9 @@ from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child, Supervisor
 from subnetlab.miner.backends import sum_metric
 from subnetlab.protocol.epistula import sign_request
-from subnetlab.validator.evidence import load_evidence, store_evidence
+from subnetlab.validator.evidence import final_moving, load_evidence, store_evidence
 from subnetlab.validator.tasks import OPEN, generate
+from subnetlab.validator.weights import honest_weights
 from tests.integration.conftest import free_port, miner_child, validator_child, wait_until
 
 HYPER = {"tempo": 10, "weights_rate_limit": 0, "max_registrations_per_block": 64,
@@ -246,8 +247,13 @@ def test_audit_says_which_side_differs_when_chain_and_evidence_disagree(net: Net
     epoch = max(d["epoch"] for d in evidence(net, net.netuid) if d["hotkey"] == honest)
     digest = next(d["digest"] for d in evidence(net, net.netuid)
                   if d["hotkey"] == honest and d["epoch"] == epoch)
-    document = load_evidence(redis_lib.Redis.from_url(net.redis_url), digest)
-    assert document is not None
+    honest_document = load_evidence(redis_lib.Redis.from_url(net.redis_url), digest)
+    assert honest_document is not None
+    # The liar has no evidence of its own before this, so its moving scores must start
+    # empty (the audit checks moving_before against the prior evidence): it replays the
+    # honest validator's records from nothing and claims the weights that gives.
+    document = {**honest_document, "moving_before": {}}
+    document["weights"] = {str(k): v for k, v in honest_weights(final_moving(document)).items()}
     claimed = {int(k): int(v) for k, v in document["weights"].items()}
     uids = sorted(claimed)
     reversed_weights = dict(zip(uids, [claimed[u] for u in reversed(uids)], strict=True))
@@ -268,6 +274,8 @@ def test_audit_says_which_side_differs_when_chain_and_evidence_disagree(net: Net
         code, verdict = run_audit(net, net.netuid, liar, second)
         print("evidence differs:", verdict["reasons"])
         assert code == 1 and verdict["differs"] == ["evidence"] and verdict["chain_ok"]
+        # Its second document starts afresh again instead of continuing the first: noted.
+        assert any("start afresh" in note for note in verdict["notes"]), verdict["notes"]
 
 
 def _post(miner: Child, caller: Keypair, signed_for: str, body: bytes,

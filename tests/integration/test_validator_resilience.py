@@ -134,6 +134,16 @@ def _evidence_epochs(ledger: str, netuid: int, hotkey: str) -> list[int]:
         return sorted(int(d["epoch"]) for d in client.evidence(netuid, hotkey=hotkey))
 
 
+def _audit(bed: Bed, hotkey: str, epoch: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "subnetlab", "audit", str(bed.netuid), "--validator", hotkey,
+         "--epoch", str(epoch), "--ledger", bed.ledger.url, "--redis-url", bed.redis.url,
+         "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
 def test_validators_set_weights_again_after_the_ledger_is_killed_and_restarted(
     testbed: Bed,
 ) -> None:
@@ -167,10 +177,28 @@ def test_validators_set_weights_again_after_the_ledger_is_killed_and_restarted(
         assert all(f["level"] == "warning" and "stage=" in f["msg"] and "retry_in_s=" in f["msg"]
                    for f in failures), failures[:3]
         epoch = _evidence_epochs(url, netuid, hotkeys[name])[-1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "subnetlab", "audit", str(netuid), "--validator",
-             hotkeys[name], "--epoch", str(epoch), "--ledger", url, "--redis-url",
-             testbed.redis.url, "--json"], capture_output=True, text=True, timeout=60,
-            check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert json.loads(proc.stdout)["chain_ok"] is True
+        assert _audit(testbed, hotkeys[name], epoch)["chain_ok"] is True
+
+
+def test_a_killed_validator_resumes_from_its_evidence(testbed: Bed) -> None:
+    """SIGKILL loses everything in memory; the restarted validator must neither set weights
+    a second time in an epoch that already has its evidence (that setting would have none
+    on chain) nor start its moving scores from nothing while its evidence continues."""
+    url, netuid, name = testbed.ledger.url, testbed.netuid, VALIDATORS[1]
+    child, hotkey = testbed.validators[name], Keypair.dev(name).ss58_address
+    wait_until(lambda: bool(_evidence_epochs(url, netuid, hotkey)), 120, "first evidence")
+    before = _evidence_epochs(url, netuid, hotkey)[-1]
+    assert child.process is not None
+    os.killpg(os.getpgid(child.process.pid), signal.SIGKILL)
+    child.process.wait(10)
+    logged = len(child.log_path.read_text().splitlines())
+    child.start()
+    child.wait_healthy(90)
+    wait_until(lambda: _evidence_epochs(url, netuid, hotkey)[-1] > before, 120,
+               "evidence after the restart")
+    after = next(e for e in _evidence_epochs(url, netuid, hotkey) if e > before)
+    result = _audit(testbed, hotkey, after)
+    assert result["ok"], result["reasons"]
+    assert not any("afresh" in note for note in result["notes"]), result["notes"]
+    since_restart = child.log_path.read_text().splitlines()[logged:]
+    assert not any("evidence not committed" in line for line in since_restart), since_restart

@@ -321,8 +321,8 @@ def audit(
     from subnetlab.cli.ledger_cmds import resolve_redis
     from subnetlab.cli.shared import check_address
     from subnetlab.ledger.client import LedgerClient, LedgerClientError
-    from subnetlab.validator.audit import audit_against_chain
-    from subnetlab.validator.evidence import audit_document, load_evidence
+    from subnetlab.validator.audit import audit_evidence
+    from subnetlab.validator.evidence import load_evidence
 
     check_address(validator, "--validator")
     try:
@@ -334,14 +334,19 @@ def audit(
             digest = str(digests[0]["digest"])
             store = resolve_redis(redis_url, None)
             try:
-                document = load_evidence(redis.Redis.from_url(store), digest)
-            except (redis.RedisError, ValueError) as exc:
+                evidence_store = redis.Redis.from_url(store)
+            except ValueError as exc:
                 fail(f"--redis-url {store}: {exc}")
-            if document is None:
-                fail(f"evidence {digest} is committed on chain but missing from the evidence "
-                     "store")
-            result = audit_against_chain(client, netuid, validator, document,
-                                         audit_document(document, digest))
+            try:
+                document = load_evidence(evidence_store, digest)
+                if document is None:
+                    fail(f"evidence {digest} is committed on chain but missing from the "
+                         "evidence store")
+                # The prior evidence is read from the same store: moving_before continues it.
+                result = audit_evidence(client, netuid, validator, epoch, digest, document,
+                                        lambda prior: load_evidence(evidence_store, prior))
+            except redis.RedisError as exc:
+                fail(f"--redis-url {store}: {exc}")
     except (LedgerClientError, ValueError) as exc:
         fail(f"--ledger {ledger}: {exc}")
     if as_json:
@@ -353,5 +358,7 @@ def audit(
                    f"{result.chain_source}")
         for reason in result.reasons:
             typer.echo(f"  - {reason}")
+        for note in result.notes:
+            typer.echo(f"  note: {note}")
     if not result.ok:
         raise typer.Exit(1)

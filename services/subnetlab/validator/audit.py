@@ -11,15 +11,56 @@ ledger to find the weights the document says were set, as the chain stores them:
   of the document's weights and salt, so what was committed is exactly what the evidence
   claims; whether it was revealed since is read from the row and reported.
 - a document without a `chain` entry: the row as it stands.
+
+`audit_evidence` is the whole audit: the document against itself, against the validator's
+prior evidence (its `moving_before`), against the registrations on chain (its
+`held_uids`), and against the weights the chain holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.ledger.client import LedgerClient
-from subnetlab.validator.evidence import AuditResult, chain_form, weight_differences
+from subnetlab.validator.evidence import (
+    AuditResult,
+    PriorEvidence,
+    audit_document,
+    chain_form,
+    continuity_findings,
+    held_findings,
+    weight_differences,
+)
+
+LoadEvidence = Callable[[str], dict[str, Any] | None]
+"""Reads a document from the evidence store by digest (None when it is not there)."""
+
+
+def prior_evidence(client: LedgerClient, netuid: int, hotkey: str, epoch: int,
+                   load: LoadEvidence) -> PriorEvidence | None:
+    """The validator's latest evidence committed for an epoch before `epoch`, if any."""
+    earlier = [entry for entry in client.evidence(netuid, hotkey=hotkey)
+               if int(entry["epoch"]) < epoch]
+    if not earlier:
+        return None
+    latest = max(earlier, key=lambda entry: int(entry["epoch"]))
+    digest = str(latest["digest"])
+    return PriorEvidence(int(latest["epoch"]), digest, load(digest))
+
+
+def audit_evidence(client: LedgerClient, netuid: int, hotkey: str, epoch: int, digest: str,
+                   document: dict[str, Any], load: LoadEvidence) -> AuditResult:
+    """Audit the document committed as `digest` for `epoch`: itself, its continuity with
+    the prior evidence, its held uids against the chain's registrations, then the chain's
+    weights."""
+    result = audit_document(document, digest)
+    reasons, notes = continuity_findings(document,
+                                         prior_evidence(client, netuid, hotkey, epoch, load))
+    held_reasons, held_notes = held_findings(document, client.metagraph(netuid)["neurons"])
+    result = result.with_evidence_findings([*reasons, *held_reasons], [*notes, *held_notes])
+    return audit_against_chain(client, netuid, hotkey, document, result)
 
 
 def _row(client: LedgerClient, netuid: int, hotkey: str) -> dict[str, Any]:

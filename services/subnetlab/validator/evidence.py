@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import redis
 
 from subnetlab.chain.yuma import max_upscale_u16
+from subnetlab.protocol.metagraph import occupied
 from subnetlab.validator.scoring import task_score
 from subnetlab.validator.spotcheck import DEFAULT_THRESHOLD, caught, similarities
 from subnetlab.validator.tasks import OPEN, generate, with_reference
@@ -29,6 +31,11 @@ from subnetlab.validator.weights import honest_weights, update_moving_scores
 U16_TOLERANCE = 1
 """How far (in u16 steps) a chain weight may sit from the evidence's: re-upscaling an
 already max-upscaled vector can round one step either way."""
+TIMEOUT_SLACK_S = 0.05
+"""Latency measured after a query's deadline may exceed it by scheduling jitter only."""
+MOVING_TOLERANCE = 1e-9
+"""How far a moving score may sit from the one the previous evidence implies (JSON floats
+round-trip exactly; this only absorbs summation order)."""
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -89,6 +96,19 @@ def replay_moving(
     return moving
 
 
+def final_moving(document: Mapping[str, Any]) -> dict[int, float]:
+    """The moving scores a document ends with: its EMA steps and penalties replayed from
+    `moving_before`, pruned to `held_uids`. The next document of the same validator starts
+    from these (its `moving_before`), and a restarted validator resumes from them."""
+    moving = replay_moving({int(k): float(v) for k, v in document.get("moving_before", {}).items()},
+                           list(document.get("records", [])), list(document.get("penalties", [])),
+                           float(document.get("alpha", 0.1)))
+    if document.get("held_uids") is not None:
+        held = {int(u) for u in document["held_uids"]}
+        moving = {uid: value for uid, value in moving.items() if uid in held}
+    return moving
+
+
 def chain_form(weights: Mapping[int, int]) -> dict[int, int]:
     """Weights as the chain stores them: max-upscaled to u16 over the uids in order."""
     uids = sorted(weights)
@@ -124,6 +144,7 @@ class AuditResult:
     chain_ok: bool | None = None
     chain: dict[int, int] = field(default_factory=dict)
     chain_source: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -142,13 +163,52 @@ class AuditResult:
         found = [*reasons, *weight_differences(self.claimed, chain)]
         chain_reasons = [f"chain ({source}): {r}" for r in found]
         return AuditResult(self.evidence_ok, [*self.reasons, *chain_reasons], self.recomputed,
-                           self.claimed, not found, dict(chain), source)
+                           self.claimed, not found, dict(chain), source, self.notes)
+
+    def with_evidence_findings(self, reasons: Iterable[str],
+                               notes: Iterable[str] = ()) -> AuditResult:
+        """This result with further evidence-side findings (from outside the document:
+        the previous evidence, the registrations on chain); any reason fails the evidence."""
+        found = list(reasons)
+        return AuditResult(self.evidence_ok and not found, [*self.reasons, *found],
+                           self.recomputed, self.claimed, self.chain_ok, self.chain,
+                           self.chain_source, [*self.notes, *notes])
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "differs": self.differs, "evidence_ok": self.evidence_ok,
                 "chain_ok": self.chain_ok, "reasons": self.reasons,
                 "recomputed": self.recomputed, "claimed": self.claimed,
-                "chain": self.chain, "chain_source": self.chain_source}
+                "chain": self.chain, "chain_source": self.chain_source, "notes": self.notes}
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else default
+
+
+def _parameter_problems(document: Mapping[str, Any]) -> list[str]:
+    """The document's own parameters, checked before anything is recomputed with them.
+
+    `alpha` must be in (0, 1]: 0 would freeze the moving scores at `moving_before`, so
+    the weights would rest on nothing the records show. `timeout_s` must be positive and
+    finite, and no answer the validator scored can have arrived after it (the validator
+    cancels a query at its timeout), so a document cannot widen the timeout after the fact
+    to excuse slow favourites.
+    """
+    problems = []
+    alpha, timeout = document.get("alpha"), document.get("timeout_s")
+    if not (isinstance(alpha, int | float) and not isinstance(alpha, bool) and 0 < alpha <= 1):
+        problems.append(f"alpha {alpha!r} is not in (0, 1]")
+    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool)
+            and 0 < timeout < math.inf):
+        problems.append(f"timeout_s {timeout!r} is not a positive number of seconds")
+        return problems
+    for record in document.get("records", []):
+        latency = _number(record.get("latency_s"), 0.0)
+        if record.get("response") and latency > timeout + TIMEOUT_SLACK_S:
+            problems.append(f"uid {record.get('uid')}: answer scored after {latency:.3f} s, "
+                            f"past the {timeout} s timeout")
+    return problems
 
 
 def _rescore(record: dict[str, Any], timeout: float, reasons: list[str]) -> float:
@@ -187,17 +247,14 @@ def audit_document(document: dict[str, Any], committed_digest: str) -> AuditResu
     reasons: list[str] = []
     if digest_of(document) != committed_digest:
         reasons.append(f"document digest {digest_of(document)} != committed {committed_digest}")
-    timeout = float(document.get("timeout_s", 0.0))
+    reasons += _parameter_problems(document)
+    timeout = _number(document.get("timeout_s"), 0.0)
     rescored = [{**r, "score": _rescore(r, timeout, reasons)}
                 for r in document.get("records", [])]
     penalties = list(document.get("penalties", []))
     for penalty in penalties:
         _check_penalty(penalty, reasons)
-    moving = replay_moving({int(k): float(v) for k, v in document.get("moving_before", {}).items()},
-                           rescored, penalties, float(document.get("alpha", 0.1)))
-    if document.get("held_uids") is not None:
-        held = {int(u) for u in document["held_uids"]}
-        moving = {uid: value for uid, value in moving.items() if uid in held}
+    moving = final_moving({**document, "records": rescored})
     recomputed = honest_weights(moving) if document.get("behaviour") == "honest" else {}
     claimed = {int(k): int(v) for k, v in document.get("weights", {}).items()}
     if document.get("behaviour") != "honest":
@@ -205,3 +262,69 @@ def audit_document(document: dict[str, Any], committed_digest: str) -> AuditResu
     elif recomputed != claimed:
         reasons.append("weights claimed differ from the weights the evidence implies")
     return AuditResult(not reasons, reasons, recomputed, claimed)
+
+
+@dataclass(frozen=True)
+class PriorEvidence:
+    """The validator's latest evidence committed before the audited epoch; `document` is
+    None when the digest is on chain but missing from the evidence store."""
+
+    epoch: int
+    digest: str
+    document: dict[str, Any] | None
+
+
+def continuity_findings(document: Mapping[str, Any], prior: PriorEvidence | None
+                        ) -> tuple[list[str], list[str]]:
+    """(reasons, notes): does the document's `moving_before` follow from its prior evidence?
+
+    Within one document everything recomputes from `moving_before`; this closes the gap
+    between documents, so moving scores cannot be made up. `moving_before` must be the
+    moving scores the prior document ends with (:func:`final_moving`), or empty: a
+    validator that lost its state starts afresh, which is noted, not failed, since from
+    empty moving scores the weights rest only on the records the audit rescored. Without
+    any prior evidence the scores must start empty.
+    """
+    before = {int(k): float(v) for k, v in document.get("moving_before", {}).items()}
+    if not before:
+        if prior is None:
+            return [], []
+        return [], [f"moving scores start afresh (the prior evidence, epoch {prior.epoch}, "
+                    "is not continued)"]
+    if prior is None:
+        return ["moving_before holds scores but no earlier evidence of this validator is "
+                "committed"], []
+    if prior.document is None:
+        return [f"moving_before cannot be checked: the prior evidence {prior.digest} (epoch "
+                f"{prior.epoch}) is missing from the evidence store"], []
+    expected = final_moving(prior.document)
+    wrong = [f"uid {uid}: moving_before {before.get(uid)}, the prior evidence (epoch "
+             f"{prior.epoch}) ends with {expected.get(uid)}"
+             for uid in sorted(set(before) | set(expected))
+             if uid not in before or uid not in expected
+             or abs(before[uid] - expected[uid]) > MOVING_TOLERANCE]
+    return wrong, []
+
+
+def held_findings(document: Mapping[str, Any], neurons: Iterable[Mapping[str, Any]]
+                  ) -> tuple[list[str], list[str]]:
+    """(reasons, notes): does `held_uids` leave out a uid the chain shows was held?
+
+    Pruning to `held_uids` drops a miner's moving score, so a document could otherwise
+    "forget" every miner but its favourites. A uid registered at or before
+    `held_at_block` (the block of the metagraph the validator pruned with) and still
+    registered now was held then, whatever happened in between cannot have vacated it
+    without moving its `block_at_registration` past that block. Documents from before
+    `held_at_block` was recorded are noted as unchecked.
+    """
+    held, at = document.get("held_uids"), document.get("held_at_block")
+    if held is None:
+        return [], []
+    if not isinstance(at, int) or isinstance(at, bool):
+        return [], ["held_uids not checked against the chain (no held_at_block)"]
+    kept = {int(uid) for uid in held}
+    left_out = sorted((int(n["uid"]), int(n["block_at_registration"])) for n in occupied(neurons)
+                      if int(n.get("block_at_registration", at + 1)) <= at
+                      and int(n["uid"]) not in kept)
+    return [f"uid {uid} has been registered since block {since}, before held_uids were read "
+            f"(block {at}), but they leave it out" for uid, since in left_out], []

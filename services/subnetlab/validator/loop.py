@@ -34,7 +34,7 @@ from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.protocol.client import signed_post
 from subnetlab.protocol.metagraph import occupied
-from subnetlab.validator.evidence import round_scores, store_evidence
+from subnetlab.validator.evidence import final_moving, load_evidence, round_scores, store_evidence
 from subnetlab.validator.health import Health, LedgerUnavailableError, one_line
 from subnetlab.validator.metrics import ValidatorMetrics
 from subnetlab.validator.reference import is_simulated, simulated_oracle
@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 
 MIN_INTERVAL_S = 0.05
 """The shortest round interval: below it a validator only burns its miners' rate limit."""
+TRANSIENT_REFUSALS = frozenset({"not_ready", "rate_limited", "nonce", "insufficient_balance",
+                                "None"})
+"""Ledger refusals of `commit_evidence` that a later try can get past: the document stays
+queued. Any other refusal would be refused again."""
+EVIDENCE_VERSION = 3
+"""3: `held_at_block` (the metagraph block `held_uids` were read at) added."""
 MAX_PENDING_EVIDENCE = 64
 """Evidence documents kept for a retry while Redis or the ledger is down (oldest go)."""
 
@@ -138,12 +144,18 @@ async def ask(
     http: httpx.AsyncClient, keypair: Keypair, neuron: dict[str, Any], body: dict[str, Any],
     timeout_s: float,
 ) -> MinerAnswer:
-    """Query one miner with a signed request; any failure is an answer with ok=False."""
+    """Query one miner with a signed request; any failure is an answer with ok=False.
+
+    `timeout_s` is a deadline for the whole exchange: httpx's own timeout bounds each
+    phase (connect, each read) separately, so a miner trickling bytes could otherwise hold
+    a round far past it. A miner past the deadline answers `timeout`.
+    """
     started = time.perf_counter()
     uid, hotkey = neuron["uid"], neuron["hotkey"]
     try:
-        response = await signed_post(http, f"{axon_url(neuron)}/v1/chat/completions", keypair,
-                                     hotkey, body, timeout=timeout_s)
+        async with asyncio.timeout(timeout_s):
+            response = await signed_post(http, f"{axon_url(neuron)}/v1/chat/completions",
+                                         keypair, hotkey, body, timeout=timeout_s)
         latency = time.perf_counter() - started
         if response.status_code != 200:
             code = response.json().get("error", {}).get("code", str(response.status_code))
@@ -158,6 +170,9 @@ async def ask(
             float(seconds) if isinstance(seconds, int | float) else None, True,
             simulated=bool(extra.get("simulated")) or data.get("system_fingerprint") == "simulated",
         )
+    except TimeoutError:
+        return MinerAnswer(uid, hotkey, "", time.perf_counter() - started, 0, None, False,
+                           "timeout")
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         latency = time.perf_counter() - started
         return MinerAnswer(uid, hotkey, "", latency, 0, None, False, type(exc).__name__)
@@ -171,6 +186,7 @@ class _Snapshot:
     penalties: list[dict[str, Any]]
     moving_before: dict[int, float]
     held_uids: list[int] | None
+    held_at_block: int | None
     weights: dict[int, int]
 
 
@@ -200,6 +216,7 @@ class Validator:
                                           socket_connect_timeout=5)
         self.http = httpx.AsyncClient(timeout=self.config.timeout_s)
         self.moving_before: dict[int, float] = {}
+        self.resumed = False
         self.stage = "idle"
 
     @property
@@ -294,13 +311,17 @@ class Validator:
         """Weights and what they rest on, in one synchronous step (no await: a penalty or
         a round cannot land between the weights and their evidence)."""
         held: list[int] | None = None
+        held_at: int | None = None
         if metagraph:
             self.moving = held_scores(self.moving, metagraph.get("neurons", []))
             held = sorted(int(n["uid"]) for n in occupied(metagraph.get("neurons", [])))
+            held_at = int(metagraph["block"]) if isinstance(metagraph.get("block"), int) \
+                else None
         weights = self.weights(metagraph)
         if not any(weights.values()):
             return None
-        snapshot = _Snapshot(self.records, self.penalties, self.moving_before, held, weights)
+        snapshot = _Snapshot(self.records, self.penalties, self.moving_before, held, held_at,
+                             weights)
         self.records, self.penalties, self.moving_before = [], [], dict(self.moving)
         return snapshot
 
@@ -403,14 +424,14 @@ class Validator:
     def _document(self, epoch: int, snapshot: _Snapshot, chain: dict[str, Any]
                   ) -> dict[str, Any]:
         return {
-            "version": 2, "validator": self.hotkey, "netuid": self.config.netuid,
+            "version": EVIDENCE_VERSION, "validator": self.hotkey, "netuid": self.config.netuid,
             "epoch": epoch, "behaviour": self.config.behaviour,
             "timeout_s": self.config.timeout_s, "alpha": self.config.alpha,
             "reference": {"backend": self.reference.name,
                           "simulated": self.reference_simulated},
             "records": snapshot.records, "penalties": snapshot.penalties,
             "moving_before": {str(k): v for k, v in snapshot.moving_before.items()},
-            "held_uids": snapshot.held_uids,
+            "held_uids": snapshot.held_uids, "held_at_block": snapshot.held_at_block,
             "weights": {str(k): v for k, v in snapshot.weights.items()},
             "chain": chain,
         }
@@ -423,8 +444,15 @@ class Validator:
                         "is down)", dropped["epoch"])
 
     async def flush_evidence(self) -> None:
-        """Store each queued document in Redis and commit its digest, oldest first; what
-        fails stays queued for the next round."""
+        """Store each queued document in Redis and commit its digest, oldest first.
+
+        What fails for a passing reason (Redis or the ledger down, the ledger not ready or
+        rate limiting) stays queued for the next round. A refusal that retrying cannot
+        change (the validator deregistered, say) drops the document with a warning. A
+        `duplicate_evidence` refusal is success only when the digest on chain is this one
+        (an earlier commit whose answer was lost); another digest there means these weights
+        have no evidence on chain, which is logged as a warning, never passed over.
+        """
         while self.pending_evidence:
             document = self.pending_evidence[0]
             self.stage = "store_evidence"
@@ -436,15 +464,69 @@ class Validator:
                     "netuid": self.config.netuid, "epoch": document["epoch"],
                     "digest": digest})
             except ExtrinsicError as exc:
-                if exc.code != "duplicate_evidence":  # else: committed, the answer was lost
-                    log.warning("evidence not committed: epoch=%d code=%s message=%s",
-                                document["epoch"], exc.code, exc.message)
+                if exc.code in TRANSIENT_REFUSALS:
+                    log.info("evidence commit deferred: epoch=%d code=%s", document["epoch"],
+                             exc.code)
+                    return
+                if exc.code == "duplicate_evidence":
+                    await self._check_committed(int(document["epoch"]), digest)
+                else:
+                    log.warning("evidence dropped, refused: epoch=%d digest=%s code=%s "
+                                "message=%s", document["epoch"], digest, exc.code, exc.message)
             self.pending_evidence.pop(0)
+
+    async def _committed_evidence(self, epoch: int | None = None) -> list[dict[str, Any]]:
+        """This validator's evidence digests on chain (for one epoch, or all)."""
+        query = f"?hotkey={self.hotkey}" + ("" if epoch is None else f"&epoch={epoch}")
+        found = await self._ledger_json(f"/v1/evidence/{self.config.netuid}{query}")
+        return list(found["digests"])
+
+    async def _check_committed(self, epoch: int, digest: str) -> None:
+        on_chain = [str(entry["digest"]) for entry in await self._committed_evidence(epoch)]
+        if digest not in on_chain:
+            log.warning("evidence not committed: epoch=%d digest=%s, the chain already holds "
+                        "%s for this epoch; the weights it describes have no evidence on "
+                        "chain", epoch, digest, ",".join(on_chain) or "another digest")
+
+    async def resume(self) -> None:
+        """Pick up where this validator's last committed evidence left off.
+
+        A restart must not set weights twice in one epoch (the chain keeps one evidence
+        digest per epoch, so the second setting would have none), nor start its moving
+        scores from nothing while its evidence continues from them. So the latest epoch
+        with evidence counts as set, and the moving scores that document ends with (read
+        from the evidence store) are the ones to go on from. A document missing from the
+        store is a warning: the scores start afresh, which the audit notes.
+        """
+        self.stage = "resume"
+        committed = await self._committed_evidence()
+        if not committed:
+            self.resumed = True
+            return
+        latest = max(committed, key=lambda entry: int(entry["epoch"]))
+        self.last_epoch_set = max(self.last_epoch_set, int(latest["epoch"]))
+        document = await asyncio.to_thread(load_evidence, self.redis, str(latest["digest"]))
+        self.health.redis = "ok"
+        if document is None:
+            log.warning("resume: evidence %s (epoch %s) is not in the evidence store; moving "
+                        "scores start afresh", latest["digest"], latest["epoch"])
+        else:
+            self.moving = final_moving(document)
+            self.moving_before = dict(self.moving)
+            block = (document.get("chain") or {}).get("block")
+            if isinstance(block, int):
+                self.last_set_block = block
+            log.info("resumed from evidence: epoch=%s uids=%d", latest["epoch"],
+                     len(self.moving))
+        self.resumed = True
 
     # --- the loop ------------------------------------------------------------------------
 
     async def round_once(self) -> None:
-        """One round: query (honest and cabal validators), weights, evidence."""
+        """One round: query (honest and cabal validators), weights, evidence; the first
+        round that reaches the ledger and Redis resumes from the last evidence."""
+        if not self.resumed:
+            await self.resume()
         if self.config.behaviour in ("honest", "cabal"):
             self.stage = "query"
             await self.query_round()
