@@ -320,11 +320,32 @@ def test_weights_endpoint_under_commit_reveal_shows_the_reveal(net: Net) -> None
     while chain.subnet(netuid)["epochs_run"] < committed_in + 1:
         assert time.monotonic() < deadline, "no epoch after the commit"
         time.sleep(0.1)
+    commits = chain.get_json(f"/v1/subnets/{netuid}/commits?hotkey={hotkey.ss58_address}")
+    assert commits["commits"] == [{"hotkey": hotkey.ss58_address, "hash": commit_hash,
+                                   "block": committed, "epoch": committed_in,
+                                   "reveal_epoch": committed_in + 1}]
+    with LedgerClient(net.ledger.url) as client:
+        assert client.commits(netuid) == commits["commits"]
+        assert client.commits(netuid, hotkey=net.validator.ss58_address) == []
     receipt = chain.call(hotkey, "reveal_weights",
                          {"netuid": netuid, "uids": uids, "weights": values, "salt": salt})
     rows = chain.get_json(path)["rows"]
     assert rows == [{"uid": 0, "hotkey": hotkey.ss58_address, "last_update": receipt["block"],
                      "weights": {"0": 65535}}]
+    assert chain.get_json(f"/v1/subnets/{netuid}/commits")["commits"] == []
+
+
+@pytest.mark.parametrize(("path", "status", "code", "field"), [
+    ("/v1/subnets/999/commits", 404, "unknown_subnet", "netuid"),
+    ("/v1/subnets/NETUID/commits?hotkey=not-an-address", 400, "invalid_param", "hotkey"),
+    ("/v1/subnets/-1/commits", 422, "invalid_request", "path.netuid"),
+])
+def test_commits_endpoint_bad_queries(net: Net, path: str, status: int, code: str,
+                                      field: str) -> None:
+    response = net.chain.http.get(path.replace("NETUID", str(net.netuid)))
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["field"] == field
 
 
 def test_blocks_latest_and_by_number(net: Net) -> None:

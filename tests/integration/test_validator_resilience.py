@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from subnetlab.chain.model import TOKEN
+from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient
 from subnetlab.local.bootstrap import bootstrap_subnet
@@ -180,6 +181,18 @@ def test_validators_set_weights_again_after_the_ledger_is_killed_and_restarted(
         assert _audit(testbed, hotkeys[name], epoch)["chain_ok"] is True
 
 
+def _kill_and_restart(child: Child) -> int:
+    """SIGKILL the child (nothing in memory survives), start it again, wait till healthy;
+    returns how many lines its log had before the restart."""
+    assert child.process is not None
+    os.killpg(os.getpgid(child.process.pid), signal.SIGKILL)
+    child.process.wait(10)
+    logged = len(child.log_path.read_text().splitlines())
+    child.start()
+    child.wait_healthy(90)
+    return logged
+
+
 def test_a_killed_validator_resumes_from_its_evidence(testbed: Bed) -> None:
     """SIGKILL loses everything in memory; the restarted validator must neither set weights
     a second time in an epoch that already has its evidence (that setting would have none
@@ -188,12 +201,7 @@ def test_a_killed_validator_resumes_from_its_evidence(testbed: Bed) -> None:
     child, hotkey = testbed.validators[name], Keypair.dev(name).ss58_address
     wait_until(lambda: bool(_evidence_epochs(url, netuid, hotkey)), 120, "first evidence")
     before = _evidence_epochs(url, netuid, hotkey)[-1]
-    assert child.process is not None
-    os.killpg(os.getpgid(child.process.pid), signal.SIGKILL)
-    child.process.wait(10)
-    logged = len(child.log_path.read_text().splitlines())
-    child.start()
-    child.wait_healthy(90)
+    logged = _kill_and_restart(child)
     wait_until(lambda: _evidence_epochs(url, netuid, hotkey)[-1] > before, 120,
                "evidence after the restart")
     after = next(e for e in _evidence_epochs(url, netuid, hotkey) if e > before)
@@ -202,3 +210,70 @@ def test_a_killed_validator_resumes_from_its_evidence(testbed: Bed) -> None:
     assert not any("afresh" in note for note in result["notes"]), result["notes"]
     since_restart = child.log_path.read_text().splitlines()[logged:]
     assert not any("evidence not committed" in line for line in since_restart), since_restart
+
+
+# Commit-reveal: 5 s epochs and a reveal three epochs after the commit, so a validator
+# killed just after committing is back (a few seconds) well inside its reveal window.
+CR_HYPER = {**HYPER, "tempo": 20, "commit_reveal_weights_enabled": True,
+            "commit_reveal_period": 3}
+
+
+@pytest.fixture(scope="module")
+def commit_reveal_validator(
+    tmp_path_factory: pytest.TempPathFactory, module_redis: RedisServer,
+    module_ledger: LedgerProcess,
+) -> Iterator[tuple[int, Child]]:
+    logs = tmp_path_factory.mktemp("resilience-cr") / "logs"
+    supervisor = Supervisor()
+    try:
+        netuid = bootstrap_subnet(module_ledger.url, Keypair.dev("alice"), CR_HYPER,
+                                  miners=[Keypair.dev("rs-cr-m0")],
+                                  validators=[(Keypair.dev("rs-cr-v0"), 1_000 * TOKEN)])
+        supervisor.start_all([miner_child("rs-cr-m0", netuid, module_ledger.url, logs)],
+                             timeout=90)
+        validator = validator_child("rs-cr-v0", netuid, module_ledger.url, module_redis.url,
+                                    logs)
+        supervisor.start_all([validator], timeout=90)
+        yield netuid, validator
+    finally:
+        supervisor.stop_all()
+
+
+def _revealed_hashes(client: LedgerClient, netuid: int, hotkey: str, since: int) -> set[str]:
+    """The commit hashes the included `reveal_weights` of `hotkey` since block `since` open."""
+    found = set()
+    for number in range(since, int(client.latest_block()["number"]) + 1):
+        block = client.block(number)
+        receipts = {int(r.get("index", i)): r for i, r in enumerate(block.get("receipts", []))}
+        for index, ext in enumerate(block.get("extrinsics", [])):
+            if ext.get("signer") != hotkey or ext.get("call") != "reveal_weights" \
+                    or not receipts.get(index, {}).get("ok", True):
+                continue
+            params = ext["params"]
+            found.add(weights_commit_hash(hotkey, netuid, params["uids"], params["weights"],
+                                          params["salt"], int(params.get("version_key", 0))))
+    return found
+
+
+def test_a_validator_killed_after_committing_still_reveals(
+    commit_reveal_validator: tuple[int, Child], module_ledger: LedgerProcess,
+) -> None:
+    """The reveals a validator owes live only in its memory and in its evidence (the salt);
+    killed between commit and reveal, it must find them again and reveal in their epoch."""
+    netuid, child = commit_reveal_validator
+    hotkey = Keypair.dev("rs-cr-v0").ss58_address
+    with LedgerClient(module_ledger.url) as client:
+
+        def committed_with_evidence() -> bool:
+            owed = client.commits(netuid, hotkey=hotkey)
+            epochs = {int(d["epoch"]) for d in client.evidence(netuid, hotkey=hotkey)}
+            return bool(owed) and max(int(c["epoch"]) for c in owed) in epochs
+
+        wait_until(committed_with_evidence, 120, "a commit and its evidence")
+        owed = client.commits(netuid, hotkey=hotkey)
+        _kill_and_restart(child)
+        due = max(int(c["reveal_epoch"]) for c in owed)
+        wait_until(lambda: int(client.subnet(netuid)["epochs_run"]) > due, 120,
+                   "the owed reveal epochs to pass")
+        revealed = _revealed_hashes(client, netuid, hotkey, min(int(c["block"]) for c in owed))
+    assert {c["hash"] for c in owed} <= revealed, (owed, revealed, child.tail())

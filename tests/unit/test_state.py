@@ -17,6 +17,7 @@ from subnetlab.chain.state import (
     genesis_state,
     hotkey_info,
     metagraph,
+    pending_commits,
     state_root,
     subnet_info,
     weights_commit_hash,
@@ -572,6 +573,27 @@ def test_commit_reveal_flow(chain: Chain, crnet: int) -> None:
     assert chain.state.subnets[crnet].weights[0].tolist() == [0, 21845, U16_MAX]
     assert (HK[0], crnet) not in chain.state.commits
     chain.fails(HK[0], "reveal_weights", E.NO_COMMIT, **reveal)
+
+
+def test_pending_commits_lists_what_can_still_be_revealed(chain: Chain, crnet: int) -> None:
+    first = weights_commit_hash(HK[0], crnet, [1], [1], [1], 1)
+    second = weights_commit_hash(HK[1], crnet, [2], [2], [2], 1)
+    chain.call(HK[0], "commit_weights", netuid=crnet, commit_hash=first)
+    chain.call(HK[1], "commit_weights", netuid=crnet, commit_hash=second)
+    pending = pending_commits(chain.state, crnet)
+    assert [(c["hotkey"], c["hash"], c["epoch"], c["reveal_epoch"]) for c in pending] == sorted(
+        [(HK[0], first, 0, 1), (HK[1], second, 0, 1)])
+    assert all(c["block"] == chain.state.block for c in pending)
+    assert [c["hash"] for c in pending_commits(chain.state, crnet, HK[1])] == [second]
+    assert pending_commits(chain.state, crnet, HK[2]) == []
+    chain.to_epoch(crnet)
+    chain.call(HK[1], "reveal_weights", **_reveal(crnet, [2], [2], [2]))
+    assert [c["hash"] for c in pending_commits(chain.state, crnet)] == [first]
+    chain.to_epoch(crnet)  # past its reveal epoch: it can no longer be revealed
+    assert pending_commits(chain.state, crnet) == []
+    with pytest.raises(ChainError) as unknown:
+        pending_commits(chain.state, 99)
+    assert unknown.value.code == E.UNKNOWN_SUBNET
 
 
 def test_hex_salt_equals_its_byte_list(chain: Chain, crnet: int) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.model import ChainState, Subnet
+from subnetlab.chain.weights import live_commits
 
 
 def _subnet(state: ChainState, netuid: int) -> Subnet:
@@ -52,6 +53,25 @@ def metagraph(state: ChainState, netuid: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def pending_commits(state: ChainState, netuid: int, hotkey: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """Weight commits on a subnet that can still be revealed, by hotkey, oldest first.
+
+    Each: the committing `hotkey`, the commit `hash`, the `block` and `epoch` it was made
+    in, and the `reveal_epoch` the chain accepts its reveal in. A validator that restarted
+    reads its own here to know which reveals it still owes (the salts are in its evidence).
+    """
+    subnet = _subnet(state, netuid)
+    period = subnet.hyperparameters.commit_reveal_period
+    return [
+        {"hotkey": origin, "hash": commit.hash, "block": commit.block, "epoch": commit.epoch,
+         "reveal_epoch": commit.epoch + period}
+        for (origin, net), commits in sorted(state.commits.items())
+        if net == netuid and hotkey in (None, origin)
+        for commit in live_commits(subnet, commits)
+    ]
 
 
 def account(state: ChainState, address: str) -> dict[str, Any]:

@@ -54,7 +54,14 @@ from subnetlab.chain.model import (
     Genesis,
 )
 from subnetlab.chain.params import Params, ParseMemo, is_int
-from subnetlab.chain.queries import account, hotkey_info, metagraph, subnet_info, total_holdings
+from subnetlab.chain.queries import (
+    account,
+    hotkey_info,
+    metagraph,
+    pending_commits,
+    subnet_info,
+    total_holdings,
+)
 from subnetlab.chain.weights import weights_commit_hash
 
 account_info = account
@@ -228,6 +235,7 @@ __all__ = [
     "genesis_state",
     "hotkey_info",
     "metagraph",
+    "pending_commits",
     "plan",
     "run_epoch",
     "state_root",

@@ -217,7 +217,7 @@ def _require_commit_reveal(subnet: Subnet) -> None:
         )
 
 
-def _live(subnet: Subnet, pending: list[Commit]) -> list[Commit]:
+def live_commits(subnet: Subnet, pending: list[Commit]) -> list[Commit]:
     """Commits that can still be revealed (not past their reveal epoch)."""
     period = subnet.hyperparameters.commit_reveal_period
     return [c for c in pending if c.epoch + period >= subnet.epochs_run]
@@ -233,7 +233,7 @@ def commit_weights(state: ChainState, origin: str, p: Params) -> Effect:
     block = state.block
     _check_rate(subnet, uid, block)
     key = (origin, subnet.netuid)
-    live = _live(subnet, state.commits.get(key, []))
+    live = live_commits(subnet, state.commits.get(key, []))
     if len(live) >= MAX_PENDING_COMMITS:
         raise ChainError(
             ErrorCode.TOO_MANY_COMMITS,
@@ -305,7 +305,7 @@ def reveal_weights(state: ChainState, origin: str, p: Params) -> Effect:
     block = state.block
 
     def effect() -> dict[str, Any]:
-        left = [c for c in _live(subnet, pending) if c is not commit]
+        left = [c for c in live_commits(subnet, pending) if c is not commit]
         if left:
             state.commits[key] = left
         else:

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from subnetlab.chain.extrinsic import Extrinsic
-from subnetlab.chain.state import account_info, metagraph, subnet_info
+from subnetlab.chain.state import account_info, metagraph, pending_commits, subnet_info
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.node import (
     MAX_BATCH,
@@ -278,6 +278,20 @@ def create_app(
             status = 404 if exc.code.startswith("unknown_") else 400
             raise ApiError(status, exc.code, exc.message, exc.field) from None
         return {"netuid": netuid, "block": node.height, "rows": rows}
+
+    @app.get("/v1/subnets/{netuid}/commits", tags=["chain"], responses={400: {}, 404: {}})
+    async def subnet_commits(
+        netuid: Annotated[int, Path(ge=0, le=65535)],
+        hotkey: Annotated[str | None, Query()] = None,
+    ) -> dict[str, Any]:
+        """Weight commits not yet revealed and still revealable (commit-reveal subnets),
+        oldest first, optionally of one hotkey: `hotkey`, `hash`, `block`, `epoch` (when
+        committed) and `reveal_epoch` (when the chain accepts the reveal)."""
+        if hotkey is not None and not is_valid_ss58(hotkey):
+            raise ApiError(400, "invalid_param", f"{hotkey!r} is not a valid SS58 address",
+                           "hotkey")
+        return {"netuid": netuid, "block": node.height,
+                "commits": pending_commits(node.state, known_subnet(netuid), hotkey)}
 
     @app.get("/v1/blocks/latest", tags=["blocks"], responses={404: {}})
     async def latest_block() -> dict[str, Any]:

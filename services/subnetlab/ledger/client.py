@@ -318,6 +318,12 @@ class LedgerClient:
         """``GET /v1/extrinsics/{hash}``: pending, included or failed (with code)."""
         return self._get(f"/v1/extrinsics/{quote(extrinsic_hash, safe='')}")
 
+    def commits(self, netuid: int, hotkey: str | None = None) -> list[Json]:
+        """``GET /v1/subnets/{netuid}/commits``: weight commits still to be revealed."""
+        params = {} if hotkey is None else {"hotkey": hotkey}
+        path = f"/v1/subnets/{int(netuid)}/commits"
+        return list(self._expect(self._get(path, params), path, commits=list)["commits"])
+
     def evidence(
         self, netuid: int, hotkey: str | None = None, epoch: int | None = None
     ) -> list[Json]:

@@ -481,6 +481,31 @@ class Validator:
         found = await self._ledger_json(f"/v1/evidence/{self.config.netuid}{query}")
         return list(found["digests"])
 
+    async def _resume_reveals(self, committed: list[dict[str, Any]]) -> None:
+        """Owed reveals back into `pending_reveals`, from the evidence that made them."""
+        owed = {str(c["hash"]): c for c in (await self._ledger_json(
+            f"/v1/subnets/{self.config.netuid}/commits?hotkey={self.hotkey}"))["commits"]}
+        if not owed:
+            return
+        oldest = min(int(c["epoch"]) for c in owed.values())
+        for entry in sorted(committed, key=lambda e: int(e["epoch"])):
+            if int(entry["epoch"]) < oldest - 1:  # an epoch may turn between read and commit
+                continue
+            document = await asyncio.to_thread(load_evidence, self.redis, str(entry["digest"]))
+            chain = (document or {}).get("chain") or {}
+            commit = owed.pop(str(chain.get("commit_hash")), None)
+            if document is None or chain.get("call") != "commit_weights" or commit is None:
+                continue
+            weights = {int(k): int(v) for k, v in document["weights"].items()}
+            uids = sorted(weights)
+            self.pending_reveals.append({
+                "epoch": int(commit["reveal_epoch"]), "uids": uids,
+                "weights": [weights[u] for u in uids], "salt": list(chain["salt"]),
+                "commit_hash": commit["hash"]})
+        for commit in owed.values():
+            log.warning("resume: commit %s (epoch %s) cannot be revealed: no evidence in the "
+                        "store holds its salt", commit["hash"], commit["epoch"])
+
     async def _check_committed(self, epoch: int, digest: str) -> None:
         on_chain = [str(entry["digest"]) for entry in await self._committed_evidence(epoch)]
         if digest not in on_chain:
@@ -493,13 +518,18 @@ class Validator:
 
         A restart must not set weights twice in one epoch (the chain keeps one evidence
         digest per epoch, so the second setting would have none), nor start its moving
-        scores from nothing while its evidence continues from them. So the latest epoch
-        with evidence counts as set, and the moving scores that document ends with (read
-        from the evidence store) are the ones to go on from. A document missing from the
-        store is a warning: the scores start afresh, which the audit notes.
+        scores from nothing while its evidence continues from them, nor forget the reveals
+        it owes under commit-reveal (a commit never revealed is weight never counted). So
+        the latest epoch with evidence counts as set, the moving scores that document ends
+        with (read from the evidence store) are the ones to go on from, and each commit the
+        chain still holds for this hotkey is revealed in its epoch with the salt its
+        evidence recorded. A document missing from the store is a warning: the scores
+        start afresh, which the audit notes; a commit no document explains cannot be
+        revealed and is logged.
         """
         self.stage = "resume"
         committed = await self._committed_evidence()
+        await self._resume_reveals(committed)
         if not committed:
             self.resumed = True
             return
