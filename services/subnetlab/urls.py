@@ -39,3 +39,10 @@ def url_problem(url: str, schemes: tuple[str, ...], example: str) -> str | None:
     if not parts.hostname:
         return f"{quoted} names no host (e.g. {example})"
     return None
+
+
+def check_http_url(flag: str, url: str | None, example: str = "http://127.0.0.1:8000") -> None:
+    """Raise ValueError naming `flag` unless `url` (when given) is an http(s) URL with a
+    host: the rule specs use for the same fields, for command-line flags."""
+    if url is not None and (problem := url_problem(url, HTTP_SCHEMES, example)):
+        raise ValueError(f"{flag}: {problem}")

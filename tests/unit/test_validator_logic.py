@@ -385,7 +385,8 @@ def test_reference_backend_flags() -> None:
     assert reference_backend("vllm", "http://127.0.0.1:8000", "tiny").name == "vllm:tiny"
     for args, message in ((("sim", "http://x:1"), "--reference-url apply only"),
                           (("openai",), "needs --reference-url"),
-                          (("vllm", "ftp://x"), "must look like http"),
+                          (("vllm", "ftp://x"), "--reference-url: 'ftp://x' must start with"),
+                          (("openai", "http://"), "--reference-url: 'http://' "),
                           (("gpt",), "must be one of sim, openai, vllm")):
         with pytest.raises(ValueError, match=message):
             reference_backend(*args)

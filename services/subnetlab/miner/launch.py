@@ -26,7 +26,7 @@ from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
-from subnetlab.urls import HTTP_SCHEMES, url_problem
+from subnetlab.urls import check_http_url
 from subnetlab.validator.tasks import KINDS, parse_kind_values
 
 __all__ = [
@@ -84,7 +84,7 @@ def check_options(o: MinerOptions) -> None:
     if not remote and o.backend_url is not None:
         raise ValueError(f"--backend-url applies only to --backend openai or vllm, "
                          f"not {o.backend}")
-    _check_url("--backend-url", o.backend_url)
+    check_http_url("--backend-url", o.backend_url)
     if o.model is not None and not (remote or o.behaviour == "copycat"):
         raise ValueError("--model applies only to --backend openai or vllm, or to the engine "
                          "a --behaviour copycat copies")
@@ -106,7 +106,7 @@ def check_options(o: MinerOptions) -> None:
     if o.behaviour != "copycat" and o.copy_from is not None:
         raise ValueError(f"--copy-from applies only to --behaviour copycat, "
                          f"not {o.behaviour}")
-    _check_url("--copy-from", o.copy_from)
+    check_http_url("--copy-from", o.copy_from)
     if o.behaviour == "sybil" and not o.sybil_keys:
         raise ValueError("--behaviour sybil needs --sybil-key NAME (each further hotkey the "
                          "same engine serves)")
@@ -120,13 +120,6 @@ def check_options(o: MinerOptions) -> None:
                          "(0 turns rate limiting off)")
     if o.concurrency < 1:
         raise ValueError(f"--concurrency {o.concurrency}: must be at least 1")
-
-
-def _check_url(flag: str, url: str | None) -> None:
-    """An http(s) URL with a host, by the rule specs use for the same fields (`urls.py`)."""
-    if url is not None and (problem := url_problem(url, HTTP_SCHEMES,
-                                                   "http://127.0.0.1:8000")):
-        raise ValueError(f"{flag}: {problem}")
 
 
 def _check_number(flag: str, value: float | None, lo: float, hi: float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
+from subnetlab.urls import check_http_url
 
 REFERENCE_BACKENDS = ("sim", "openai", "vllm")
 
@@ -41,8 +42,7 @@ def reference_backend(kind: str, url: str | None = None, model: str | None = Non
     if not url:
         raise ValueError(f"--reference-backend {kind} needs --reference-url (its server's "
                          "base URL)")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"--reference-url {url}: must look like http://HOST:PORT")
+    check_http_url("--reference-url", url)
     if kind == "vllm":
         return VllmBackend(url, model or "default")
     return OpenAIBackend(url, model or "default", os.environ.get("OPENAI_API_KEY"))
