@@ -368,7 +368,8 @@ def test_a_sybil_answers_for_each_of_its_hotkeys_from_one_engine(net: Net) -> No
 def test_a_passthrough_miner_forwards_to_its_upstream(net: Net) -> None:
     """The upstream is `subnetlab engine serve` (the sim engine behind a plain OpenAI API):
     its answer comes back as the miner's, still labelled simulated by the upstream, with
-    no engine seconds because the upstream reports none; streaming works too."""
+    the engine seconds the upstream reports in vLLM's per-request `metrics`; streaming
+    works too."""
     upstream = httpx.post(net.url("engine"), json=_chat(OPEN_PROMPT), timeout=30).json()
     response = _post(net.url("passthrough"), VALIDATOR, PASSTHROUGH.ss58_address,
                      _chat(OPEN_PROMPT))
@@ -378,13 +379,17 @@ def test_a_passthrough_miner_forwards_to_its_upstream(net: Net) -> None:
         upstream["choices"][0]["message"]["content"])
     assert data["usage"] == upstream["usage"]
     assert data["system_fingerprint"] == "simulated" and data["subnetlab"]["simulated"]
-    assert data["subnetlab"]["engine_seconds"] is None
+    reported = upstream["metrics"]
+    assert data["subnetlab"]["engine_seconds"] == pytest.approx(
+        (reported["time_to_first_token_ms"] + reported["generation_time_ms"]) / 1000.0)
     chunks = _events(net.url("passthrough"), VALIDATOR, PASSTHROUGH.ss58_address,
                      _chat(OPEN_PROMPT, stream=True, stream_options={"include_usage": True}))
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == data["choices"][0]["message"]["content"]
     assert chunks[-1]["usage"] == data["usage"]
-    assert chunks[-1]["subnetlab"] == {**data["subnetlab"], "engine_seconds": None}
+    assert chunks[-1]["subnetlab"] == {**data["subnetlab"],
+                                       "engine_seconds": chunks[-1]["subnetlab"]["engine_seconds"]}
+    assert chunks[-1]["subnetlab"]["engine_seconds"] > 0  # this answer's own, from the engine
 
 
 def test_a_copycat_answers_with_the_engine_it_copies_and_claims_no_compute(net: Net) -> None:

@@ -7,10 +7,11 @@ no process ("liar", played by the test) shows what the audit says when the chain
 evidence disagree. The protocol's refusals are exercised against a real miner process.
 
 Subnet B (two miners, two gateway validators that never query on their own, so nothing
-but the test's requests moves the miners' counters): the organic gateway's N+V accounting,
-read from the gateway's own /metrics, equals what the miners' token counters and the
-validator's reference-token counter add up to, in every strategy, spot-check also with
-every answer re-checked (`--spot-check-rate 1`).
+but the test's requests moves the miners' counters; their reference model is a separate
+`subnetlab engine serve`): the organic gateway's N+V accounting, read from the gateway's own
+/metrics, equals what the miners' token counters and the reference engine's counter add up
+to, in every strategy, spot-check also with every answer re-checked
+(`--spot-check-rate 1`).
 
 Subnet C (three miners, one honest validator with spot-check re-checking every answer):
 a miner that built a good score and then turns lazy is caught by a spot-check, its moving
@@ -62,6 +63,7 @@ class Net:
     gateway_netuid: int
     gateway_miners: dict[str, Child]
     gateways: dict[str, Child]
+    reference_engine: Child
     check_netuid: int
     check_miners: dict[str, Child]
     checker: Child
@@ -110,25 +112,35 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                           for n in ("gw-m0", "gw-m1")}
         check_miners = {n: miner_child(n, check_netuid, ledger, logs)
                         for n in ("sc-m0", "sc-m1", "sc-bait")}
+        # The gateways' reference model is an engine of its own, reached over HTTP, so the
+        # grading half of N+V is read from the engine's counters, not the validator's.
+        engine_port = free_port()
+        reference_engine = Child("reference-engine", ["engine", "serve", "--port",
+                                                      str(engine_port)],
+                                 logs / "reference-engine.log",
+                                 f"http://127.0.0.1:{engine_port}/healthz")
         supervisor.start_all([*miners.values(), *gateway_miners.values(),
-                              *check_miners.values()], timeout=120)
+                              *check_miners.values(), reference_engine], timeout=120)
+        reference = ("--reference-backend", "openai", "--reference-url",
+                     f"http://127.0.0.1:{engine_port}")
         validators = {n: validator_child(n, netuid, ledger, redis_url, logs, api_key=API_KEY)
                       for n in ("net-v0", "net-v1")}
         gateways = {
             "gw-v": validator_child("gw-v", gateway_netuid, ledger, redis_url, logs,
                                     "--behaviour", "weight-copier", "--fan-out", "2",
-                                    api_key=API_KEY),
+                                    *reference, api_key=API_KEY),
             "gw-sc": validator_child("gw-sc", gateway_netuid, ledger, redis_url, logs,
                                      "--behaviour", "weight-copier", "--fan-out", "2",
                                      "--strategy", "spot-check", "--spot-check-rate", "1",
-                                     api_key=API_KEY),
+                                     *reference, api_key=API_KEY),
         }
         checker = validator_child("sc-v", check_netuid, ledger, redis_url, logs,
                                   "--strategy", "spot-check", "--spot-check-rate", "1",
                                   "--tasks", "open=1", api_key=API_KEY)
         supervisor.start_all([*validators.values(), *gateways.values(), checker], timeout=120)
         yield Net(ledger, redis_url, netuid, miners, validators, gateway_netuid,
-                  gateway_miners, gateways, check_netuid, check_miners, checker, logs)
+                  gateway_miners, gateways, reference_engine, check_netuid, check_miners,
+                  checker, logs)
     finally:
         supervisor.stop_all()
         redis_proc.terminate()
@@ -367,8 +379,9 @@ def test_gateway_overhead_metric_equals_the_miners_own_counters(
 ) -> None:
     """The gateway's `subnetlab_organic_overhead_ratio` (its `_sum` and `_count`,
     differenced around one request) equals (every miner's token counter difference + the
-    validator's reference-token counter difference) / the counter difference of the miner
-    whose answer was delivered. gw-sc re-checks every spot-check answer."""
+    reference engine's generated-token counter difference) / the counter difference of the
+    miner whose answer was delivered: every figure from the process that did the work.
+    gw-sc re-checks every spot-check answer."""
     child = net.gateways[gateway]
     url = _gateway_url(child)
     _wait_for_axons(net, net.gateway_netuid, 2)
@@ -378,6 +391,8 @@ def test_gateway_overhead_metric_equals_the_miners_own_counters(
     uids = {uid: names[hk] for hk, uid in _uid_of(net, net.gateway_netuid).items() if hk in names}
     before_text = _scrape(child)
     before = {n: _tokens(m) for n, m in net.gateway_miners.items()}
+    engine_before = _metric(_scrape(net.reference_engine),
+                            "subnetlab_engine_generation_tokens_total")
     body = {"messages": [{"role": "user", "content": "Sort ascending: 9, 1, 5, 3. Answer "
                                                       "with the numbers separated by ', '."}]}
     response = httpx.post(url, json=body, timeout=30, headers={
@@ -385,8 +400,11 @@ def test_gateway_overhead_metric_equals_the_miners_own_counters(
     assert response.status_code == 200, response.text
     after_text = _scrape(child)
     spent = {n: _tokens(m) - before[n] for n, m in net.gateway_miners.items()}
-    grading = (_metric(after_text, "subnetlab_validator_reference_tokens_total")
-               - _metric(before_text, "subnetlab_validator_reference_tokens_total"))
+    grading = _metric(_scrape(net.reference_engine),
+                      "subnetlab_engine_generation_tokens_total") - engine_before
+    # the validator's own count of what it graded with says the same
+    assert grading == (_metric(after_text, "subnetlab_validator_reference_tokens_total")
+                       - _metric(before_text, "subnetlab_validator_reference_tokens_total"))
     block = response.json()["subnetlab"]
     delivered = spent[uids[block["miner_uid"]]]
     expected = (sum(spent.values()) + grading) / max(1.0, delivered)
@@ -403,7 +421,10 @@ def test_gateway_overhead_metric_equals_the_miners_own_counters(
     assert counted.seconds.count == 1
     assert counted.seconds.total == pytest.approx(block["overhead_seconds_ratio"], rel=1e-5)
     assert block["simulated"] is True and response.json()["system_fingerprint"] == "simulated"
-    assert block["reference"]["simulated"] is True
+    # the reference is an engine behind a URL: simulated as far as its answers say so, and
+    # only a request graded by one has an answer to say it
+    assert block["reference"]["backend"].startswith("openai")
+    assert block["reference"]["simulated"] is block["reference"]["used"]
     if gateway == "gw-sc":
         assert block["spot_check"]["checked"] and block["miners_asked"] == 2 and grading > 0
     if strategy == "broadcast":

@@ -135,9 +135,14 @@ class Served:
 
     answer: MinerAnswer
     accounting: Accounting
-    reference_used: bool = False
+    reference: Completion | None = None
+    """The reference model's answer it was graded by (None: not graded)."""
     checked: bool = False
     caught: tuple[int, ...] = ()
+
+    @property
+    def reference_used(self) -> bool:
+        return self.reference is not None
 
 
 @dataclass
@@ -244,8 +249,11 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
         extra = {"subnetlab": {
             **accounting.as_json(), "miner_uid": answer.uid, "miner_hotkey": answer.hotkey,
             "simulated": answer.simulated,
+            # simulated: the backend always is (a sim oracle), or the engine labelled
+            # the answer it graded by so (an OpenAI-compatible URL serving a sim engine)
             "reference": {"backend": validator.reference.name,
-                          "simulated": validator.reference_simulated,
+                          "simulated": validator.reference_simulated or bool(
+                              served.reference is not None and served.reference.simulated),
                           "used": served.reference_used},
             "spot_check": {"checked": served.checked, "caught": list(served.caught)},
         }}
@@ -368,8 +376,7 @@ async def serve(
         return Served(delivered, account(strategy, answers, delivered, []))
     reference = await grade(validator, body, strategy)
     delivered = max(ok, key=lambda a: token_f1(a.text, reference.text))
-    return Served(delivered, account(strategy, answers, delivered, [reference]),
-                  reference_used=True)
+    return Served(delivered, account(strategy, answers, delivered, [reference]), reference)
 
 
 async def _spot_check(
@@ -394,5 +401,5 @@ async def _spot_check(
         validator.penalise(uid, penalty_record(uid, [delivered, *rechecked], reference, body,
                                                config.spot_check_threshold))
     everyone = [*answers, *rechecked]
-    return Served(chosen, account("spot-check", everyone, chosen, [reference]),
-                  reference_used=True, checked=True, caught=tuple(found))
+    return Served(chosen, account("spot-check", everyone, chosen, [reference]), reference,
+                  checked=True, caught=tuple(found))
