@@ -91,7 +91,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         alice = Keypair.dev("alice")
         netuid = bootstrap_subnet(
             ledger, alice, HYPER,
-            miners=[Keypair.dev(n) for n in ("net-m0", "net-m1", "net-lazy")],
+            # net-idle: registered, never served, so never weighted, paid or permitted
+            miners=[Keypair.dev(n) for n in ("net-m0", "net-m1", "net-lazy", "net-idle")],
             validators=[(Keypair.dev(n), 1_000 * TOKEN) for n in ("net-v0", "net-v1")]
             + [(Keypair.dev("net-liar"), 10 * TOKEN)],
         )
@@ -324,7 +325,9 @@ def test_miner_refuses_each_bad_caller_with_its_own_reason(net: Net) -> None:
         "stale_request": _post(miner, validator, target, BODY,
                                now_ms=int(time.time() * 1000) - 60_000),
         "unregistered_caller": _post(miner, Keypair.dev("nobody-at-all"), target, BODY),
-        "no_validator_permit": _post(miner, Keypair.dev("net-lazy"), target, BODY),
+        # Not the lazy miner: what it earns becomes stake on its hotkey, and any stake
+        # gives a permit on a subnet this small. A uid that never serves earns nothing.
+        "no_validator_permit": _post(miner, Keypair.dev("net-idle"), target, BODY),
     }
     replayed_headers = sign_request(validator, BODY, target)
     first = _post(miner, validator, target, BODY, headers=replayed_headers)
