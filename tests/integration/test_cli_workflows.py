@@ -176,10 +176,18 @@ def test_full_workflow(cli: Cli, chain: LedgerClient) -> None:
     assert saved.parent == cli.home / "commits"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     assert json.loads(saved.read_text())["commit_hash"] == committed["commit_hash"]
+    pending = cli.json("weights", "pending", "--netuid", str(cr), "--address", val["hotkey"])
+    assert [c["hash"] for c in pending["commits"]] == [committed["commit_hash"]]
+    assert pending["commits"][0]["hotkey"] == val["hotkey"]
+    assert committed["commit_hash"][:18] in cli.ok("weights", "pending", "--netuid",
+                                                   str(cr)).stdout
     revealed = cli.json("weights", "reveal", "--netuid", str(cr), "--wait", "--name", "val")
     assert revealed["commit_hash"] == committed["commit_hash"]
     assert revealed["status"] == "included"
     assert not saved.exists()
+    assert cli.json("weights", "pending", "--netuid", str(cr))["commits"] == []
+    assert "no weight commits waiting" in cli.ok("weights", "pending", "--netuid",
+                                                 str(cr)).stdout
 
     def cr_miner_earns() -> bool:
         return bool(neuron(cli.json("metagraph", str(cr)), 1)["incentive"] > 0)
@@ -362,6 +370,11 @@ BAD_INPUTS: list[tuple[str, list[str], str | None, list[str]]] = [
     ("weights on an unknown netuid",
      ["weights", "set", "--netuid", "999", "--uids", "0", "--weights", "1", "--name", "user"],
      PASSWORD, ["set_weights refused: unknown_subnet:"]),
+    ("pending commits of a bad address",
+     ["weights", "pending", "--netuid", "{cr}", "--address", "5notanaddress"], PASSWORD,
+     ["--address: "]),
+    ("pending commits on an unknown netuid", ["weights", "pending", "--netuid", "999"],
+     PASSWORD, ["unknown_subnet"]),
     ("reveal without a commit", ["weights", "reveal", "--netuid", "{cr}", "--name", "user"],
      PASSWORD, ["no saved commit for this hotkey on subnet", "weights commit"]),
     ("commit on a subnet without commit-reveal",

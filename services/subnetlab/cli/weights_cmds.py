@@ -33,7 +33,11 @@ from subnetlab.cli.shared import (
     LedgerUrl,
     Netuid,
     WalletName,
+    check_address,
+    console,
     ledger_session,
+    print_json,
+    print_table,
     progress,
     report,
     submit,
@@ -206,3 +210,36 @@ def weights_reveal(
     discard(record)
     report(f"revealed {record.commit_hash} on subnet {netuid}", receipt, as_json,
            commit_hash=record.commit_hash)
+
+
+@weights_app.command("pending", cls=OneLineCommand)
+def weights_pending(
+    netuid: Netuid,
+    of: Annotated[
+        str | None, typer.Option("--address", metavar="SS58",
+                                 help="Only this hotkey's commits.")
+    ] = None,
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False,
+) -> None:
+    """Weight commits on chain still waiting for their reveal (commit-reveal subnets)."""
+    from rich.table import Table
+
+    if of is not None:
+        check_address(of, "--address")
+    with ledger_session(ledger, f"commits on subnet {netuid}") as client:
+        commits = client.commits(netuid, hotkey=of)
+        epoch = int(client.subnet(netuid)["epochs_run"])
+    if as_json:
+        print_json({"netuid": netuid, "epoch": epoch, "commits": commits})
+        return
+    if not commits:
+        console.print(f"no weight commits waiting for a reveal on subnet {netuid}", markup=False)
+        return
+    table = Table(title=f"subnet {netuid}: commits to reveal (now epoch {epoch})")
+    for column in ("hotkey", "hash", "block", "epoch", "reveal in epoch"):
+        table.add_column(column, justify="left" if column in ("hotkey", "hash") else "right")
+    for c in commits:
+        due = int(c["reveal_epoch"])
+        when = f"{due} (now)" if due == epoch else str(due)
+        table.add_row(c["hotkey"], c["hash"][:18] + "…", str(c["block"]), str(c["epoch"]), when)
+    print_table(table)
