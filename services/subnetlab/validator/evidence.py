@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import redis
 
@@ -181,9 +181,13 @@ class AuditResult:
                 "chain": self.chain, "chain_source": self.chain_source, "notes": self.notes}
 
 
+def _is_number(value: object) -> TypeGuard[float]:
+    """A JSON number (bool is an int to Python, not a number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else default
+    return float(value) if _is_number(value) else default
 
 
 def _parameter_problems(document: Mapping[str, Any]) -> list[str]:
@@ -197,10 +201,9 @@ def _parameter_problems(document: Mapping[str, Any]) -> list[str]:
     """
     problems = []
     alpha, timeout = document.get("alpha"), document.get("timeout_s")
-    if not (isinstance(alpha, int | float) and not isinstance(alpha, bool) and 0 < alpha <= 1):
+    if not (_is_number(alpha) and 0 < alpha <= 1):
         problems.append(f"alpha {alpha!r} is not in (0, 1]")
-    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool)
-            and 0 < timeout < math.inf):
+    if not (_is_number(timeout) and 0 < timeout < math.inf):
         problems.append(f"timeout_s {timeout!r} is not a positive number of seconds")
         return problems
     for record in document.get("records", []):

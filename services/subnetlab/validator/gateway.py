@@ -342,13 +342,9 @@ async def grade(validator: Validator, body: dict[str, Any], purpose: str) -> Com
     kept), and `/healthz` reports the reference unreachable until it answers again.
     """
     try:
-        reference = await validator.reference.complete(body)
+        return await validator.grade(body, purpose)
     except Exception as exc:  # whatever broke, the answer cannot be graded
-        validator.health.reference = "unreachable"
         raise ReferenceUnavailableError(one_line(exc)) from exc
-    validator.health.reference = "ok"
-    validator.metrics.reference_tokens.labels(purpose=purpose).inc(reference.completion_tokens)
-    return reference
 
 
 async def serve(

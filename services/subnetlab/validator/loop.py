@@ -21,6 +21,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ import redis
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
-from subnetlab.miner.backends import Backend
+from subnetlab.miner.backends import Backend, Completion
 from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.protocol.client import signed_post
@@ -247,12 +248,10 @@ class Validator:
         reference: dict[str, Any] = {}
         if task.kind == OPEN:
             self.stage = "reference"
-            graded = asyncio.ensure_future(self.reference.complete(body))
+            graded = asyncio.ensure_future(self.grade(body, "open_task"))
             answers = list(await asyncio.gather(*asks))
             completion = await graded
-            self.health.reference, self.stage = "ok", "query"
-            self.metrics.reference_tokens.labels(purpose="open_task").inc(
-                completion.completion_tokens)
+            self.stage = "query"
             task = with_reference(task, completion.text)
             reference = {"reference": completion.text,
                          "reference_simulated": bool(completion.simulated)}
@@ -280,6 +279,20 @@ class Validator:
         for uid, value in self.moving.items():
             self.metrics.moving_score.labels(uid=str(uid)).set(value)
         return list(answers)
+
+    async def grade(self, body: dict[str, Any], purpose: str) -> Completion:
+        """The reference model's answer to `body`, its completion tokens counted under
+        `purpose` (`open_task`, or an organic strategy) and the reference's health kept:
+        the one place the loop and the gateway ask it. A failure is re-raised as it came,
+        with the reference marked unreachable until it answers again."""
+        try:
+            completion = await self.reference.complete(body)
+        except Exception:
+            self.health.reference = "unreachable"
+            raise
+        self.health.reference = "ok"
+        self.metrics.reference_tokens.labels(purpose=purpose).inc(completion.completion_tokens)
+        return completion
 
     def penalise(self, uid: int, penalty: dict[str, Any]) -> None:
         """A spot-check caught miner `uid`: cut its moving score to 0 (its weights follow
@@ -481,27 +494,30 @@ class Validator:
         found = await self._ledger_json(f"/v1/evidence/{self.config.netuid}{query}")
         return list(found["digests"])
 
-    async def _resume_reveals(self, committed: list[dict[str, Any]]) -> None:
+    async def _resume_reveals(self, committed: list[dict[str, Any]],
+                              load: Callable[[str], Awaitable[dict[str, Any] | None]]) -> None:
         """Owed reveals back into `pending_reveals`, from the evidence that made them."""
         owed = {str(c["hash"]): c for c in (await self._ledger_json(
             f"/v1/subnets/{self.config.netuid}/commits?hotkey={self.hotkey}"))["commits"]}
         if not owed:
             return
         oldest = min(int(c["epoch"]) for c in owed.values())
-        for entry in sorted(committed, key=lambda e: int(e["epoch"])):
+        found: list[dict[str, Any]] = []  # added at the end: a failed read adds nothing
+        for entry in committed:
             if int(entry["epoch"]) < oldest - 1:  # an epoch may turn between read and commit
                 continue
-            document = await asyncio.to_thread(load_evidence, self.redis, str(entry["digest"]))
+            document = await load(str(entry["digest"]))
             chain = (document or {}).get("chain") or {}
             commit = owed.pop(str(chain.get("commit_hash")), None)
             if document is None or chain.get("call") != "commit_weights" or commit is None:
                 continue
             weights = {int(k): int(v) for k, v in document["weights"].items()}
             uids = sorted(weights)
-            self.pending_reveals.append({
+            found.append({
                 "epoch": int(commit["reveal_epoch"]), "uids": uids,
                 "weights": [weights[u] for u in uids], "salt": list(chain["salt"]),
                 "commit_hash": commit["hash"]})
+        self.pending_reveals.extend(found)
         for commit in owed.values():
             log.warning("resume: commit %s (epoch %s) cannot be revealed: no evidence in the "
                         "store holds its salt", commit["hash"], commit["epoch"])
@@ -528,27 +544,35 @@ class Validator:
         revealed and is logged.
         """
         self.stage = "resume"
-        committed = await self._committed_evidence()
-        await self._resume_reveals(committed)
-        if not committed:
-            self.resumed = True
-            return
-        latest = max(committed, key=lambda entry: int(entry["epoch"]))
+        committed = sorted(await self._committed_evidence(), key=lambda e: int(e["epoch"]))
+        loaded: dict[str, dict[str, Any] | None] = {}
+
+        async def load(digest: str) -> dict[str, Any] | None:
+            """Each document read from the store once, however many steps need it."""
+            if digest not in loaded:
+                loaded[digest] = await asyncio.to_thread(load_evidence, self.redis, digest)
+                self.health.redis = "ok"
+            return loaded[digest]
+
+        if committed:
+            self._resume_moving(committed[-1], await load(str(committed[-1]["digest"])))
+        await self._resume_reveals(committed, load)
+        self.resumed = True
+
+    def _resume_moving(self, latest: dict[str, Any], document: dict[str, Any] | None) -> None:
+        """The latest evidence's epoch counts as set; its moving scores are the ones to go
+        on from (afresh, with a warning, when the store lost the document)."""
         self.last_epoch_set = max(self.last_epoch_set, int(latest["epoch"]))
-        document = await asyncio.to_thread(load_evidence, self.redis, str(latest["digest"]))
-        self.health.redis = "ok"
         if document is None:
             log.warning("resume: evidence %s (epoch %s) is not in the evidence store; moving "
                         "scores start afresh", latest["digest"], latest["epoch"])
-        else:
-            self.moving = final_moving(document)
-            self.moving_before = dict(self.moving)
-            block = (document.get("chain") or {}).get("block")
-            if isinstance(block, int):
-                self.last_set_block = block
-            log.info("resumed from evidence: epoch=%s uids=%d", latest["epoch"],
-                     len(self.moving))
-        self.resumed = True
+            return
+        self.moving = final_moving(document)
+        self.moving_before = dict(self.moving)
+        block = (document.get("chain") or {}).get("block")
+        if isinstance(block, int):
+            self.last_set_block = block
+        log.info("resumed from evidence: epoch=%s uids=%d", latest["epoch"], len(self.moving))
 
     # --- the loop ------------------------------------------------------------------------
 
