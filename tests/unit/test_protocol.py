@@ -22,7 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from subnetlab.bench.protocol_bench import paired_ratio_spread
+from subnetlab.bench.protocol_bench import (
+    RouteFigures,
+    _round_order,
+    cpu_breakdown,
+    paired_ratio_spread,
+)
 from subnetlab.keys import Keypair
 from subnetlab.protocol import (
     EPISTULA_VERSION,
@@ -660,6 +665,67 @@ def test_paired_ratio_spread_refuses_what_cannot_be_paired(
 ) -> None:
     with pytest.raises(ValueError, match=reason):
         paired_ratio_spread(signed, plain)
+
+
+def test_bench_protocol_breakdown_splits_the_signed_extra_into_parts(cli: CliRun) -> None:
+    proc = cli("bench", "protocol", "--json", "--breakdown", "--requests", "200")
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    breakdown = figures["breakdown"]
+    assert set(breakdown["routes"]) == {"signing", "headers"}
+    for route in breakdown["routes"].values():
+        assert route["rps"] > 0 and route["cpu_us_per_request"]["client"] > 0
+    cpu = figures["cpu_us_per_request"]
+    client_extra = cpu["signed"]["client"] - cpu["plain"]["client"]
+    server_extra = cpu["signed"]["server"] - cpu["plain"]["server"]
+    assert sum(breakdown["client_us"].values()) == pytest.approx(client_extra, abs=0.5)
+    assert sum(breakdown["server_us"].values()) == pytest.approx(server_extra, abs=0.5)
+    # Only the signed route verifies a signature: the miner's checks cost the server more
+    # than reading the headers alone (one sr25519 verify is ~100 µs; parsing, ~10 µs).
+    assert breakdown["server_us"]["checks"] > breakdown["server_us"]["headers"]
+
+
+def test_bench_protocol_prints_the_breakdown_as_a_table(cli: CliRun) -> None:
+    proc = cli("bench", "protocol", "--breakdown", "--requests", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert "extra CPU per request over plain" in proc.stdout
+    for part in ("signing", "Epistula headers", "checks", "total"):
+        assert part in proc.stdout
+
+
+def _figures(client_us: float, server_us: float) -> RouteFigures:
+    return RouteFigures(requests=100, p50_ms=1.0, p99_ms=2.0, rps=500.0,
+                        client_cpu_us=client_us, server_cpu_us=server_us)
+
+
+def test_cpu_breakdown_attributes_each_difference_to_its_part() -> None:
+    parts = cpu_breakdown(
+        plain=_figures(1500, 700),
+        signing=_figures(1560, 701),
+        headers=_figures(1580, 712),
+        signed=_figures(1690, 950),
+    )
+    assert parts.client_signing_us == pytest.approx(60)
+    assert parts.client_headers_us == pytest.approx(80)
+    assert parts.client_other_us == pytest.approx(50)
+    assert parts.server_headers_us == pytest.approx(12)
+    assert parts.server_checks_us == pytest.approx(238)
+    assert parts.client_total_us == pytest.approx(190)
+    assert parts.server_total_us == pytest.approx(250)
+    # Noise can make a part negative; it is reported as measured, not clipped.
+    noisy = cpu_breakdown(_figures(1500, 700), _figures(1495, 700), _figures(1500, 700),
+                          _figures(1600, 900))
+    assert noisy.client_signing_us == pytest.approx(-5)
+    assert noisy.client_total_us == pytest.approx(100)
+
+
+def test_round_order_gives_every_route_its_turn_first() -> None:
+    assert [_round_order(["plain", "signed"], n) for n in range(3)] == [
+        ["plain", "signed"], ["signed", "plain"], ["plain", "signed"]]
+    routes = ["plain", "signed", "signing", "headers"]
+    orders = [_round_order(routes, n) for n in range(4)]
+    assert sorted(order[0] for order in orders) == sorted(routes)
+    assert all(sorted(order) == sorted(routes) for order in orders)
 
 
 def test_bench_protocol_checks_its_arguments(cli: CliRun) -> None:

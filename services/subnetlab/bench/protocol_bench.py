@@ -14,6 +14,14 @@ The throughput ratio is also given round by round: each round's signed requests/
 plain requests/s of the same round (the two ran back to back), summarised as median and
 quartiles. One run's overall ratio moves by several points with the machine's load; the
 spread of the paired rounds says how far a single figure can be trusted.
+
+With ``breakdown``, two more routes run in the same rounds and split the signed path's extra
+CPU into its parts: ``signing`` signs every request (a fresh signature, as the signed route
+does) but sends the plain request, so it costs the client the signing alone; ``headers``
+sends the plain request to ``/plain`` with six Epistula headers signed once beforehand, so
+it costs both ends the carrying of the headers (the server parses them and checks nothing).
+What the signed route costs beyond both is the miner's checks (server) and the interaction
+of the two (client, usually within the noise).
 """
 
 from __future__ import annotations
@@ -35,13 +43,16 @@ import httpx
 from subnetlab.bench.processes import free_port
 from subnetlab.bench.protocol_server import BENCH_VALIDATORS, miner_key, neuron_key
 from subnetlab.keys import Keypair
-from subnetlab.protocol import encode_json, signed_post
+from subnetlab.protocol import encode_json, sign_request, signed_post
 
 __all__ = [
+    "BREAKDOWN_ROUTES",
     "BenchError",
+    "CpuBreakdown",
     "ProtocolBenchResult",
     "RatioSpread",
     "RouteFigures",
+    "cpu_breakdown",
     "paired_ratio_spread",
     "run_protocol_bench",
 ]
@@ -54,6 +65,8 @@ _BODY = {
 }
 _ROUND_SIZE = 200  # requests per route per round: short rounds, many alternations
 _MAX_ROUNDS = 50
+BREAKDOWN_ROUTES = ("signing", "headers")
+"""The routes ``breakdown`` adds beside ``plain`` and ``signed`` (see the module docstring)."""
 
 
 class BenchError(RuntimeError):
@@ -110,6 +123,61 @@ def paired_ratio_spread(signed_rps: Sequence[float], plain_rps: Sequence[float])
     return RatioSpread(median=median, p25=p25, p75=p75, rounds=len(ratios))
 
 
+@dataclass(frozen=True)
+class CpuBreakdown:
+    """Where the signed route's extra CPU per request goes, in µs (client, then server).
+
+    Each part is a difference of two routes' CPU per request, so on a busy machine a small
+    part can come out slightly negative: it is then zero within the noise.
+    """
+
+    client_signing_us: float
+    client_headers_us: float
+    client_other_us: float
+    server_headers_us: float
+    server_checks_us: float
+
+    @property
+    def client_total_us(self) -> float:
+        return self.client_signing_us + self.client_headers_us + self.client_other_us
+
+    @property
+    def server_total_us(self) -> float:
+        return self.server_headers_us + self.server_checks_us
+
+    def as_json(self) -> dict[str, dict[str, float]]:
+        return {
+            "client_us": {"signing": round(self.client_signing_us, 1),
+                          "headers": round(self.client_headers_us, 1),
+                          "other": round(self.client_other_us, 1)},
+            "server_us": {"headers": round(self.server_headers_us, 1),
+                          "checks": round(self.server_checks_us, 1)},
+        }
+
+
+def cpu_breakdown(
+    plain: RouteFigures, signing: RouteFigures, headers: RouteFigures, signed: RouteFigures
+) -> CpuBreakdown:
+    """Split ``signed``'s extra CPU over ``plain`` using the two breakdown routes.
+
+    Client: signing is what ``signing`` costs over plain, headers what ``headers`` costs over
+    plain, other the rest of the signed route's extra. Server: headers is what parsing the
+    six headers costs (``headers`` over plain), checks the rest (signature verification,
+    freshness, replay, metagraph, gate). The parts add up to the signed route's extra.
+    """
+    client_signing = signing.client_cpu_us - plain.client_cpu_us
+    client_headers = headers.client_cpu_us - plain.client_cpu_us
+    server_headers = headers.server_cpu_us - plain.server_cpu_us
+    return CpuBreakdown(
+        client_signing_us=client_signing,
+        client_headers_us=client_headers,
+        client_other_us=signed.client_cpu_us - plain.client_cpu_us - client_signing
+        - client_headers,
+        server_headers_us=server_headers,
+        server_checks_us=signed.server_cpu_us - plain.server_cpu_us - server_headers,
+    )
+
+
 @dataclass
 class _Samples:
     latencies_ms: list[float] = field(default_factory=list)
@@ -137,6 +205,16 @@ class ProtocolBenchResult:
     signed: RouteFigures
     concurrency: int
     ratio_spread: RatioSpread
+    breakdown_routes: dict[str, RouteFigures] = field(default_factory=dict)
+    """The ``signing`` and ``headers`` routes' figures when a breakdown was asked for."""
+
+    @property
+    def breakdown(self) -> CpuBreakdown | None:
+        """The signed route's extra CPU split into parts (``None`` without a breakdown)."""
+        if not self.breakdown_routes:
+            return None
+        return cpu_breakdown(self.plain, self.breakdown_routes["signing"],
+                             self.breakdown_routes["headers"], self.signed)
 
     @property
     def throughput_ratio(self) -> float:
@@ -147,6 +225,19 @@ class ProtocolBenchResult:
         return self.signed.p50_ms - self.plain.p50_ms
 
     def as_json(self) -> dict[str, object]:
+        figures = self._core_json()
+        breakdown = self.breakdown
+        if breakdown is not None:
+            figures["breakdown"] = {
+                **breakdown.as_json(),
+                "routes": {
+                    name: {**route.as_json(), "cpu_us_per_request": route.cpu_json()}
+                    for name, route in self.breakdown_routes.items()
+                },
+            }
+        return figures
+
+    def _core_json(self) -> dict[str, object]:
         return {
             "plain": self.plain.as_json(),
             "signed": self.signed.as_json(),
@@ -232,10 +323,23 @@ async def _server_cpu_s(client: httpx.AsyncClient, base: str) -> float:
     return float(response.json()["cpu_s"])
 
 
-async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchResult:
+def _round_order(routes: Sequence[str], number: int) -> list[str]:
+    """Round ``number``'s order: rotate by one each round, so each route runs first in turn.
+
+    With two routes this alternates (plain, signed), (signed, plain), ...; with more, every
+    route also follows every other, so load drift inside a round hits none in particular.
+    """
+    shift = number % len(routes)
+    return [*routes[shift:], *routes[:shift]]
+
+
+async def _bench(base: str, requests: int, concurrency: int,
+                 breakdown: bool) -> ProtocolBenchResult:
     miner = miner_key().ss58_address
     validators: list[Keypair] = [neuron_key(uid) for uid in range(BENCH_VALIDATORS)]
     plain_headers = {"Content-Type": "application/json"}
+    # Signed once, before the run: the "headers" route carries them without signing.
+    presigned = {**plain_headers, **sign_request(validators[0], encode_json(_BODY), miner)}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
 
@@ -247,7 +351,18 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
             key = validators[index % len(validators)]
             return await signed_post(client, f"{base}/signed", key, miner, _BODY)
 
-        sends = {"plain": send_plain, "signed": send_signed}
+        async def send_signing(index: int) -> httpx.Response:
+            body = encode_json(_BODY)
+            sign_request(validators[index % len(validators)], body, miner)
+            return await client.post(f"{base}/plain", content=body, headers=plain_headers)
+
+        async def send_headers(_index: int) -> httpx.Response:
+            return await client.post(f"{base}/plain", content=encode_json(_BODY),
+                                     headers=presigned)
+
+        sends: dict[str, Send] = {"plain": send_plain, "signed": send_signed}
+        if breakdown:
+            sends |= {"signing": send_signing, "headers": send_headers}
         warmup = max(concurrency, min(500, requests // 5))
         for send in sends.values():
             await _round(send, warmup, concurrency)
@@ -255,8 +370,7 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
         rounds = max(2, min(_MAX_ROUNDS, requests // _ROUND_SIZE))
         for number in range(rounds):
             count = requests // rounds + (1 if number < requests % rounds else 0)
-            order = ("plain", "signed") if number % 2 == 0 else ("signed", "plain")
-            for route in order:
+            for route in _round_order(list(sends), number):
                 server_before = await _server_cpu_s(client, base)
                 client_before = time.process_time()
                 latencies, elapsed = await _round(sends[route], count, concurrency)
@@ -273,9 +387,17 @@ async def _bench(base: str, requests: int, concurrency: int) -> ProtocolBenchRes
         signed=samples["signed"].figures(),
         concurrency=concurrency,
         ratio_spread=paired_ratio_spread(samples["signed"].round_rps, samples["plain"].round_rps),
+        breakdown_routes={route: samples[route].figures() for route in BREAKDOWN_ROUTES
+                          if route in samples},
     )
 
 
-def run_protocol_bench(base: str, requests: int, concurrency: int) -> ProtocolBenchResult:
-    """Measure ``requests`` plain and ``requests`` signed calls against a running server."""
-    return asyncio.run(_bench(base, requests, concurrency))
+def run_protocol_bench(
+    base: str, requests: int, concurrency: int, *, breakdown: bool = False
+) -> ProtocolBenchResult:
+    """Measure ``requests`` calls per route against a running server.
+
+    The routes are ``plain`` and ``signed``, and with ``breakdown`` also ``signing`` and
+    ``headers`` (see the module docstring).
+    """
+    return asyncio.run(_bench(base, requests, concurrency, breakdown))

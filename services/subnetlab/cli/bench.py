@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from subnetlab.bench.organic_bench import OrganicResult
     from subnetlab.bench.organic_run import RunInfo
+    from subnetlab.bench.protocol_bench import CpuBreakdown
 
 bench_app = typer.Typer(help="Measure subnetlab's own speed.", no_args_is_help=True)
 
@@ -111,6 +112,11 @@ def bench_ledger(
 def bench_protocol(
     requests: Annotated[int, typer.Option("--requests", help="Timed requests per route.")] = 4000,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 4,
+    breakdown: Annotated[
+        bool,
+        typer.Option("--breakdown", help="Also run the signing-only and headers-only routes "
+                                         "and split the signed path's extra CPU into parts."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency and throughput of signed (Epistula) vs plain requests to one handler."""
@@ -124,11 +130,12 @@ def bench_protocol(
         fail(f"--requests {requests}: must be in [10, 1000000]")
     if not 1 <= concurrency <= 1024:
         fail(f"--concurrency {concurrency}: must be in [1, 1024]")
+    routes = "plain, signed, signing-only and headers-only" if breakdown else "plain and signed"
     console = Console(stderr=True)
-    with console.status(f"{requests} plain + {requests} signed requests, {concurrency} in flight"):
+    with console.status(f"{requests} requests per route ({routes}), {concurrency} in flight"):
         try:
             with started_protocol_server() as url:
-                result = run_protocol_bench(url, requests, concurrency)
+                result = run_protocol_bench(url, requests, concurrency, breakdown=breakdown)
         except BenchError as exc:
             fail(str(exc))
     figures = result.as_json()
@@ -136,7 +143,8 @@ def bench_protocol(
         typer.echo(json.dumps(figures))
         return
     plain, signed, spread = result.plain, result.signed, result.ratio_spread
-    Console().print(
+    out = Console()
+    out.print(
         f"plain:  p50 {plain.p50_ms:.2f} ms, p99 {plain.p99_ms:.2f} ms, {plain.rps:.0f} req/s\n"
         f"signed: p50 {signed.p50_ms:.2f} ms, p99 {signed.p99_ms:.2f} ms, {signed.rps:.0f} req/s\n"
         f"signed/plain throughput {result.throughput_ratio:.3f} "
@@ -148,6 +156,32 @@ def bench_protocol(
         f"{plain.server_cpu_us:.0f} us, signed {signed.client_cpu_us:.0f} + "
         f"{signed.server_cpu_us:.0f} us"
     )
+    parts = result.breakdown
+    if parts is not None:
+        out.print(_breakdown_table(parts))
+
+
+def _breakdown_table(parts: CpuBreakdown) -> Table:
+    """The signed path's extra CPU per request, part by part, as a table."""
+    from rich.table import Table
+
+    table = Table(title="signed path: extra CPU per request over plain")
+    table.add_column("side")
+    table.add_column("part")
+    table.add_column("µs", justify="right")
+    rows = [
+        ("client", "signing (sr25519 sign, uuid, digest)", parts.client_signing_us),
+        ("client", "six Epistula headers through httpx and h11", parts.client_headers_us),
+        ("client", "other (the two together, beyond their sum)", parts.client_other_us),
+        ("server", "reading the six headers (h11, Starlette)", parts.server_headers_us),
+        ("server", "checks (verify, freshness, replay, metagraph, gate)",
+         parts.server_checks_us),
+    ]
+    for side, part, micros in rows:
+        table.add_row(side, part, f"{micros:.0f}")
+    table.add_row("client", "total", f"{parts.client_total_us:.0f}", style="bold")
+    table.add_row("server", "total", f"{parts.server_total_us:.0f}", style="bold")
+    return table
 
 
 @bench_app.command("organic")
