@@ -225,20 +225,7 @@ class ProtocolBenchResult:
         return self.signed.p50_ms - self.plain.p50_ms
 
     def as_json(self) -> dict[str, object]:
-        figures = self._core_json()
-        breakdown = self.breakdown
-        if breakdown is not None:
-            figures["breakdown"] = {
-                **breakdown.as_json(),
-                "routes": {
-                    name: {**route.as_json(), "cpu_us_per_request": route.cpu_json()}
-                    for name, route in self.breakdown_routes.items()
-                },
-            }
-        return figures
-
-    def _core_json(self) -> dict[str, object]:
-        return {
+        figures: dict[str, object] = {
             "plain": self.plain.as_json(),
             "signed": self.signed.as_json(),
             "throughput_ratio": round(self.throughput_ratio, 3),
@@ -251,6 +238,16 @@ class ProtocolBenchResult:
             "requests": self.plain.requests,
             "concurrency": self.concurrency,
         }
+        breakdown = self.breakdown
+        if breakdown is not None:
+            figures["breakdown"] = {
+                **breakdown.as_json(),
+                "routes": {
+                    name: {**route.as_json(), "cpu_us_per_request": route.cpu_json()}
+                    for name, route in self.breakdown_routes.items()
+                },
+            }
+        return figures
 
 
 @contextmanager
@@ -343,9 +340,12 @@ async def _bench(base: str, requests: int, concurrency: int,
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
 
-        async def send_plain(_index: int) -> httpx.Response:
-            return await client.post(f"{base}/plain", content=encode_json(_BODY),
-                                     headers=plain_headers)
+        def to_plain(headers: dict[str, str]) -> Send:
+            """The plain request with ``headers``: the plain route, and the headers-only one."""
+            async def send(_index: int) -> httpx.Response:
+                return await client.post(f"{base}/plain", content=encode_json(_BODY),
+                                         headers=headers)
+            return send
 
         async def send_signed(index: int) -> httpx.Response:
             key = validators[index % len(validators)]
@@ -356,13 +356,9 @@ async def _bench(base: str, requests: int, concurrency: int,
             sign_request(validators[index % len(validators)], body, miner)
             return await client.post(f"{base}/plain", content=body, headers=plain_headers)
 
-        async def send_headers(_index: int) -> httpx.Response:
-            return await client.post(f"{base}/plain", content=encode_json(_BODY),
-                                     headers=presigned)
-
-        sends: dict[str, Send] = {"plain": send_plain, "signed": send_signed}
+        sends: dict[str, Send] = {"plain": to_plain(plain_headers), "signed": send_signed}
         if breakdown:
-            sends |= {"signing": send_signing, "headers": send_headers}
+            sends |= {"signing": send_signing, "headers": to_plain(presigned)}
         warmup = max(concurrency, min(500, requests // 5))
         for send in sends.values():
             await _round(send, warmup, concurrency)

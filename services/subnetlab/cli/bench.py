@@ -173,7 +173,7 @@ def _breakdown_table(parts: CpuBreakdown) -> Table:
         ("client", "signing (sr25519 sign, uuid, digest)", parts.client_signing_us),
         ("client", "six Epistula headers through httpx and h11", parts.client_headers_us),
         ("client", "other (the two together, beyond their sum)", parts.client_other_us),
-        ("server", "reading the six headers (h11, Starlette)", parts.server_headers_us),
+        ("server", "reading the six headers (uvicorn, h11)", parts.server_headers_us),
         ("server", "checks (verify, freshness, replay, metagraph, gate)",
          parts.server_checks_us),
     ]
