@@ -8,10 +8,14 @@ first setting weights on both.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 
 from subnetlab.chain.model import DEFAULT_FEES, DEV_FEE
@@ -19,7 +23,7 @@ from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient, LedgerError
 from tests.integration.chainclient import DEV_BALANCE, TOKEN, ChainClient, address
-from tests.integration.conftest import LedgerProcess
+from tests.integration.conftest import LedgerProcess, free_port, start_ledger
 
 ALICE, BOB, CHARLIE, DAVE = (Keypair.dev(n) for n in ("alice", "bob", "charlie", "dave"))
 TEMPO = 5
@@ -491,3 +495,29 @@ def test_set_weights_admitted_when_the_next_block_is_out_of_the_rate_limit(net: 
             if refused or attempts == 3:
                 break
     assert not refused, f"set_weights refused although out of the rate limit: {refused}"
+
+
+def test_a_metrics_port_serves_metrics_and_nothing_else(tmp_path: Path) -> None:
+    """`--metrics-port`: the port a NetworkPolicy opens to scrapers (the Helm chart's
+    `metrics` port) answers /metrics and refuses the API, which stays on --port."""
+    metrics_port = free_port()
+    ledger = start_ledger(tmp_path, None, ["--data-dir", str(tmp_path / "data"),
+                                           "--metrics-port", str(metrics_port)])
+    try:
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert scraped.status_code == 200 and "subnetlab_block_height" in scraped.text
+        for path in ("/v1/chain", "/readyz", "/docs"):
+            refused = httpx.get(f"http://127.0.0.1:{metrics_port}{path}", timeout=5)
+            assert refused.status_code == 404, path
+            assert refused.json()["error"]["code"] == "not_found"
+        assert httpx.post(f"http://127.0.0.1:{metrics_port}/v1/extrinsics", json={},
+                          timeout=5).status_code == 404
+        with ledger.client() as api:  # the API port serves everything, /metrics included
+            assert api.get("/v1/chain").status_code == 200
+            assert api.get("/metrics").status_code == 200
+    finally:
+        ledger.kill()
+    clash = subprocess.run([sys.executable, "-m", "subnetlab", "ledger", "serve",
+                            "--port", "9944", "--metrics-port", "9944"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert clash.returncode == 2 and "--metrics-port 9944 is the API's --port" in clash.stderr

@@ -9,7 +9,10 @@ Stable interface (operator and chart tests rely on it):
 ``kube_controlplane`` (session scope) -> :class:`ControlPlane`
     ``.kubeconfig``  Path of the admin kubeconfig (user in group system:masters)
     ``.server``      ``https://127.0.0.1:PORT`` of the kube-apiserver
-    ``.bin_dir``     Path holding kube-apiserver, kube-controller-manager and kubectl
+    ``.bin_dir``     Path holding kube-apiserver, kube-controller-manager and kubectl (and
+                     what else `controlplane.sh build` puts there: helm, the test node's
+                     kubelet, kube-scheduler, kube-proxy, coredns, local-path-provisioner,
+                     and actionlint)
     ``.workdir``     Path with pki/ (ca.crt, sa.key, ...) and one log per component
     ``.env``         os.environ plus KUBECONFIG and bin_dir first on PATH, for child
                      processes (an operator under test, helm, ...)
@@ -104,7 +107,8 @@ class ControlPlane:
 
 
 def build_binaries(config: pytest.Config) -> None:
-    """Build kube-apiserver, kube-controller-manager and kubectl, or reuse the cache.
+    """Build the control plane and every other binary `controlplane.sh build` makes, or reuse
+    the cache.
 
     The progress lines go straight to the terminal (a cold build takes many minutes);
     the compiler's output is kept for the failure message.

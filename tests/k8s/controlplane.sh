@@ -2,18 +2,30 @@
 # A real Kubernetes control plane on loopback for the tests: etcd (Debian's etcd-server),
 # kube-apiserver, kube-controller-manager and kubectl built from source through the Go module
 # proxy (tests/k8s/go.mod pins k8s.io/kubernetes and every staging module), started the way
-# controller-runtime's envtest does. No kubelet and no scheduler: Pods stay Pending.
-# The same build puts helm (tests/k8s/helmtool/go.mod pins helm.sh/helm/v3) in the bin dir,
-# for the chart tests.
+# controller-runtime's envtest does. With no node (tests/k8s/cluster.sh starts one), Pods
+# stay Pending. The same build puts in the bin dir, all static (CGO_ENABLED=0):
+#   kubelet, kube-scheduler, kube-proxy  for the test node, from the same k8s.io/kubernetes
+#   helm                                 for the chart tests (helmtool/go.mod)
+#   coredns, local-path-provisioner      the node's add-ons (addons/coredns/go.mod,
+#                                        addons/local-path-provisioner/go.mod)
+#   actionlint                           CI's lint of .github/workflows (actionlinttool/go.mod)
+# Each binary has its own stamp (Go version, flags, its module's go.mod and go.sum, checked
+# against its own dependencies): a change rebuilds only the binaries it touches.
 #
-#   controlplane.sh build                 build the binaries and helm, or reuse the cache;
+#   controlplane.sh build                 build what is missing or stale, or reuse the cache;
 #                                         prints the bin dir
 #   controlplane.sh bin-dir               print the bin dir of the pinned version (builds nothing)
 #   controlplane.sh prune                 delete the Go module and build caches, keep the binaries
-#   controlplane.sh run DIR [--watch-pid PID]
+#   controlplane.sh run DIR [--watch-pid PID] [--address IP]
 #                                         start everything with state under DIR (empty or new),
 #                                         write DIR/kubeconfig and DIR/ready, then wait; SIGTERM,
-#                                         SIGINT or the end of PID stops every process it started
+#                                         SIGINT or the end of PID stops every process it started;
+#                                         --address: the IP the API server binds and advertises
+#                                         (default 127.0.0.1; the test node passes its bridge's
+#                                         address so that pods reach it through the kubernetes
+#                                         Service); --node NAME: also start kube-scheduler
+#                                         and write DIR/NAME-kubelet.kubeconfig and
+#                                         DIR/kube-proxy.kubeconfig for that node (tests/k8s/cluster.sh)
 #
 # Environment: SUBNETLAB_K8S_CACHE (default ~/.cache/subnetlab/k8s), SUBNETLAB_K8S_GOTOOLCHAIN
 # (default "local": the installed go), ETCD (default: etcd on PATH).
@@ -21,8 +33,13 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HELM_MOD="$HERE/helmtool"
+COREDNS_MOD="$HERE/addons/coredns"
+LOCAL_PATH_MOD="$HERE/addons/local-path-provisioner"
+ACTIONLINT_MOD="$HERE/actionlinttool"
 CACHE="${SUBNETLAB_K8S_CACHE:-$HOME/.cache/subnetlab/k8s}"
-COMMANDS=(kube-apiserver kube-controller-manager kubectl)
+COMMANDS=(kube-apiserver kube-controller-manager kubectl)  # the control plane `run` needs
+NODE_COMMANDS=(kubelet kube-scheduler kube-proxy)          # the test node's (cluster.sh)
+TOOLS=(helm coredns local-path-provisioner actionlint)     # each from its own go.mod
 # -checklinkname=0: k8s 1.30's dependencies pull runtime symbols with //go:linkname, which
 # the linker refuses since Go 1.23 unless told otherwise. The -X flags stamp the version the
 # way hack/lib/version.sh does (else /version says v0.0.0 and Helm's kubeVersion checks fail).
@@ -45,22 +62,25 @@ ldflags() {  # ldflags K8S_VERSION GO_VERSION (e.g. v1.30.14 go1.26.8)
 die() { echo "controlplane.sh: error: $*" >&2; exit 2; }
 say() { echo "controlplane.sh: $*" >&2; }
 
-k8s_version() {
-  local v
-  v="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$HERE/go.mod")"
-  [ -n "$v" ] || die "go.mod: no 'require k8s.io/kubernetes vX.Y.Z' line in $HERE/go.mod"
+# The version of MODULE that DIR/go.mod requires (a require line or a require block).
+module_version() {  # module_version DIR MODULE
+  local v rel="${1#"$HERE"}"
+  rel="${rel#/}"
+  v="$(awk -v m="$2" '
+    $1 == "require" && $2 == "(" { block = 1; next }
+    block && $1 == ")" { block = 0; next }
+    $1 == "require" && $2 == m { print $3; exit }
+    block && $1 == m { print $2; exit }' "$1/go.mod")"
+  [ -n "$v" ] || die "${rel}${rel:+/}go.mod: no 'require $2 vX.Y.Z' line in $1/go.mod"
   echo "$v"
 }
+
+k8s_version() { module_version "$HERE" k8s.io/kubernetes; }
 
 bin_dir() {
   local version
   version="$(k8s_version)"  # a separate assignment, so that its failure stops the script
   echo "$CACHE/$version/bin"
-}
-
-# What the binaries were built from: a different go.mod, go.sum, Go or flags rebuilds.
-build_stamp() {  # build_stamp GO_VERSION LDFLAGS
-  { cat "$HERE/go.mod" "$HERE/go.sum"; echo "go=$1 ldflags=$2"; } | sha256sum | cut -d' ' -f1
 }
 
 # go build -v, its package lines turned into a progress count; errors pass through.
@@ -93,78 +113,183 @@ helm_ldflags() {  # helm_ldflags HELM_VERSION K8S_VERSION GO_VERSION
   echo "$flags"
 }
 
-helm_version() {
-  local v
-  v="$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$HELM_MOD/go.mod")"
-  [ -n "$v" ] || die "helmtool/go.mod: no 'require helm.sh/helm/v3 vX.Y.Z' line in $HELM_MOD/go.mod"
-  echo "$v"
+# The modules a binary is made of, one "path version[ => path version]" line each, and the
+# Go version, sorted: from the sources (go list) or from a built binary (its build info,
+# `go version -m`), in the same form so that the two compare.
+source_deps() {  # source_deps MODULE_DIR PACKAGE
+  local f='{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}}'
+  f+='{{with .Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}{{end}}'
+  { echo "$GO_VERSION"; (cd "$1" && go list -deps -f "$f" "$2"); } | sed '/^$/d' | sort -u
+}
+binary_deps() {  # binary_deps FILE
+  go version -m "$1" | awk -F'\t' '
+    NR == 1 { sub(/^.*: /, ""); print; next }
+    $2 == "mod" || $2 == "dep" { if (d != "") print d; d = $3 " " $4 }
+    $2 == "=>" { d = d " => " $3 " " $4 }
+    END { if (d != "") print d }' | sort -u
 }
 
-# helm into BIN (the control plane's bin dir, so that the fixture's PATH finds it), with
-# its own stamp: a helm change rebuilds helm only. Called with the build lock held.
-build_helm() {  # build_helm BIN K8S_VERSION GO_VERSION
-  local bin="$1" version flags stamp step=$SECONDS
-  version="$(helm_version)"
-  flags="$(helm_ldflags "$version" "$2" "$3")"
-  stamp="$({ cat "$HELM_MOD/go.mod" "$HELM_MOD/go.sum"; echo "go=$3 ldflags=$flags"; } \
-    | sha256sum | cut -d' ' -f1)"
-  if [ -x "$bin/helm" ] && [ -f "$bin/.helm.stamp" ] && [ "$(cat "$bin/.helm.stamp")" = "$stamp" ]; then
-    say "reusing helm $version in $bin"
-    return
+# Before stamps per binary, BIN/.stamp vouched for kube-apiserver, kube-controller-manager
+# and kubectl together, and BIN/.helm.stamp (a bare hash) for helm: legacy_hash. Prints the
+# one that vouches for NAME, if any.
+legacy_hash() {  # legacy_hash MODULE_DIR LDFLAGS
+  { cat "$1/go.mod" "$1/go.sum"; echo "go=$GO_VERSION ldflags=$2"; } | sha256sum | cut -d' ' -f1
+}
+legacy_stamp() {  # legacy_stamp BIN NAME
+  if [ -f "$1/.$2.stamp" ] && ! grep -q '^build=' "$1/.$2.stamp"; then
+    cat "$1/.$2.stamp"
+  elif [[ " ${COMMANDS[*]} " == *" $2 "* ]] && [ -f "$1/.stamp" ]; then
+    cat "$1/.stamp"
   fi
-  say "[helm] go build helm.sh/helm/v3/cmd/helm $version (cold: 5 to 10 minutes)"
-  rm -f "$bin/helm.partial" "$bin/.helm.stamp"
-  go_build "$HELM_MOD" helm.sh/helm/v3/cmd/helm "$bin/helm.partial" "$flags" "[helm] helm" \
-    || die "go build helm.sh/helm/v3/cmd/helm $version failed (see the compiler output above)"
-  mv "$bin/helm.partial" "$bin/helm"
-  echo "$stamp" >"$bin/.helm.stamp"
-  say "[helm] helm $version built in $((SECONDS - step)) s"
 }
 
-# Go is a prerequisite: the build compiles kube-apiserver, kube-controller-manager, kubectl
-# and helm from source (even a warm cache is checked against the Go version it was built with).
+# Each binary has its own stamp, BIN/.NAME.stamp: "build=" hashes the Go version, the package
+# and the linker flags, "sources=" its module's go.mod and go.sum. Another build line
+# rebuilds. Other sources (the module gained a binary, a requirement moved) rebuild only if
+# the binary's own dependencies changed (go list against its build info): adding a binary
+# to a module never rebuilds the others. Called with the build lock held; BUILT and REUSED
+# collect the names.
+build_binary() {  # build_binary BIN NAME MODULE_DIR PACKAGE VERSION LDFLAGS STEP COLD_HINT
+  local bin="$1" name="$2" dir="$3" pkg="$4" version="$5" flags="$6" label="$7" hint="$8"
+  local out="$1/$2" stamp="$1/.$2.stamp" build sources legacy old_build="" old_sources=""
+  local step=$SECONDS mod="tests/k8s${3#"$HERE"}/go.mod"
+  build="$(echo "go=$GO_VERSION package=$pkg ldflags=$flags" | sha256sum | cut -d' ' -f1)"
+  sources="$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -d' ' -f1)"
+  if [ -x "$out" ]; then
+    if [ -f "$stamp" ] && grep -q '^build=' "$stamp"; then
+      old_build="$(sed -n 's/^build=//p' "$stamp")"
+      old_sources="$(sed -n 's/^sources=//p' "$stamp")"
+    else
+      legacy="$(legacy_stamp "$bin" "$name")"
+      if [ -n "$legacy" ]; then
+        # Adopted with the flags taken as this script's (unchanged since those stamps); the
+        # Go version and the dependencies are checked below unless the old hash matches.
+        old_build="$build" old_sources=legacy
+        if [ "$legacy" = "$(legacy_hash "$dir" "$flags")" ]; then old_sources="$sources"; fi
+      fi
+    fi
+    if [ "$old_build" = "$build" ]; then
+      if [ "$old_sources" != "$sources" ]; then
+        if [ "$(source_deps "$dir" "$pkg")" = "$(binary_deps "$out")" ]; then
+          if [ "$old_sources" = legacy ]; then
+            say "$label $name $version kept: an older controlplane.sh stamped it, its" \
+              "dependencies match $mod"
+          else
+            say "$label $name $version kept: $mod or go.sum changed, its dependencies did not"
+          fi
+          old_sources="$sources"
+        fi
+      fi
+      if [ "$old_sources" = "$sources" ]; then
+        [ "$(cat "$stamp" 2>/dev/null)" = "$(printf 'build=%s\nsources=%s' "$build" "$sources")" ] \
+          || printf 'build=%s\nsources=%s\n' "$build" "$sources" >"$stamp"
+        REUSED+=("$name")
+        return
+      fi
+    fi
+  fi
+  say "$label go build $pkg $version (cold: $hint)"
+  rm -f "$out.partial" "$stamp"
+  go_build "$dir" "$pkg" "$out.partial" "$flags" "$label $name" \
+    || die "go build $pkg $version failed (see the compiler output above)"
+  mv "$out.partial" "$out"
+  printf 'build=%s\nsources=%s\n' "$build" "$sources" >"$stamp"
+  BUILT+=("$name")
+  say "$label $name $version built in $((SECONDS - step)) s"
+}
+
+# The highest go line of the go.mod files the build uses: the Go it needs.
+go_needed() {
+  awk '
+    function newer(a, b,   x, y, i) {
+      split(a, x, "."); split(b, y, ".")
+      for (i = 1; i <= 3; i++) if (x[i] + 0 != y[i] + 0) return x[i] + 0 > y[i] + 0
+      return 0
+    }
+    $1 == "go" && (best == "" || newer($2, best)) { best = $2 }
+    END { print best }' "$HERE/go.mod" "$HELM_MOD/go.mod" "$COREDNS_MOD/go.mod" \
+    "$LOCAL_PATH_MOD/go.mod" "$ACTIONLINT_MOD/go.mod" 2>/dev/null
+}
+
+# Go is a prerequisite: the build compiles every binary from source (even a warm cache is
+# checked against the Go version it was built with).
 require_go() {
   command -v go >/dev/null && return
-  local hint="install Go 1.22 or newer (the go line of tests/k8s/go.mod) and put its bin directory on PATH"
+  local hint
+  hint="install Go $(go_needed) or newer (the highest go line of the go.mod files under"
+  hint+=" tests/k8s) and put its bin directory on PATH"
   [ -x /usr/local/go/bin/go ] && hint="/usr/local/go/bin/go exists: add /usr/local/go/bin to PATH"
   die "go: not found on PATH; the Kubernetes test binaries are built from Go source: $hint"
+}
+
+# The tools built into the same bin dir from their own modules: the chart tests' helm, the
+# test node's add-ons (tests/k8s/cluster.sh) and CI's workflow linter. Each one's linker
+# flags stamp its version the way its own release build does.
+build_tool() {  # build_tool BIN NAME STEP K8S_VERSION
+  local dir pkg v flags
+  case "$2" in
+    helm) dir="$HELM_MOD" pkg=helm.sh/helm/v3/cmd/helm
+      v="$(module_version "$dir" helm.sh/helm/v3)"
+      flags="$(helm_ldflags "$v" "$4" "$GO_VERSION")" ;;
+    coredns) dir="$COREDNS_MOD" pkg=github.com/coredns/coredns  # its version is a constant
+      v="$(module_version "$dir" "$pkg")"
+      flags="-s -w" ;;
+    local-path-provisioner) dir="$LOCAL_PATH_MOD" pkg=github.com/rancher/local-path-provisioner
+      v="$(module_version "$dir" "$pkg")"
+      flags="-s -w -X main.VERSION=$v" ;;
+    actionlint) dir="$ACTIONLINT_MOD" pkg=github.com/rhysd/actionlint/cmd/actionlint
+      v="$(module_version "$dir" github.com/rhysd/actionlint)"
+      flags="-s -w -X github.com/rhysd/actionlint.version=$v" ;;
+    *) die "build_tool: unknown tool '$2'" ;;
+  esac
+  build_binary "$1" "$2" "$dir" "$pkg" "$v" "$flags" "$3" "$(cold_hint "$2")"
+}
+
+# What a cold build of NAME costs on the 2-core machine, with the Go cache of the binaries
+# built before it in the same run (the Kubernetes ones share most of their packages).
+cold_hint() {  # cold_hint NAME
+  case "$1" in
+    kube-apiserver) echo "4 to 10 minutes" ;;
+    kube-controller-manager) echo "1.5 to 4 minutes after kube-apiserver" ;;
+    kubectl) echo "1 to 2 minutes after kube-apiserver" ;;
+    kubelet) echo "about 40 s after the control plane" ;;
+    kube-scheduler | kube-proxy) echo "about 10 s after the control plane" ;;
+    helm) echo "1.5 to 3 minutes after the control plane" ;;
+    coredns) echo "3 to 5 minutes" ;;
+    local-path-provisioner) echo "2 to 4 minutes (client-go v0.33, not the control plane's)" ;;
+    actionlint) echo "about 10 s" ;;
+  esac
 }
 
 cmd_build() {
   require_go
   export GOPATH="$CACHE/gopath" GOMODCACHE="$CACHE/gopath/pkg/mod" GOCACHE="$CACHE/gocache"
   export GOTOOLCHAIN="${SUBNETLAB_K8S_GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod CGO_ENABLED=0
-  local version bin stamp flags go_version
+  local version bin flags c i=0 n start=$SECONDS
   version="$(k8s_version)"
-  go_version="$(cd "$HERE" && go env GOVERSION)" \
+  GO_VERSION="$(cd "$HERE" && go env GOVERSION)" \
     || die "go env GOVERSION failed (GOTOOLCHAIN=$GOTOOLCHAIN)"
-  flags="$(ldflags "$version" "$go_version")"
+  flags="$(ldflags "$version" "$GO_VERSION")"
   bin="$(bin_dir)"
-  stamp="$(build_stamp "$go_version" "$flags")"
   mkdir -p "$CACHE"
   exec 9>"$CACHE/.build.lock"
   flock 9  # one build at a time; a second caller waits, then reuses
-  if [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$stamp" ]; then
-    say "reusing $version binaries in $bin"
-    build_helm "$bin" "$version" "$go_version"
-    echo "$bin"
-    return
-  fi
-  local tmp="$CACHE/$version/bin.partial" i=0 start step
-  rm -rf "$tmp" && mkdir -p "$tmp"
-  say "building Kubernetes $version from source with $go_version (cold: 10 to 20 minutes)"
-  start=$SECONDS
-  for c in "${COMMANDS[@]}"; do
-    i=$((i + 1)); step=$SECONDS
-    say "[$i/${#COMMANDS[@]}] go build k8s.io/kubernetes/cmd/$c"
-    go_build "$HERE" "k8s.io/kubernetes/cmd/$c" "$tmp/$c" "$flags" "[$i/${#COMMANDS[@]}] $c" \
-      || die "go build k8s.io/kubernetes/cmd/$c failed (see the compiler output above)"
-    say "[$i/${#COMMANDS[@]}] $c built in $((SECONDS - step)) s"
+  mkdir -p "$bin"
+  rm -rf "$CACHE/$version/bin.partial"  # left by a build from before the stamps per binary
+  BUILT=() REUSED=()
+  n=$((${#COMMANDS[@]} + ${#NODE_COMMANDS[@]} + ${#TOOLS[@]}))
+  for c in "${COMMANDS[@]}" "${NODE_COMMANDS[@]}"; do
+    i=$((i + 1))
+    build_binary "$bin" "$c" "$HERE" "k8s.io/kubernetes/cmd/$c" "$version" "$flags" \
+      "[$i/$n]" "$(cold_hint "$c")"
   done
-  echo "$stamp" >"$tmp/.stamp"
-  rm -rf "$bin" && mv "$tmp" "$bin"
-  say "built $version in $((SECONDS - start)) s into $bin"
-  build_helm "$bin" "$version" "$go_version"
+  rm -f "$bin/.stamp"  # the stamp of the three before stamps per binary: replaced now
+  for c in "${TOOLS[@]}"; do
+    i=$((i + 1))
+    build_tool "$bin" "$c" "[$i/$n]" "$version"
+  done
+  [ ${#REUSED[@]} -eq 0 ] || say "up to date in $bin: ${REUSED[*]}"
+  [ ${#BUILT[@]} -eq 0 ] || say "built ${BUILT[*]} in $((SECONDS - start)) s into $bin"
   echo "$bin"
 }
 
@@ -173,25 +298,31 @@ free_port() {
 print(s.getsockname()[1])'
 }
 
-# CA, apiserver serving cert, service-account key pair and client certs, like envtest's.
-make_certs() {
-  local d="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-  openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=subnetlab-test-ca" \
-    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-  sign() {  # sign NAME SUBJECT EXTENSIONS
-    openssl req -new "${ec[@]}" -subj "$2" -keyout "$d/$1.key" -out "$d/$1.csr" 2>/dev/null
-    printf '%s\n' "$3" >"$d/$1.ext"
-    openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-      -days 2 -extfile "$d/$1.ext" -out "$d/$1.crt" 2>/dev/null
-    rm -f "$d/$1.csr" "$d/$1.ext"
-  }
-  sign apiserver "/CN=kube-apiserver" "keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
-  local client="keyUsage=critical,digitalSignature,keyEncipherment
+EC_KEY=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+
+# A key and a certificate signed by DIR's CA, DIR/NAME.key and DIR/NAME.crt.
+sign() {  # sign DIR NAME SUBJECT EXTENSIONS
+  local d="$1"
+  openssl req -new "${EC_KEY[@]}" -subj "$3" -keyout "$d/$2.key" -out "$d/$2.csr" 2>/dev/null
+  printf '%s\n' "$4" >"$d/$2.ext"
+  openssl x509 -req -in "$d/$2.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/$2.ext" -out "$d/$2.crt" 2>/dev/null
+  rm -f "$d/$2.csr" "$d/$2.ext"
+}
+
+CLIENT_EXT="keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
-  sign admin "/O=system:masters/CN=subnetlab-admin" "$client"
-  sign controller-manager "/CN=system:kube-controller-manager" "$client"
+
+# CA, apiserver serving cert, service-account key pair and client certs, like envtest's.
+make_certs() {  # make_certs DIR API_IP
+  local d="$1"
+  openssl req -x509 "${EC_KEY[@]}" -days 2 -subj "/CN=subnetlab-test-ca" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  sign "$d" apiserver "/CN=kube-apiserver" "keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$2,IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  sign "$d" admin "/O=system:masters/CN=subnetlab-admin" "$CLIENT_EXT"
+  sign "$d" controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/sa.key" 2>/dev/null
   openssl pkey -in "$d/sa.key" -pubout -out "$d/sa.pub"
 }
@@ -217,6 +348,7 @@ EOF
 
 PIDS=()
 STOPPING=0
+# shellcheck disable=SC2317  # called by the EXIT trap only
 stop_all() {
   [ "$STOPPING" = 1 ] && return
   STOPPING=1
@@ -251,10 +383,16 @@ $(tail -n 20 "$log")"
 }
 
 cmd_run() {
-  local dir="" watch=""
+  local dir="" watch="" address=127.0.0.1 node=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --watch-pid) [ $# -ge 2 ] || die "--watch-pid: needs a process id"; watch="$2"; shift 2 ;;
+      --address) [ $# -ge 2 ] || die "--address: needs an IP address"; address="$2"; shift 2
+        [[ "$address" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+          || die "--address: '$address' is not an IPv4 address" ;;
+      --node) [ $# -ge 2 ] || die "--node: needs a node name"; node="$2"; shift 2
+        [[ "$node" =~ ^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$ ]] \
+          || die "--node: '$node' is not a valid node name (lower-case DNS name)" ;;
       -*) die "run: unknown option '$1'" ;;
       *) [ -z "$dir" ] || die "run: one DIR only, got '$dir' and '$1'"; dir="$1"; shift ;;
     esac
@@ -288,9 +426,9 @@ cmd_run() {
   trap 'stop_all' EXIT
   trap 'exit 0' TERM INT HUP
   local t0=$SECONDS
-  make_certs "$pki"
+  make_certs "$pki" "$address"
   etcd_port="$(free_port)" peer_port="$(free_port)" api_port="$(free_port)"
-  server="https://127.0.0.1:$api_port"
+  server="https://$address:$api_port"
 
   "${ETCD:-etcd}" --name=subnetlab-test --data-dir="$DATA_DIR" \
     --listen-client-urls="http://127.0.0.1:$etcd_port" \
@@ -302,10 +440,10 @@ cmd_run() {
   PIDS+=($!)
   wait_for etcd 60 "$RUN_DIR/etcd.log" curl -sf "http://127.0.0.1:$etcd_port/health"
 
-  "$bin/kube-apiserver" --advertise-address=127.0.0.1 --bind-address=127.0.0.1 \
+  "$bin/kube-apiserver" --advertise-address="$address" --bind-address="$address" \
     --secure-port="$api_port" --etcd-servers="http://127.0.0.1:$etcd_port" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" --authorization-mode=RBAC --allow-privileged=true \
+    --client-ca-file="$pki/ca.crt" --authorization-mode=Node,RBAC --allow-privileged=true \
     --service-cluster-ip-range=10.0.0.0/24 --service-account-issuer="$server" \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --profiling=false --v=0 >"$RUN_DIR/kube-apiserver.log" 2>&1 &
@@ -316,6 +454,26 @@ cmd_run() {
     "$pki/controller-manager.crt" "$pki/controller-manager.key" system:kube-controller-manager
   local kubectl=("$bin/kubectl" --kubeconfig="$RUN_DIR/kubeconfig")
   wait_for kube-apiserver 120 "$RUN_DIR/kube-apiserver.log" "${kubectl[@]}" get --raw /readyz
+
+  if [ -n "$node" ]; then
+    [ -x "$bin/kube-scheduler" ] || die "$bin/kube-scheduler: missing; run '$0 build' first"
+    # The Node authorizer admits a kubelet by this name and group; the RBAC defaults bind
+    # system:kube-proxy and system:kube-scheduler to their roles.
+    sign "$pki" kubelet "/O=system:nodes/CN=system:node:$node" "$CLIENT_EXT"
+    sign "$pki" kube-proxy "/CN=system:kube-proxy" "$CLIENT_EXT"
+    sign "$pki" kube-scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+    write_kubeconfig "$RUN_DIR/$node-kubelet.kubeconfig" "$server" "$pki/ca.crt" \
+      "$pki/kubelet.crt" "$pki/kubelet.key" "system:node:$node"
+    write_kubeconfig "$RUN_DIR/kube-proxy.kubeconfig" "$server" "$pki/ca.crt" \
+      "$pki/kube-proxy.crt" "$pki/kube-proxy.key" system:kube-proxy
+    write_kubeconfig "$RUN_DIR/kube-scheduler.kubeconfig" "$server" "$pki/ca.crt" \
+      "$pki/kube-scheduler.crt" "$pki/kube-scheduler.key" system:kube-scheduler
+    local sched_kc="$RUN_DIR/kube-scheduler.kubeconfig"
+    "$bin/kube-scheduler" --kubeconfig="$sched_kc" --authentication-kubeconfig="$sched_kc" \
+      --authorization-kubeconfig="$sched_kc" --bind-address=127.0.0.1 --secure-port=0 \
+      --leader-elect=false --v=0 >"$RUN_DIR/kube-scheduler.log" 2>&1 &
+    PIDS+=($!)
+  fi
 
   local cm_kc="$RUN_DIR/controller-manager.kubeconfig"
   "$bin/kube-controller-manager" --kubeconfig="$cm_kc" \
@@ -364,4 +522,4 @@ case "${1:-}" in
   run) shift; cmd_run "$@" ;;
   "") die "a command is required: build, bin-dir, run DIR [--watch-pid PID] or prune" ;;
   *) die "unknown command '$1' (expected build, bin-dir, run or prune)" ;;
-esac
+esac; exit  # on this line: bash reads a script as it runs, and a build outlives edits to it

@@ -128,6 +128,8 @@ def test_operator_and_ledger_are_wired_together(helm: Helm) -> None:
     assert env["SUBNETLAB_OPERATOR_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "t1-subnetlab-redis-url", "key": "url"}
     assert env["SUBNETLAB_OPERATOR_GATEWAY_KEYS_SECRET"]["value"] == "subnetlab-gateway-keys"
+    # copied from the release namespace into each validator's (subnetlab.k8s.gateway)
+    assert env["SUBNETLAB_OPERATOR_GATEWAY_KEYS_NAMESPACE"]["value"] == "ns1"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 9090, "health": 8080}
     assert env["SUBNETLAB_OPERATOR_METRICS_PORT"]["value"] == "9090"
@@ -184,19 +186,50 @@ def test_network_policies_admit_only_the_callers(helm: Helm) -> None:
     assert "namespaceSelector" not in peers[0]  # the ledger of this release only
     assert peers[1]["podSelector"]["matchLabels"]["subnetlab.io/role"] == "validator"
     assert len(peers) == 2
-    ledger = only(docs, "NetworkPolicy", "-ledger")["spec"]["ingress"][0]["from"]
+    api, metrics = only(docs, "NetworkPolicy", "-ledger")["spec"]["ingress"]
+    assert api["ports"] == [{"port": "http", "protocol": "TCP"}]
+    ledger = api["from"]
     assert ledger[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
     assert ledger[1]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/part-of": "subnetlab",
         "app.kubernetes.io/managed-by": "subnetlab-operator"}
     assert len(ledger) == 2
-    assert only(docs, "NetworkPolicy", "-operator")["spec"]["ingress"] == []
+    # metricsFrom empty (the default): the metrics ports admit every scraper (a rule
+    # without `from`), so ServiceMonitor scrapes work out of the box; the API does not.
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}]}
+    assert only(docs, "NetworkPolicy", "-operator")["spec"]["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}]}]
     scrape = '{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}'
     opened = render(helm, "--set-json", f"networkPolicy.metricsFrom=[{scrape}]")
-    ledger_peers = only(opened, "NetworkPolicy", "-ledger")["spec"]["ingress"][0]["from"]
-    assert json.loads(scrape) in ledger_peers
+    api, metrics = only(opened, "NetworkPolicy", "-ledger")["spec"]["ingress"]
+    assert json.loads(scrape) not in api["from"]  # the scrapers reach the metrics only
+    assert metrics["from"] == [json.loads(scrape)]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert only(opened, "NetworkPolicy", "-operator")["spec"]["ingress"][0]["from"] == [
         json.loads(scrape)]
+
+
+def test_every_port_a_service_monitor_scrapes_is_admitted(helm: Helm) -> None:
+    """With the defaults (NetworkPolicies on, metricsFrom empty), each port the chart's
+    ServiceMonitors scrape is one its NetworkPolicies admit from any peer, and that port
+    serves nothing but metrics (the ledger's API port is not opened to scrapers)."""
+    docs = render(helm, "--api-versions", "monitoring.coreos.com/v1")
+    for component in ("ledger", "operator"):
+        monitor = only(docs, "ServiceMonitor", f"-{component}")["spec"]
+        (endpoint,) = monitor["endpoints"]
+        assert endpoint["port"] == "metrics", component
+        open_rules = [rule for rule in only(docs, "NetworkPolicy", f"-{component}")["spec"][
+            "ingress"] if "from" not in rule]
+        assert [p["port"] for rule in open_rules for p in rule["ports"]] == ["metrics"]
+    ledger = only(docs, "Deployment", "-ledger")["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-port=9945" in ledger["args"]
+    assert {p["name"]: p["containerPort"] for p in ledger["ports"]} == {
+        "http": 9944, "metrics": 9945}
+    ports = {p["name"]: p["port"] for p in only(docs, "Service", "-ledger")["spec"]["ports"]}
+    assert ports == {"http": 9944, "metrics": 9945}
+    notes = helm("install", "t1", str(CHART), "--dry-run=client", "--namespace", "ns1").stdout
+    assert "admit scrapes from any pod or address" in notes
+    assert "--set-json 'networkPolicy.metricsFrom=[{" in notes
 
 
 def test_dashboards_are_configmaps_for_grafana(helm: Helm) -> None:
@@ -244,6 +277,29 @@ def test_monitoring_objects_follow_the_api(helm: Helm) -> None:
     (["--set", "redis.external.url=http://redis:6379"], "redis.external.url",
      "Does not match pattern"),
     (["--set", "ledger.service.type=LoadBalancer"], "ledger.service.type", "must be one of"),
+    # the security contexts are typed and cannot be loosened to root
+    (["--set", "podSecurityContext.runAsNonRoot=false"], "podSecurityContext.runAsNonRoot",
+     "must be one of the following: true"),
+    (["--set", "podSecurityContext.runAsNonRoot=null"], "podSecurityContext",
+     "runAsNonRoot is required"),
+    (["--set", "podSecurityContext.runAsUser=0"], "podSecurityContext.runAsUser",
+     "greater than or equal to 1"),
+    (["--set", "podSecurityContext.runAsUsr=1"], "podSecurityContext",
+     "Additional property runAsUsr is not allowed"),
+    (["--set", "securityContext.runAsUser=0"], "securityContext.runAsUser",
+     "greater than or equal to 1"),
+    (["--set", "securityContext.privileged=true"], "securityContext.privileged",
+     "must be one of the following: false"),
+    (["--set", "securityContext.allowPrivilegeEscalation=true"],
+     "securityContext.allowPrivilegeEscalation", "must be one of the following: false"),
+    (["--set", "securityContext.allowPrivilegeEscalation=null"], "securityContext",
+     "allowPrivilegeEscalation is required"),
+    (["--set-json", 'securityContext.capabilities.add=["SYS_ADMIN"]'],
+     "securityContext.capabilities.add.0", 'must be one of the following: "NET_BIND_SERVICE"'),
+    (["--set-json", 'securityContext.capabilities.drop=["NET_RAW"]'],
+     "securityContext.capabilities.drop", "At least one of the items must match"),
+    (["--set", "podSecurityContext.seccompProfile.type=Unconfined"],
+     "podSecurityContext.seccompProfile.type", "must be one of the following"),
 ])
 def test_bad_values_are_refused_naming_the_field(
     helm: Helm, args: list[str], field: str, reason: str

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.conftest import SCRIPT, ControlPlane, eventually, start_controlplane, stop_group
+from tests.k8s.conftest import (
+    SCRIPT,
+    ControlPlane,
+    build_binaries,
+    eventually,
+    start_controlplane,
+    stop_group,
+)
 
 WAIT_S = 120.0
 
@@ -222,6 +229,46 @@ def test_a_go_mod_without_the_kubernetes_pin_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists()
 
 
+K8S_DIR = SCRIPT.parent
+# Every binary `controlplane.sh build` puts in the bin dir, with the go.mod that pins it and
+# the module whose version it reports.
+BINARIES = {
+    "kube-apiserver": (".", "k8s.io/kubernetes"),
+    "kube-controller-manager": (".", "k8s.io/kubernetes"),
+    "kubectl": (".", "k8s.io/kubernetes"),
+    "kubelet": (".", "k8s.io/kubernetes"),
+    "kube-scheduler": (".", "k8s.io/kubernetes"),
+    "kube-proxy": (".", "k8s.io/kubernetes"),
+    "helm": ("helmtool", "helm.sh/helm/v3"),
+    "coredns": ("addons/coredns", "github.com/coredns/coredns"),
+    "local-path-provisioner": ("addons/local-path-provisioner",
+                               "github.com/rancher/local-path-provisioner"),
+    "actionlint": ("actionlinttool", "github.com/rhysd/actionlint"),
+}
+
+
+def go_mod_lines() -> list[list[str]]:
+    """The words of every line of every go.mod under tests/k8s."""
+    return [line.split() for mod in K8S_DIR.rglob("go.mod")
+            for line in mod.read_text().splitlines()]
+
+
+def highest_go_line() -> str:
+    versions = [words[1] for words in go_mod_lines() if words[:1] == ["go"]]
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def required_version(module_dir: str, module: str) -> str:
+    """The version of `module` that tests/k8s/MODULE_DIR/go.mod requires."""
+    for line in (K8S_DIR / module_dir / "go.mod").read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["require", module]:
+            return words[2]
+        if words[:1] == [module]:
+            return words[1]
+    raise AssertionError(f"{module} is not required in {module_dir}/go.mod")
+
+
 def test_a_missing_go_is_named_before_anything_is_built(tmp_path: Path) -> None:
     """Go is a prerequisite of the build; without it on PATH the script says so (and where
     the usual install lives, if it is there), and touches no cache."""
@@ -243,8 +290,8 @@ def test_a_missing_go_is_named_before_anything_is_built(tmp_path: Path) -> None:
     if Path("/usr/local/go/bin/go").exists():
         assert line.endswith("/usr/local/go/bin/go exists: add /usr/local/go/bin to PATH")
     else:
-        assert line.endswith("install Go 1.22 or newer (the go line of tests/k8s/go.mod) and "
-                             "put its bin directory on PATH")
+        assert line.endswith(f"install Go {highest_go_line()} or newer (the highest go line of "
+                             "the go.mod files under tests/k8s) and put its bin directory on PATH")
     assert not (tmp_path / "c").exists()
 
 
@@ -265,6 +312,138 @@ def test_prune_keeps_only_the_binaries(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in cache.iterdir()) == [".build.lock", "v1.30.14"]
     assert binary.read_text() == "x"
+
+
+@pytest.fixture(scope="module")
+def bin_dir(request: pytest.FixtureRequest) -> Path:
+    """The bin dir after `controlplane.sh build` (a no-op on a warm cache)."""
+    build_binaries(request.config)
+    done = script("bin-dir")
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip())
+
+
+def version_of(binary: Path, *args: str) -> str:
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, f"{binary.name} {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def test_build_is_warm_and_every_binary_runs_at_its_pinned_version(bin_dir: Path) -> None:
+    """A second build reuses all ten binaries through their own stamps and prints the bin
+    dir; each one runs and reports the version its go.mod pins."""
+    done = script("build")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str(bin_dir)
+    assert "go build" not in done.stderr
+    assert f"up to date in {bin_dir}: {' '.join(BINARIES)}" in done.stderr
+    for name in BINARIES:
+        assert (bin_dir / name).is_file(), name
+        stamp = (bin_dir / f".{name}.stamp").read_text().splitlines()
+        assert [line.split("=")[0] for line in stamp] == ["build", "sources"], name
+    assert not (bin_dir / ".stamp").exists()  # the stamp shared by three before
+
+    k8s = required_version(".", "k8s.io/kubernetes")
+    for name in ("kube-apiserver", "kube-controller-manager", "kubelet", "kube-scheduler",
+                 "kube-proxy"):
+        assert version_of(bin_dir / name, "--version").strip() == f"Kubernetes {k8s}", name
+    kubectl = json.loads(version_of(bin_dir / "kubectl", "version", "--client", "--output=json"))
+    assert kubectl["clientVersion"]["gitVersion"] == k8s
+    helm = version_of(bin_dir / "helm", "version", "--short")
+    assert helm.startswith(required_version("helmtool", "helm.sh/helm/v3"))
+    coredns = required_version("addons/coredns", "github.com/coredns/coredns")
+    assert version_of(bin_dir / "coredns", "-version").startswith(f"CoreDNS-{coredns[1:]}")
+    plugins = version_of(bin_dir / "coredns", "-plugins").split()
+    for plugin in ("kubernetes", "forward", "cache", "errors", "health", "ready", "loop",
+                   "reload"):
+        assert plugin in plugins, plugin
+    local_path = required_version("addons/local-path-provisioner",
+                                  "github.com/rancher/local-path-provisioner")
+    assert version_of(bin_dir / "local-path-provisioner", "--version").strip() == (
+        f"local-path-provisioner version {local_path}")
+    assert "start" in version_of(bin_dir / "local-path-provisioner", "--help")
+    actionlint = version_of(bin_dir / "actionlint", "-version").splitlines()
+    assert actionlint[0] == required_version("actionlinttool", "github.com/rhysd/actionlint")
+
+
+def scratch_copy(bin_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """tests/k8s copied (go.mod files and the script) and a cache whose bin dir links to the
+    real binaries (a rebuild replaces a link, never the binary) with copies of the stamps,
+    sharing the real Go module and build caches."""
+    here = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, here, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    cache = tmp_path / "cache"
+    real_cache = bin_dir.parents[1]
+    (cache / bin_dir.parent.name / "bin").mkdir(parents=True)
+    for shared in ("gopath", "gocache"):
+        (cache / shared).symlink_to(real_cache / shared)
+    for name in BINARIES:
+        (cache / bin_dir.parent.name / "bin" / name).symlink_to(bin_dir / name)
+        shutil.copy(bin_dir / f".{name}.stamp", cache / bin_dir.parent.name / "bin")
+    return here / "controlplane.sh", cache / bin_dir.parent.name / "bin", {
+        **os.environ, "SUBNETLAB_K8S_CACHE": str(cache)}
+
+
+def build_in(copy: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(["bash", str(copy), "build"], capture_output=True, text=True,
+                          env=env, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_a_go_mod_change_rebuilds_only_the_binaries_whose_dependencies_changed(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    copy, scratch, env = scratch_copy(bin_dir, tmp_path)
+
+    # go.mod changed, actionlint's dependencies did not: kept, stamp renewed.
+    mod = copy.parent / "actionlinttool" / "go.mod"
+    mod.write_text("// edited\n" + mod.read_text())
+    log = build_in(copy, env)
+    assert "go build" not in log
+    version = required_version("actionlinttool", "github.com/rhysd/actionlint")
+    assert (f"actionlint {version} kept: tests/k8s/actionlinttool/go.mod or go.sum changed, "
+            "its dependencies did not") in log
+    assert log.count(" kept: ") == 1
+    assert "go build" not in build_in(copy, env)  # the renewed stamp: no go list either
+    assert (scratch / "actionlint").is_symlink()
+
+    # A missing binary is built alone.
+    (scratch / "actionlint").unlink()
+    log = build_in(copy, env)
+    assert [line for line in log.splitlines() if " go build " in line] == [
+        f"controlplane.sh: [10/10] go build github.com/rhysd/actionlint/cmd/actionlint "
+        f"{version} (cold: about 10 s)"]
+    assert not (scratch / "actionlint").is_symlink()
+    assert version_of(scratch / "actionlint", "-version").splitlines()[0] == version
+
+
+def test_binaries_under_the_stamps_before_per_binary_ones_are_adopted_not_rebuilt(
+    bin_dir: Path, tmp_path: Path
+) -> None:
+    """The shared BIN/.stamp of kube-apiserver, kube-controller-manager and kubectl and the
+    bare-hash .helm.stamp of earlier builds: the binaries are checked against their sources
+    (build info against go list) and kept, with a stamp of their own."""
+    copy, scratch, env = scratch_copy(bin_dir, tmp_path)
+    for name in ("kube-apiserver", "kube-controller-manager", "kubectl"):
+        (scratch / f".{name}.stamp").unlink()
+    (scratch / ".stamp").write_text("0" * 64 + "\n")
+    (scratch / ".helm.stamp").write_text("0" * 64 + "\n")
+
+    log = build_in(copy, env)
+
+    assert "go build" not in log
+    for name in ("kube-apiserver", "kube-controller-manager", "kubectl", "helm"):
+        module_dir, module = BINARIES[name]
+        mod = "tests/k8s/go.mod" if module_dir == "." else f"tests/k8s/{module_dir}/go.mod"
+        assert (f"{name} {required_version(module_dir, module)} kept: an older controlplane.sh "
+                f"stamped it, its dependencies match {mod}") in log, name
+        stamp = (scratch / f".{name}.stamp").read_text()
+        assert stamp == (bin_dir / f".{name}.stamp").read_text(), name
+    assert log.count(" kept: ") == 4
+    assert not (scratch / ".stamp").exists()
 
 
 def test_a_missing_etcd_is_named(tmp_path: Path) -> None:

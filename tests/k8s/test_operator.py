@@ -132,9 +132,12 @@ class OperatorProcess:
     metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Further environment (SUBNETLAB_OPERATOR_* settings without a flag)."""
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
+               **self.env}
         command = [sys.executable, "-m", "subnetlab", "operator", "run", "-n", self.namespace,
                    "--ledger", self.ledger_url, "--image", "subnetlab:test",
                    "--sync-interval", "1", "--delete-give-up", "4",
@@ -193,9 +196,9 @@ def operator_factory(plane: ControlPlane, operator_kubeconfig: Path, kube_namesp
     the test's Subnets and Neurons so their finalizers never leave the namespace stuck."""
     started: list[OperatorProcess] = []
 
-    def make(ledger_url: str) -> OperatorProcess:
+    def make(ledger_url: str, env: dict[str, str] | None = None) -> OperatorProcess:
         op = OperatorProcess(kube_namespace, ledger_url, operator_kubeconfig,
-                             tmp_path / f"operator{len(started)}.log")
+                             tmp_path / f"operator{len(started)}.log", env=env or {})
         op.start()
         started.append(op)
         return op
@@ -463,7 +466,7 @@ def test_deleting_neurons_and_subnets_cleans_up(
         plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
         operator_factory: OperatorFactory) -> None:
     ns = kube_namespace
-    operator_factory(ledger.url)
+    op = operator_factory(ledger.url)
     apply(plane, ns, subnet("del", FAST))
     apply(plane, ns, neuron("val", {"subnet": "del", "role": "validator", "stake": 10}))
     apply(plane, ns, neuron("min", {"subnet": "del", "role": "miner"}))
@@ -497,6 +500,96 @@ def test_deleting_neurons_and_subnets_cleans_up(
     assert get(plane, ns, "neuron", "min") is None
     eventually(lambda: get(plane, ns, "deployment", "min") is None, WAIT_S,
                "the miner's Deployment to be garbage-collected")
+
+    # One structured line per deletion, saying what was released.
+    deleted = {(r["object"]["kind"], r["object"]["name"]): r for r in op.records()
+               if r.get("event") == "deleted"}
+    assert set(deleted) == {("Neuron", "val"), ("Neuron", "min"), ("Subnet", "del")}
+    val_line = deleted[("Neuron", "val")]
+    assert val_line["message"].startswith(f"Neuron {ns}/val deleted: hotkey {hotkey} (uid "
+                                          f"{uid}) left netuid {netuid}; ")
+    assert val_line["message"].endswith(" tokens of stake returned to the owner")
+    assert val_line["released"]["hotkeys"][0]["unstaked_rao"] >= 10 * TOKEN
+    assert deleted[("Subnet", "del")]["released"] == {"outcome": "released", "netuid": netuid,
+                                                      "owner": ALICE}
+
+
+def secret_text(plane: ControlPlane, namespace: str, name: str, key: str) -> str | None:
+    found = get(plane, namespace, "secret", name)
+    if found is None or key not in (found.get("data") or {}):
+        return None
+    return base64.b64decode(found["data"][key]).decode()
+
+
+def test_a_validator_gets_the_gateway_keys_in_its_own_namespace(
+        plane: ControlPlane, kube_namespace: str, ledger: LedgerProcess,
+        operator_factory: OperatorFactory) -> None:
+    """The chart's gateway-keys Secret is in its release namespace; a validator in another
+    one gets a copy of its own (owned by the Neuron, kept in step, the pod rolled onto
+    rotated keys), and says what to create when there is nothing to copy."""
+    ns, release = kube_namespace, f"{kube_namespace}-rel"
+    plane.kubectl("create", "namespace", release)
+    try:
+        plane.kubectl("create", "secret", "generic", "subnetlab-gateway-keys", "-n", release,
+                      "--from-literal=api-keys=k1,k2")
+        operator_factory(ledger.url, env={"SUBNETLAB_OPERATOR_GATEWAY_KEYS_NAMESPACE": release})
+        apply(plane, ns, subnet("gk", FAST))
+        apply(plane, ns, neuron("v", {"subnet": "gk", "role": "validator", "stake": 2}))
+        apply(plane, ns, neuron("m", {"subnet": "gk", "role": "miner"}))
+        st = wait_phase(plane, ns, "neuron", "v", "Starting")
+        assert conditions(st)["KeysReady"] == ("True", "SecretReady")
+        assert secret_text(plane, ns, "v-gateway-keys", "api-keys") == "k1,k2"
+        copy = get(plane, ns, "secret", "v-gateway-keys") or {}
+        neuron_uid = (get(plane, ns, "neuron", "v") or {})["metadata"]["uid"]
+        assert [r["uid"] for r in copy["metadata"]["ownerReferences"]] == [neuron_uid]
+        wait_phase(plane, ns, "neuron", "m", "Starting")
+        assert get(plane, ns, "secret", "m-gateway-keys") is None  # validators only
+
+        def template() -> dict[str, Any]:
+            found: dict[str, Any] = (get(plane, ns, "deployment", "v") or {})["spec"]["template"]
+            return found
+
+        container = template()["spec"]["containers"][0]
+        keys_env = next(e for e in container["env"] if e["name"] == "SUBNETLAB_API_KEYS")
+        assert keys_env["valueFrom"]["secretKeyRef"] == {"name": "v-gateway-keys",
+                                                         "key": "api-keys"}
+        before = template()["metadata"]["annotations"]["subnetlab.io/gateway-keys-source"]
+        assert before.startswith(f"{release}/subnetlab-gateway-keys@")
+
+        # Rotated at the source: the copy follows, and the pod template changes with it.
+        plane.kubectl("patch", "secret", "subnetlab-gateway-keys", "-n", release,
+                      "--type=merge", "-p", json.dumps({"data": {"api-keys": base64.b64encode(
+                          b"k3").decode()}}))
+        eventually(lambda: secret_text(plane, ns, "v-gateway-keys", "api-keys") == "k3",
+                   WAIT_S, "the copy to follow the rotated keys")
+        eventually(lambda: template()["metadata"]["annotations"][
+            "subnetlab.io/gateway-keys-source"] != before, WAIT_S, "the pod template to roll")
+
+        # No keys anywhere: a new validator says what to create.
+        plane.kubectl("delete", "secret", "subnetlab-gateway-keys", "-n", release)
+        apply(plane, ns, neuron("v2", {"subnet": "gk", "role": "validator"}))
+        missing = eventually(
+            lambda: st if conditions(st := status(plane, ns, "neuron", "v2")).get(
+                "KeysReady") == ("False", "GatewayKeysMissing") else {},
+            WAIT_S, "v2 to report GatewayKeysMissing")
+        message = next(c["message"] for c in missing["conditions"] if c["type"] == "KeysReady")
+        assert f"no Secret {ns}/subnetlab-gateway-keys or {release}/subnetlab-gateway-keys" in (
+            message)
+        assert f"kubectl create secret generic subnetlab-gateway-keys -n {release}" in message
+        # A Secret of that name in the validator's own namespace is used from then on.
+        plane.kubectl("create", "secret", "generic", "subnetlab-gateway-keys", "-n", ns,
+                      "--from-literal=api-keys=team-key")
+        eventually(lambda: secret_text(plane, ns, "v2-gateway-keys", "api-keys") == "team-key",
+                   WAIT_S, "v2's copy of its namespace's own keys")
+        eventually(lambda: conditions(status(plane, ns, "neuron", "v2"))["KeysReady"] == (
+            "True", "SecretReady"), WAIT_S, "v2's KeysReady")
+
+        # The copy goes with its Neuron.
+        plane.kubectl("delete", "neuron", "v", "-n", ns, "--wait=true", "--timeout=60s")
+        eventually(partial(gone, plane, ns, "secret", "v-gateway-keys"), WAIT_S,
+                   "the copy to be garbage-collected with its Neuron")
+    finally:
+        plane.kubectl("delete", "namespace", release, "--wait=false", check=False)
 
 
 def test_ledger_outage_is_reported_retried_and_recovered(
@@ -572,6 +665,9 @@ def test_operator_restart_duplicates_nothing_and_adopts_an_unrecorded_subnet(
     before = snapshot()
     assert before["subnets"] == count and before["uids"] == 2
     first.stop()
+    last = first.records()[-1]  # SIGTERM: kopf's cleanup says it stopped, and what it held
+    assert last["message"].startswith("operator stopped: ") and last["event"] == "stopped"
+    assert last["objects"] >= 3 and last["ledger"] == ledger.url
     operator_factory(ledger.url)  # resumes every object
     for name, st in seen.items():  # a full pass of the new operator has run
         eventually(partial(synced_since, plane, ns, name, str(st["lastSync"])), WAIT_S,

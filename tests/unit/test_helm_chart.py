@@ -37,8 +37,9 @@ SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
             "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
 
 
-def metrics_registries() -> Iterator[CollectorRegistry]:
-    """The registry of every `*Metrics` class in the package's `metrics` modules."""
+def metrics_registries() -> Iterator[tuple[str, CollectorRegistry]]:
+    """(module.Class, registry) of every `*Metrics` class in the package's `metrics`
+    modules: the process (ledger, operator, miner, validator) and what it exports."""
     for module_info in pkgutil.walk_packages(subnetlab.__path__, "subnetlab."):
         if not module_info.name.endswith(".metrics"):
             continue
@@ -46,16 +47,22 @@ def metrics_registries() -> Iterator[CollectorRegistry]:
         for name, cls in vars(module).items():
             defined_here = isinstance(cls, type) and cls.__module__ == module.__name__
             if name.endswith("Metrics") and defined_here:
-                yield cls().registry
+                yield f"{module.__name__}.{name}", cls().registry
 
 
 def exported_names() -> set[str]:
     """Every series name the package can export, as a scrape shows it."""
-    names: set[str] = set()
-    for registry in metrics_registries():
+    return set(exporters())
+
+
+def exporters() -> dict[str, str]:
+    """Series name (as a scrape shows it) -> the `*Metrics` class that exports it."""
+    owner: dict[str, str] = {}
+    for exporter, registry in metrics_registries():
         for family in registry.collect():
-            names.update(family.name + suffix for suffix in SUFFIXES[family.type])
-    return names
+            for suffix in SUFFIXES[family.type]:
+                owner[family.name + suffix] = exporter
+    return owner
 
 
 def dashboard_expressions(node: Any) -> Iterator[str]:
@@ -158,6 +165,81 @@ def test_dashboards_are_well_formed() -> None:
                 assert expr.count("{") == expr.count("}"), f"{panel['title']}: {expr}"
 
 
+SELECTOR = re.compile(r"(subnetlab_[a-z0-9_]+)\{([^}]*)\}")
+LABEL_VALUES = re.compile(r"label_values\((.+), *namespace\)")
+
+
+def variable_series(query: str) -> set[str]:
+    """The series whose `namespace` labels a `label_values(SELECTOR, namespace)` variable
+    lists: one metric name, or the names of a `{__name__=~"a|b"}` selector."""
+    match = LABEL_VALUES.fullmatch(query)
+    assert match, f"not a label_values(..., namespace) query: {query}"
+    selector = match.group(1)
+    alternatives = re.fullmatch(r'\{__name__=~"([a-z0-9_|]+)"\}', selector)
+    if alternatives:
+        return set(alternatives.group(1).split("|"))
+    return {selector.split("{")[0]}
+
+
+def namespace_variables(doc: dict[str, Any]) -> dict[str, set[str]]:
+    """Variable name -> the series it takes namespaces from, for every variable that lists
+    namespaces (`namespace`, and `ledger` where the ledger's series are shown beside the
+    neurons' own)."""
+    found = {}
+    for variable in doc["templating"]["list"]:
+        query = variable.get("definition", "")
+        if variable["type"] == "query" and query.endswith(", namespace)"):
+            assert variable["query"]["query"] == query, variable["name"]
+            found[variable["name"]] = variable_series(query)
+    return found
+
+
+def namespace_filters(doc: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(series, variable) for every `series{namespace=~"$variable"}` in the panels."""
+    for panel in panels(doc):
+        for target in panel["targets"]:
+            for metric, matchers in SELECTOR.findall(target["expr"]):
+                for variable in re.findall(r'namespace=~"\$(\w+)"', matchers):
+                    yield metric, variable
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_namespace_variables_list_the_namespaces_of_the_series_they_filter(path: Path) -> None:
+    """A namespace list taken from one process's series hides every namespace the others
+    run in: with the ledger's `subnetlab_block_height` as the only source, miners and
+    validators in a neuron namespace (`demo`) could not be picked at all. Every series a
+    panel filters by a variable must come from a process that feeds that variable."""
+    doc = dashboard(path)
+    owner = exporters()
+    variables = namespace_variables(doc)
+    assert "namespace" in variables
+    for name, series in variables.items():
+        assert series <= set(owner), f"{path.name} ${name}: {sorted(series - set(owner))}"
+    filters = sorted(set(namespace_filters(doc)))
+    assert filters, f"{path.name}: no panel is filtered by namespace"
+    for metric, variable in filters:
+        assert variable in variables, f"{path.name}: {metric} filtered by unknown ${variable}"
+        feeding = {owner[s] for s in variables[variable]}
+        assert owner[metric] in feeding, (
+            f"{path.name}: {metric} ({owner[metric]}) is filtered by ${variable}, whose "
+            f"namespaces come only from {sorted(feeding)}")
+
+
+def test_neuron_dashboards_list_neuron_namespaces() -> None:
+    """Miners and validators run in their Neurons' namespaces, the ledger in the release's:
+    their dashboards list the former from the neurons' own series and keep a separate
+    ledger variable for the ledger's per-uid series."""
+    owner = exporters()
+    expected = {"miners": "subnetlab.miner.metrics.MinerMetrics",
+                "validators": "subnetlab.validator.metrics.ValidatorMetrics",
+                "overhead": "subnetlab.validator.metrics.ValidatorMetrics"}
+    for name, exporter in expected.items():
+        variables = namespace_variables(dashboard(CHART / "dashboards" / f"{name}.json"))
+        assert {owner[s] for s in variables["namespace"]} == {exporter}, name
+        if name != "overhead":
+            assert variables["ledger"] == {"subnetlab_block_height"}, name
+
+
 # What each dashboard must show (the design's list), as the series it must query.
 REQUIRED = {
     "network": ["subnetlab_block_height", "subnetlab_epochs", "subnetlab_extrinsics_total",
@@ -231,8 +313,11 @@ def test_every_documented_value_is_in_the_schema_and_back() -> None:
     keys = set(schema_keys(schema()))
     free = {k for k in keys if not {*schema_keys(lookup(schema(), k))}}  # maps of anything
     values = set(value_keys(yaml.safe_load((CHART / "values.yaml").read_text()), free))
-    genesis = {k for k in keys if k.startswith("ledger.genesis.")}  # optional, empty default
-    assert values == keys - genesis
+    # Optional, absent from the defaults: genesis fields, and the Kubernetes security-context
+    # fields the schema types but the defaults leave to Kubernetes.
+    optional = {k for k in keys if k.startswith(("ledger.genesis.", "podSecurityContext.",
+                                                 "securityContext."))}
+    assert values == keys - (optional - values)
 
 
 def lookup(node: dict[str, Any], dotted: str) -> dict[str, Any]:
@@ -251,6 +336,26 @@ def lookup(node: dict[str, Any], dotted: str) -> dict[str, Any]:
     ({"gatewayKeys": {"apiKeys": ["a,b-and-more"]}}, "gatewayKeys.apiKeys.0"),
     ({"monitoring": {"serviceMonitors": {"enabled": "maybe"}}},
      "monitoring.serviceMonitors.enabled"),
+    ({"ledger": {"service": {"metricsPort": 0}}}, "ledger.service.metricsPort"),
+    # security contexts: typed, and never loosened to root
+    ({"podSecurityContext": {"runAsNonRoot": False}}, "podSecurityContext.runAsNonRoot"),
+    ({"podSecurityContext": {"runAsUser": 0}}, "podSecurityContext.runAsUser"),
+    ({"podSecurityContext": {"runAsNonRoot": None}}, "podSecurityContext"),
+    ({"podSecurityContext": {"runAsUsr": 10001}}, "podSecurityContext"),
+    ({"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}},
+     "podSecurityContext.seccompProfile.type"),
+    ({"securityContext": {"runAsNonRoot": False}}, "securityContext.runAsNonRoot"),
+    ({"securityContext": {"runAsUser": 0}}, "securityContext.runAsUser"),
+    ({"securityContext": {"privileged": True}}, "securityContext.privileged"),
+    ({"securityContext": {"allowPrivilegeEscalation": True}},
+     "securityContext.allowPrivilegeEscalation"),
+    ({"securityContext": {"allowPrivilegeEscalation": None}}, "securityContext"),
+    ({"securityContext": {"capabilities": {"drop": []}}}, "securityContext.capabilities.drop"),
+    ({"securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}},
+     "securityContext.capabilities.add.0"),
+    ({"securityContext": {"procMount": "Unmasked"}}, "securityContext.procMount"),
+    ({"securityContext": {"readOnlyRootFilesystem": "yes"}},
+     "securityContext.readOnlyRootFilesystem"),
 ])
 def test_schema_refuses_bad_values_naming_the_field(values: dict[str, Any], field: str) -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -261,8 +366,27 @@ def test_schema_refuses_bad_values_naming_the_field(values: dict[str, Any], fiel
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, as Helm merges values: a None removes the key."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(
-            base.get(key), dict) else value
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(
+                base.get(key), dict) else value
     return out
+
+
+def test_security_contexts_accept_what_kubernetes_and_the_restricted_standard_allow() -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    fine = merge(defaults, {
+        "podSecurityContext": {"runAsUser": 20000, "runAsGroup": 0,
+                               "fsGroupChangePolicy": "OnRootMismatch",
+                               "supplementalGroups": [5], "seLinuxOptions": {"level": "s0"},
+                               "seccompProfile": {"type": "Localhost",
+                                                  "localhostProfile": "p.json"}},
+        "securityContext": {"runAsUser": 20000, "readOnlyRootFilesystem": False,
+                            "privileged": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+    })
+    assert list(jsonschema.Draft7Validator(schema()).iter_errors(fine)) == []

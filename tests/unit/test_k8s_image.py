@@ -1,14 +1,16 @@
 """The Dockerfile's facts that the chart and the operator rely on.
 
-There is no container engine on the CI machine, so the image is never built here: these
-tests read the Dockerfile and check what the pods assume of it (the uid they run as, the
-`subnetlab` entrypoint, the package installed from this checkout into a virtual
-environment that the runtime stage copies, the writable paths), not that it builds.
+These tests read the Dockerfile and check what the pods assume of it (the uid they run as,
+the `subnetlab` entrypoint, the package installed from this checkout into a virtual
+environment that the runtime stage copies, the writable paths) and that it builds on both
+bases its BASE_IMAGE argument takes: the users' python:3.11-slim-bookworm and the Debian root
+file system of tests/k8s/image.sh, which builds and runs the image without Docker.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +38,20 @@ class Stage:
         found = self.all(keyword)
         assert found, f"stage {self.name}: no {keyword}"
         return found[-1]
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM (the ones a FROM line may use), with their
+    defaults."""
+    found: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.upper().startswith("FROM "):
+            break
+        if line.upper().startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            found[name] = default
+    return found
 
 
 def stages(text: str) -> list[Stage]:
@@ -83,7 +99,48 @@ def test_two_stages_and_the_runtime_is_built_from_the_build_stage() -> None:
     assert len(STAGES) == 2
     assert BUILD.base == RUNTIME.base  # the copied venv needs the same Python at that path
     assert f"--from={BUILD.name} /opt/venv /opt/venv" in RUNTIME.all("COPY")
-    assert "build-essential" not in " ".join(RUNTIME.all("RUN"))  # no compiler at runtime
+    runtime_runs = " ".join(RUNTIME.all("RUN"))
+    assert "build-essential" not in runtime_runs  # no compiler at runtime
+    assert "apt-get" not in runtime_runs  # nothing installed: the base's python3 runs it
+
+
+def test_one_build_argument_selects_the_base_of_both_stages() -> None:
+    """The users' default stays the official python image; tests/k8s/image.sh passes its
+    Debian root file system through the same argument."""
+    assert global_args(DOCKERFILE) == {"BASE_IMAGE": "python:3.11-slim-bookworm"}
+    assert BUILD.base == RUNTIME.base == "${BASE_IMAGE}"
+    script = (ROOT / "tests/k8s/image.sh").read_text()
+    assert '--build-arg "BASE_IMAGE=$(ref_of base)"' in script
+
+
+def test_it_builds_on_a_plain_debian_python3_too() -> None:
+    """Debian's python3 is /usr/bin/python3 without `python`, its venv module or its
+    headers: every command says python3, and the build stage installs python3-venv and
+    python3-dev where the base lacks them (the python image has both)."""
+    for stage in STAGES:
+        for args in stage.all("RUN"):
+            assert not re.search(r"(?<![\w/.-])python(?![\w.-])", args), args
+    build_runs = " ".join(BUILD.all("RUN"))
+    assert "import ensurepip" in build_runs and "python3-venv" in build_runs
+    assert "Python.h" in build_runs and "python3-dev" in build_runs
+    assert "build-essential" in build_runs
+    assert "python3 -m venv /opt/venv" in BUILD.all("RUN")
+
+
+def test_dependencies_are_installed_before_the_sources_are_copied() -> None:
+    """A change under services/ keeps the dependency layer (Docker's layer cache): the
+    dependencies come from pyproject.toml alone, then the package without them, then a
+    check that nothing is missing."""
+    order = [(kw, args) for kw, args in BUILD.instructions if kw in ("COPY", "RUN")]
+    deps = next(i for i, (kw, args) in enumerate(order)
+                if kw == "RUN" and "pip install -r" in args)
+    assert 'tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]' in order[deps][1]
+    assert order[deps - 1] == ("COPY", "pyproject.toml ./")
+    sources = order.index(("COPY", "services ./services"))
+    assert deps < sources
+    last = order[-1]
+    assert last[0] == "RUN" and last[1].startswith("pip install --no-deps . ")
+    assert "pip check" in last[1] and "subnetlab --help" in last[1]
 
 
 def test_the_package_of_this_checkout_is_installed_with_its_command() -> None:
@@ -92,8 +149,7 @@ def test_the_package_of_this_checkout_is_installed_with_its_command() -> None:
     needed = ["pyproject.toml", project["project"]["readme"],
               *project["tool"]["setuptools"]["packages"]["find"]["where"]]
     assert set(needed) <= set(copied), (needed, copied)
-    assert any(args.startswith("pip install . ") or args == "pip install ."
-               for args in BUILD.all("RUN"))
+    assert any(args.startswith("pip install --no-deps . ") for args in BUILD.all("RUN"))
     assert project["project"]["scripts"]["subnetlab"] == "subnetlab.cli.main:run"
     assert env_of(RUNTIME)["PATH"].startswith("/opt/venv/bin:")
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()

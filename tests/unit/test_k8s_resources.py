@@ -137,7 +137,16 @@ def test_validator_runs_its_gateway_with_keys_from_a_secret() -> None:
     assert args[args.index("--port") + 1] == str(GATEWAY_PORT)
     assert args[args.index("--redis-url") + 1] == "redis://redis:6379/0"
     keys = next(e for e in container["env"] if e["name"] == "SUBNETLAB_API_KEYS")
-    assert keys["valueFrom"]["secretKeyRef"]["name"] == CONFIG.gateway_keys_secret
+    # its own copy in its own namespace (the original may be in another one)
+    assert keys["valueFrom"]["secretKeyRef"] == {"name": "v0-gateway-keys", "key": "api-keys"}
+    template = deployment(w)["spec"]["template"]["metadata"]["annotations"]
+    assert "subnetlab.io/gateway-keys-source" not in template
+    parsed = NeuronSpec.model_validate({"subnet": "demo", "role": "validator"})
+    keyed = NeuronWorkload("v0", "ns", "demo", parsed, TaskMix(), 7, "5Hot", "v0-hotkey",
+                           owner_reference(OWNER_BODY), CONFIG,
+                           gateway_keys_source="lab/subnetlab-gateway-keys@812")
+    template = deployment(keyed)["spec"]["template"]["metadata"]["annotations"]
+    assert template["subnetlab.io/gateway-keys-source"] == "lab/subnetlab-gateway-keys@812"
     svc = service(w)
     assert svc["spec"]["ports"] == [{"name": "gateway", "port": GATEWAY_PORT,
                                      "targetPort": "gateway", "protocol": "TCP"}]

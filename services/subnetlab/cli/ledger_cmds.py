@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,17 +127,25 @@ def serve(
                      "(appendonly yes, appendfsync always) instead of warning."),
     ] = False,
     log_level: LogLevel = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=1, max=65535,
+                     help="Also serve /metrics, and nothing else, on this port (for a "
+                     "NetworkPolicy that admits scrapers there but not to the API)."),
+    ] = None,
 ) -> None:
     """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis."""
     import uvicorn
 
-    from subnetlab.ledger.app import create_app
+    from subnetlab.ledger.app import create_app, metrics_port_only
     from subnetlab.ledger.genesis import GenesisError, dev_genesis, load_genesis
     from subnetlab.ledger.node import LedgerNode
     from subnetlab.telemetry.logs import configure_logging
 
     if fast and block_time is not None:
         fail("--fast and --block-time both set the block time: give one of them")
+    if metrics_port == port:
+        fail(f"--metrics-port {port} is the API's --port: give another one")
     configure_logging(log_level)
     log = logging.getLogger("subnetlab.ledger")
     try:
@@ -157,16 +166,29 @@ def serve(
         server.should_exit = True
 
     app = create_app(node, on_stop=shut_down)
+    sockets = None
+    if metrics_port is not None:  # one server, two listening sockets
+        sockets = [_listen(host, port), _listen(host, metrics_port)]
+        log.info("metrics only on http://%s:%d/metrics", host, metrics_port)
     server = uvicorn.Server(uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=5,
+        metrics_port_only(app, metrics_port) if metrics_port else app, host=host, port=port,
+        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
     ))
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:  # uvicorn logged why (e.g. the port is taken)
         fail(f"could not listen on http://{host}:{port}")
     if node.failure is not None:
         fail(f"block production stopped: {node.failure}; restart the ledger to replay the "
              "stored chain")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (IPv6 when the host is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        fail(f"could not listen on http://{host}:{port}: {exc.strerror or exc}")
 
 
 @ledger_app.command("verify", cls=OneLineCommand)

@@ -11,12 +11,15 @@ gave, so `--sync-interval -1` names `--sync-interval`, and a bad
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from subnetlab import __version__
 from subnetlab.ledger.client import DEFAULT_LEDGER_URL, LEDGER_ENV
 from subnetlab.urls import HTTP_SCHEMES, REDIS_SCHEMES, url_problem
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class ConfigError(ValueError):
@@ -44,6 +47,10 @@ class OperatorConfig:
     """Evidence store for validators; empty: each validator uses its embedded Redis."""
     gateway_keys_secret: str = "subnetlab-gateway-keys"
     """Secret (key `api-keys`, comma-separated) holding the gateways' customer API keys."""
+    gateway_keys_namespace: str = ""
+    """Where that Secret is when a validator's own namespace has none (the Helm chart sets
+    its release namespace); empty: only in the validator's namespace. Each validator gets a
+    copy, `<neuron>-gateway-keys` (`subnetlab.k8s.gateway`)."""
     sync_interval_s: float = 15.0
     """How often status is re-read from the metagraph (and drift corrected)."""
     delete_give_up_s: float = 300.0
@@ -66,6 +73,9 @@ class OperatorConfig:
             problem = url_problem(value, schemes, example) if value else None
             if problem:
                 raise ConfigError(name, problem)
+        if self.gateway_keys_namespace and not _DNS_LABEL.fullmatch(self.gateway_keys_namespace):
+            raise ConfigError("gateway_keys_namespace", "must be a namespace name (a DNS "
+                              f"label), got {self.gateway_keys_namespace!r}")
         if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
             raise ConfigError("image_pull_policy", "must be Always, IfNotPresent or Never, "
                               f"got {self.image_pull_policy!r}")

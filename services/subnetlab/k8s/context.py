@@ -17,6 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from subnetlab.k8s.config import OperatorConfig
+from subnetlab.k8s.gateway import (
+    SOURCE_ANNOTATION,
+    GatewayKeys,
+    choose_keys,
+    gateway_keys_secret,
+    gateway_secret_name,
+    key_sources,
+    missing_message,
+)
 from subnetlab.k8s.keys import (
     KeyMaterialError,
     SybilKeys,
@@ -100,6 +109,11 @@ class Operator:
         """One lock per object: a timer never runs beside a change handler of the same
         object, so two passes cannot both generate a key or register a hotkey."""
         return self._locks.setdefault(uid, asyncio.Lock())
+
+    @property
+    def tracked(self) -> int:
+        """How many Subnets and Neurons this operator has reconciled and not let go."""
+        return len(self._locks)
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
@@ -224,6 +238,30 @@ class Operator:
             await self.kube.merge_patch("Secret", namespace, secret_name,
                                         {"data": encoded(resolved.write)})
         return resolved
+
+    async def gateway_keys(self, owner: Body, neuron: str, namespace: str,
+                           labels: Mapping[str, str]) -> GatewayKeys:
+        """A validator's copy of the gateway keys (`subnetlab.k8s.gateway`), written from
+        the first source Secret that holds keys. When none does, an older copy is left as
+        it is (its source stays on the pod template, so the pod is not rolled) and the
+        result carries the message saying what to create."""
+        sources = key_sources(namespace, self.config.gateway_keys_secret,
+                              self.config.gateway_keys_namespace)
+        candidates = []
+        for source_namespace, name in sources:
+            secret = await self.kube.get("Secret", source_namespace, name)
+            candidates.append(((source_namespace, name), secret))
+            if choose_keys(candidates[-1:]) is not None:
+                break  # the first one that holds keys: the others are not read
+        found = choose_keys(candidates)
+        if found is None:
+            copy = await self.kube.get("Secret", namespace, gateway_secret_name(neuron)) or {}
+            kept = ((copy.get("metadata") or {}).get("annotations") or {}).get(
+                SOURCE_ANNOTATION, "")
+            return GatewayKeys(str(kept), missing_message(sources))
+        await self.kube.apply(gateway_keys_secret(neuron, namespace, found, labels,
+                                                  owner_reference(owner)))
+        return GatewayKeys(found.source)
 
     async def drop_secret_keys(self, secret_name: str, namespace: str,
                                keys: list[str]) -> None:

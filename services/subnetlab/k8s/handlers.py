@@ -26,7 +26,7 @@ from subnetlab.k8s.context import Fail, Operator, Retry, meta
 from subnetlab.k8s.crds import GROUP, VERSION
 from subnetlab.k8s.kube import Kube, KubeError
 from subnetlab.k8s.ledger import Ledger
-from subnetlab.k8s.logs import quiet_libraries
+from subnetlab.k8s.logs import log_stopped, quiet_libraries
 from subnetlab.k8s.metrics import OperatorMetrics
 from subnetlab.k8s.neurons import delete_neuron, reconcile_neuron
 from subnetlab.k8s.plan import BURN_PATH, STAKE_PATH, touches
@@ -68,10 +68,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """On SIGTERM/SIGINT: close the clients and say so in one last line (a SIGKILLed
+    operator writes none, which is how the two are told apart in the log)."""
     op: Operator | None = memo.get("op")
     if op is not None:
         op.ledger.close()
         await op.kube.aclose()
+        log_stopped(op.ledger.url, op.tracked)
 
 
 @kopf.on.probe(id="ledger")

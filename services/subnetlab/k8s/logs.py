@@ -11,10 +11,38 @@ way. Secrets never reach a log: key material is never formatted into a message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
 LEVELS = ("debug", "info", "warning", "error")
+log = logging.getLogger("subnetlab.k8s")
+
+
+def object_ref(body: Mapping[str, Any]) -> dict[str, str]:
+    """What kopf's JSON formatter writes as a line's `object`: the resource it is about."""
+    meta = body["metadata"]
+    return {"apiVersion": str(body.get("apiVersion", "")), "kind": str(body.get("kind", "")),
+            "namespace": str(meta.get("namespace", "")), "name": str(meta["name"]),
+            "uid": str(meta.get("uid", ""))}
+
+
+def log_deleted(body: Mapping[str, Any], summary: str, released: Mapping[str, Any],
+                level: int = logging.INFO) -> None:
+    """One line per deleted Subnet or Neuron, once its finalizer is done: `KIND NS/NAME
+    deleted: SUMMARY`, with the object and what was released on the ledger as fields
+    (`event: deleted`, `released: {...}`: no key material, addresses only)."""
+    ref = object_ref(body)
+    log.log(level, "%s %s/%s deleted: %s", ref["kind"], ref["namespace"], ref["name"], summary,
+            extra={"k8s_ref": ref, "event": "deleted", "released": dict(released)})
+
+
+def log_stopped(ledger_url: str, objects: int) -> None:
+    """The operator's last line (kopf's cleanup): it stopped on purpose, and what it left."""
+    log.info("operator stopped: %d Subnet/Neuron objects were being reconciled; they keep "
+             "their state and the next operator resumes them (ledger %s)", objects, ledger_url,
+             extra={"event": "stopped", "objects": objects, "ledger": ledger_url})
 
 
 class RoutineRetryFilter(logging.Filter):

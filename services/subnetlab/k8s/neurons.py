@@ -15,16 +15,20 @@ Deletion: the finalizer returns the owner's stake on the hotkey (`remove_stake`)
 deregisters the hotkey, which leaves its uid vacant and returns, in the same block, any
 stake that reached the hotkey since (an epoch's dividends, a nominator's position); a
 sybil's further hotkeys (those in status and those in the Secret) go the same way. The
-pods, Service and key Secret go with the Neuron through their owner references.
+pods, Service, key Secret and a validator's copy of the gateway keys go with the Neuron
+through their owner references; one log line per deletion says what was released.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
+from subnetlab.k8s.gateway import MISSING_REASON, gateway_secret_name
 from subnetlab.k8s.keys import KeyMaterialError, neuron_secret_name, stored_sybil_keys
 from subnetlab.k8s.kube import KubeError
+from subnetlab.k8s.logs import log_deleted
 from subnetlab.k8s.plan import (
     cluster_backend_problem,
     is_temporary,
@@ -166,8 +170,17 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
                                 labels_for(name, spec.subnet, spec.role))
         sybils = await op.sybil_keys(spec.wallet, sybil_count(spec), secret, namespace)
         more = f" and {len(sybils.keys)} sybil hotkeys" if sybils.keys else ""
-        conditions.set("KeysReady", "True", "SecretReady",
-                       f"hotkey {hotkey.ss58_address}{more} in Secret {secret}")
+        gateway = None
+        if spec.role == "validator":  # its gateway's API keys, copied into its namespace
+            gateway = await op.gateway_keys(body, name, namespace,
+                                            labels_for(name, spec.subnet, spec.role))
+            more += (f"; gateway keys from {gateway.source.split('@')[0]} in Secret "
+                     f"{gateway_secret_name(name)}")
+        if gateway is not None and gateway.problem:
+            conditions.set("KeysReady", "False", MISSING_REASON, gateway.problem)
+        else:
+            conditions.set("KeysReady", "True", "SecretReady",
+                           f"hotkey {hotkey.ss58_address}{more} in Secret {secret}")
         owner = await op.owner_key(subnet_body, subnet)
         patch.update(hotkey=hotkey.ss58_address, coldkey=owner.ss58_address, netuid=netuid,
                      **sybil_fields(sybils.addresses, []))
@@ -192,7 +205,7 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
         op.metrics.ledger_up.set(1)
         workload = NeuronWorkload(name, namespace, spec.subnet, spec, subnet.spec.tasks, netuid,
                                   hotkey.ss58_address, secret, owner_reference(body), op.config,
-                                  tuple(sybils.addresses))
+                                  tuple(sybils.addresses), gateway.source if gateway else "")
         await op.kube.apply(service(workload))
         applied = await op.kube.apply(deployment(workload))
         await op.drop_secret_keys(secret, namespace, list(sybils.surplus))
@@ -240,15 +253,19 @@ def _known_uids(body: Body) -> dict[str, int | None]:
 
 
 async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str, netuid: int,
-                   uid: int | None, what: str = "hotkey") -> None:
+                   uid: int | None, what: str = "hotkey") -> Json:
     """Unstake the owner's position on the hotkey, then deregister it (see the module doc);
     each step is skipped when already done, so a retried finalizer repeats nothing. `uid`
-    (as status last saw it) and `what` only word the events."""
+    (as status last saw it) and `what` only word the events. What this pass did, for the
+    deletion's log line: hotkey, uid, the rao unstaked, and `deregistered` (false: it held
+    no uid any more)."""
+    done: Json = {"hotkey": hotkey, "uid": uid, "unstaked_rao": 0, "deregistered": True}
     position = stake_position(await op.ledger.account(owner.ss58_address), hotkey)
     if position:
         await op.submit(owner, "remove_stake", {"hotkey": hotkey, "amount": position})
         op.event(body, "Normal", "Unstaked", f"{format_rao(position)} tokens returned to "
                  f"{owner.ss58_address}")
+        done["unstaked_rao"] = position
     try:
         await op.submit(owner, "deregister", {"netuid": netuid, "hotkey": hotkey})
     except LedgerError as exc:
@@ -256,9 +273,10 @@ async def _release(op: Operator, body: Body, owner: Keypair, hotkey: str, netuid
             raise
         op.event(body, "Normal", "Deregistered", f"{what} {hotkey} holds no uid on netuid "
                  f"{netuid} any more ({exc.code})")
-        return
+        return {**done, "deregistered": False}
     op.event(body, "Normal", "Deregistered", f"{what} {hotkey} left netuid {netuid}: uid "
              f"{uid} is vacant, and any stake still on the hotkey is back with its stakers")
+    return done
 
 
 async def _sybil_hotkeys(op: Operator, name: str, namespace: str, status: Json) -> list[str]:
@@ -285,6 +303,8 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
     status = body.get("status") or {}
     hotkey, netuid = status.get("hotkey"), status.get("netuid")
     if hotkey is None or netuid is None:
+        log_deleted(body, "it was never registered: nothing to release on the ledger",
+                    {"outcome": "nothing"})
         op.forget(uid)
         return
     subnet_name = (body.get("spec") or {}).get("subnet", "")
@@ -295,17 +315,24 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
             owner = await op.existing_owner_key(subnet_body, parse_subnet(subnet_body))
         except Fail:
             owner = None
+    known = _known_uids(body)
+    kept = {"outcome": "kept", "netuid": int(netuid), "hotkey": str(hotkey),
+            "uid": known.get(str(hotkey))}
     if owner is None:
         op.event(body, "Warning", "OwnerKeyGone", f"Subnet {subnet_name} or its owner key is "
                  f"gone: the uid and the stake of {hotkey} stay on the ledger")
+        log_deleted(body, f"Subnet {subnet_name} or its owner key is gone: uid "
+                    f"{kept['uid']} and the stake of {hotkey} stay on netuid {netuid}", kept,
+                    logging.WARNING)
         op.forget(uid)
         return
-    known = _known_uids(body)
+    released: list[Json] = []
     try:
-        await _release(op, body, owner, str(hotkey), int(netuid), known.get(str(hotkey)))
+        released.append(await _release(op, body, owner, str(hotkey), int(netuid),
+                                       known.get(str(hotkey))))
         for sybil in await _sybil_hotkeys(op, name, namespace, status):
-            await _release(op, body, owner, sybil, int(netuid), known.get(sybil),
-                           "sybil hotkey")
+            released.append(await _release(op, body, owner, sybil, int(netuid),
+                                           known.get(sybil), "sybil hotkey"))
     except (LedgerUnreachable, LedgerError) as exc:
         retriable = isinstance(exc, LedgerUnreachable) or is_temporary(exc)
         if retriable and runtime < op.config.delete_give_up_s:
@@ -314,4 +341,22 @@ async def delete_neuron(op: Operator, body: Body, retry: int, runtime: float) ->
         op.event(body, "Warning", "GaveUp", f"could not unstake and deregister {hotkey} "
                  f"({exc}); after {runtime:.0f}s the Neuron is released anyway and its uid "
                  "and stake stay on the ledger")
+        log_deleted(body, f"gave up after {runtime:.0f}s ({exc}): uid {kept['uid']} and the "
+                    f"stake of {hotkey} stay on netuid {netuid}",
+                    {**kept, "outcome": "gave_up", "released": released}, logging.WARNING)
+        op.forget(uid)
+        return
+    log_deleted(body, released_summary(int(netuid), released),
+                {"outcome": "released", "netuid": int(netuid), "hotkeys": released})
     op.forget(uid)
+
+
+def released_summary(netuid: int, released: list[Json]) -> str:
+    """The deletion line's words: each hotkey's uid, the stake returned, sybils counted."""
+    own, sybils = released[0], released[1:]
+    unstaked = format_rao(sum(int(r["unstaked_rao"]) for r in released))
+    what = (f"hotkey {own['hotkey']} (uid {own['uid']}) left netuid {netuid}"
+            if own["deregistered"] else
+            f"hotkey {own['hotkey']} held no uid on netuid {netuid} any more")
+    more = f", with {len(sybils)} sybil hotkeys" if sybils else ""
+    return f"{what}{more}; {unstaked} tokens of stake returned to the owner"

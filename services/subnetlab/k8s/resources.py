@@ -10,7 +10,8 @@ Pods by role:
 - a `vllm` miner: a vLLM OpenAI server (GPU limits, node selector, tolerations, runtime
   class, a startup probe long enough to download and load a model) plus the miner sidecar,
   which reaches vLLM over the pod's loopback;
-- a validator: the validator loop with its organic gateway (one process, one port).
+- a validator: the validator loop with its organic gateway (one process, one port), its
+  customer API keys from its own copy of the gateway-keys Secret (`subnetlab.k8s.gateway`).
 
 Security: every container runs as uid/gid 10001 (`NON_ROOT`, the image's user), without
 privilege escalation or capabilities, under the `RuntimeDefault` seccomp profile: what
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from subnetlab.k8s.config import OperatorConfig
+from subnetlab.k8s.gateway import GATEWAY_KEYS_KEY, SOURCE_ANNOTATION, gateway_secret_name
 from subnetlab.k8s.keys import (
     ADDRESS_ANNOTATION,
     HOTKEY_KEY,
@@ -63,7 +65,6 @@ GATEWAY_PORT = 8092
 VLLM_PORT = 8000
 VLLM_STARTUP_BUDGET_S = 1800
 """How long vLLM may take to download and load a model before the pod is restarted."""
-GATEWAY_KEYS_KEY = "api-keys"
 
 
 def owner_reference(owner: Mapping[str, Any]) -> Body:
@@ -106,6 +107,9 @@ class NeuronWorkload:
     config: OperatorConfig
     sybils: tuple[str, ...] = ()
     """A sybil's further hotkeys (SS58), whose files sit in `secret` beside the hotkey."""
+    gateway_keys_source: str = ""
+    """A validator's: where its copy of the gateway keys came from (`NAMESPACE/NAME@VERSION`,
+    `subnetlab.k8s.gateway`); empty while there is none."""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -160,7 +164,7 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
         if w.config.redis_url:
             args += ["--redis-url", w.config.redis_url]
         env.append({"name": "SUBNETLAB_API_KEYS", "valueFrom": {"secretKeyRef": {
-            "name": w.config.gateway_keys_secret, "key": GATEWAY_KEYS_KEY}}})
+            "name": gateway_secret_name(w.name), "key": GATEWAY_KEYS_KEY}}})
     return {
         "name": w.spec.role,
         "image": w.config.image,
@@ -240,6 +244,8 @@ def deployment(w: NeuronWorkload) -> Body:
     annotations = {ADDRESS_ANNOTATION: w.hotkey}
     if w.sybils:  # new keys in the Secret: a new pod that loads them
         annotations[SYBIL_ADDRESSES_ANNOTATION] = ",".join(w.sybils)
+    if w.gateway_keys_source:  # rotated gateway keys: a new pod that reads them
+        annotations[SOURCE_ANNOTATION] = w.gateway_keys_source
     template_meta = {"labels": w.labels, "annotations": annotations}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -25,6 +25,7 @@ from typing import Any
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
 from subnetlab.k8s.keys import owner_secret_name
 from subnetlab.k8s.kube import KubeError
+from subnetlab.k8s.logs import log_deleted
 from subnetlab.k8s.plan import binding_problem, hyperparameter_changes, netuid_claimant
 from subnetlab.k8s.status import SUBNET_CONDITIONS, Conditions, subnet_fields
 from subnetlab.keys.keypair import Keypair
@@ -203,4 +204,12 @@ async def delete_subnet(op: Operator, body: Body) -> None:
         op.event(body, "Normal", "Released", f"netuid {netuid} stays on the ledger with its "
                  "owner and hyperparameters (subnets cannot be dissolved); this resource's "
                  "Neurons are deregistered, uids registered elsewhere stay")
+        owner = (body.get("status") or {}).get("owner")
+        log_deleted(body, f"netuid {netuid} released: it stays on the ledger with its owner "
+                    f"{owner} and hyperparameters, its Neurons deregistered; a Subnet with "
+                    f"spec.netuid: {netuid} can manage it again",
+                    {"outcome": "released", "netuid": int(netuid), "owner": owner})
+    else:
+        log_deleted(body, "no subnet was created on the ledger: nothing to release",
+                    {"outcome": "nothing"})
     op.forget(uid)

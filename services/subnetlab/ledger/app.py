@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.state import account_info, metagraph, pending_commits, subnet_info
@@ -43,6 +44,22 @@ def error(status: int, code: str, message: str, field: str | None = None) -> JSO
     return JSONResponse(
         status_code=status, content={"error": {"code": code, "message": message, "field": field}}
     )
+
+
+def metrics_port_only(app: ASGIApp, port: int) -> ASGIApp:
+    """`app`, except that a request reaching the server on `port` gets `/metrics` and
+    nothing else (404 `not_found`): the port a NetworkPolicy can open to every scraper
+    while the API port stays restricted to the ledger's callers."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        local = scope.get("server") or (None, None)
+        if scope["type"] == "http" and local[1] == port and scope["path"] != "/metrics":
+            response = error(404, "not_found", f"port {port} serves /metrics only")
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 class ApiError(Exception):

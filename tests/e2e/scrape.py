@@ -1,0 +1,128 @@
+"""ServiceMonitors as a plain Prometheus scrape configuration, and a Prometheus to run it.
+
+Why: the chart describes its scrapes as ServiceMonitors (the Prometheus operator's CRD).
+The e2e tests check that a real Prometheus, discovering the cluster through its API
+server (kubernetes service discovery, role `endpoints`), finds and scrapes exactly what
+those ServiceMonitors select. This module does the translation the Prometheus operator
+does for the fields the chart uses (selector.matchLabels, namespaceSelector, endpoints'
+port/path/interval, targetLabels), and starts Debian's `prometheus` with the result.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def _label_name(name: str) -> str:
+    """A Kubernetes label as Prometheus spells it in service discovery (`a.b/c` -> `a_b_c`)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def scrape_configs(monitors: Sequence[Mapping[str, Any]], kubeconfig: str) -> list[dict[str, Any]]:
+    """One scrape job per ServiceMonitor endpoint, as the Prometheus operator writes them."""
+    jobs: list[dict[str, Any]] = []
+    for monitor in monitors:
+        meta, spec = monitor["metadata"], monitor["spec"]
+        selector = spec.get("namespaceSelector", {})
+        sd: dict[str, Any] = {"role": "endpoints", "kubeconfig_file": kubeconfig}
+        if not selector.get("any"):
+            sd["namespaces"] = {"names": selector.get("matchNames", [meta["namespace"]])}
+        for index, endpoint in enumerate(spec["endpoints"]):
+            keep = [
+                {"source_labels": [f"__meta_kubernetes_service_label_{_label_name(k)}"],
+                 "regex": re.escape(str(v)), "action": "keep"}
+                for k, v in spec["selector"].get("matchLabels", {}).items()
+            ]
+            keep.append({"source_labels": ["__meta_kubernetes_endpoint_port_name"],
+                         "regex": re.escape(endpoint["port"]), "action": "keep"})
+            labels = [
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            ] + [
+                {"source_labels": [f"__meta_kubernetes_service_label_{_label_name(name)}"],
+                 "target_label": _label_name(name)}
+                for name in spec.get("targetLabels", [])
+            ]
+            jobs.append({
+                "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
+                "scrape_interval": endpoint.get("interval", "30s"),
+                "metrics_path": endpoint.get("path", "/metrics"),
+                "kubernetes_sd_configs": [sd],
+                "relabel_configs": keep + labels,
+            })
+    return jobs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
+
+    def targets(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/targets", timeout=10)
+        response.raise_for_status()
+        active: list[dict[str, Any]] = response.json()["data"]["activeTargets"]
+        return active
+
+
+@contextmanager
+def running_prometheus(jobs: list[dict[str, Any]], workdir: Path) -> Iterator[Prometheus]:
+    """Debian's prometheus on loopback with `jobs`, until the block ends."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("prometheus: not found (apt-get install prometheus)")
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "5s"},
+                                      "scrape_configs": jobs}))
+    port = _free_port()
+    log = (workdir / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("prometheus did not start: "
+                                   + (workdir / "prometheus.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield Prometheus(url)
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
