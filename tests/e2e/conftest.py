@@ -14,10 +14,11 @@ where no pod ever runs. Here every pod runs (images, probes, Service DNS, volume
 
 Stable interface:
 
-``cluster`` (session) -> :class:`Cluster`
+``cluster`` (package: the node is stopped once tests/e2e is done, not at the end of the
+    whole run) -> :class:`Cluster`
     ``.kubectl(*args, check=True, input=None, timeout=120)``, ``.ledger_get(path)``,
     ``.helm(*args)``, ``.image``, ``.release``, ``.release_ns``, ``.env``
-``demo`` (session) -> str
+``demo`` (package) -> str
     a namespace running manifests/examples/default.yaml, every Neuron Ready; shared by the
     modules (the faults module leaves it healthy again)
 ``fresh_namespace(cluster, prefix)``: a context manager that makes a namespace and, on
@@ -122,7 +123,7 @@ def _chart_app_version() -> str:
     raise RuntimeError("helm/subnetlab/Chart.yaml has no appVersion")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
     given = os.environ.get("KUBECONFIG"), os.environ.get("SUBNETLAB_E2E_IMAGE")
     if all(given):
@@ -251,7 +252,7 @@ def wait_epochs(cluster: Cluster, netuid: int, count: int, timeout: float) -> di
 DEFAULT_NEURONS = 8  # manifests/examples/default.yaml: 2 validators, 6 miners
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo(cluster: Cluster) -> Iterator[str]:
     with fresh_namespace(cluster, "e2e-default") as namespace:
         apply_example(cluster, namespace, "default.yaml")

@@ -30,7 +30,7 @@ def _image_values(cluster: Cluster) -> list[str]:
                             ("redis.image", values.get("redis", {}).get("image", {}))):
         for key in ("repository", "tag", "pullPolicy"):
             if key in section:
-                sets += ["--set", f"{prefix}.{key}={section[key]}"]
+                sets += ["--set-string", f"{prefix}.{key}={section[key]}"]
     return sets
 
 

@@ -16,6 +16,7 @@
 #   cluster.sh down     stop every process `up` started and remove its mounts, network
 #                       namespaces, interfaces, iptables rules, cgroups and state; restores
 #                       the sysctls the node changed. Safe to repeat.
+#   cluster.sh build    build (or reuse) the binaries and images `up` needs, start nothing
 #   cluster.sh status   one line: up (with the exports) or down; exit 0 / 3
 #   cluster.sh env      the two export lines of a running cluster (exit 3 when down)
 #
@@ -493,9 +494,10 @@ cmd_status() {
 BIN="$(bash "$HERE/controlplane.sh" bin-dir 2>/dev/null || true)"
 case "${1:-}" in
   up) shift; [ $# -eq 0 ] || die "up: takes no arguments, got '$*'"; cmd_up ;;
+  build) shift; [ $# -eq 0 ] || die "build: takes no arguments, got '$*'"; build_all ;;
   down) shift; [ $# -eq 0 ] || die "down: takes no arguments, got '$*'"; cmd_down ;;
   status) shift; cmd_status ;;
   env) shift; is_up || { echo "cluster.sh: not up" >&2; exit 3; }; print_env ;;
-  "") die "a command is required: up, down, status or env" ;;
-  *) die "unknown command '$1' (expected up, down, status or env)" ;;
+  "") die "a command is required: up, down, build, status or env" ;;
+  *) die "unknown command '$1' (expected up, down, build, status or env)" ;;
 esac

@@ -329,6 +329,8 @@ def lookup(node: dict[str, Any], dotted: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("values", "field"), [
     ({"operator": {"metricsPort": -1}}, "operator.metricsPort"),
     ({"ledger": {"blockTime": 0}}, "ledger.blockTime"),
+    ({"ledger": {"blockTime": "fast"}}, "ledger.blockTime"),
+    ({"ledger": {"blockTime": "0.001"}}, "ledger.blockTime"),
     ({"operator": {"logLevel": "loud"}}, "operator.logLevel"),
     ({"operator": {"replicas": 2}}, "operator"),
     ({"redis": {"enabled": False}}, "redis.external.url"),
@@ -390,3 +392,12 @@ def test_security_contexts_accept_what_kubernetes_and_the_restricted_standard_al
                             "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
     })
     assert list(jsonschema.Draft7Validator(schema()).iter_errors(fine)) == []
+
+
+@pytest.mark.parametrize("block_time", [0.5, "0.5", "12", 3600])
+def test_block_time_takes_a_number_or_the_decimal_string_helm_set_passes(
+    block_time: float | str,
+) -> None:
+    merged = merge(yaml.safe_load((CHART / "values.yaml").read_text()),
+                   {"ledger": {"blockTime": block_time}})
+    assert not list(jsonschema.Draft7Validator(schema()).iter_errors(merged))
