@@ -14,7 +14,9 @@ laptop and on a cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -37,6 +39,8 @@ API_VERSION: Literal["subnetlab.io/v1alpha1"] = "subnetlab.io/v1alpha1"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 """A Kubernetes memory quantity such as `16Gi` (the forms a person writes)."""
+CPU_QUANTITY_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
+"""A Kubernetes CPU quantity: cores (`1`, `0.5`) or millicores (`100m`)."""
 
 
 LOCAL_SIM_ENGINE = "local-sim-engine"
@@ -374,6 +378,93 @@ def cabal_problem(behaviour: str, cabal: Collection[int],
     return None
 
 
+_QUANTITY_SUFFIXES = {
+    "m": Decimal("0.001"), "": Decimal(1),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """A Kubernetes quantity (`100m`, `0.5`, `128Mi`, `1G`) as a number of units (cores,
+    bytes), to compare two; ValueError for what the quantity patterns refuse."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text)
+    if match is None or match[2] not in _QUANTITY_SUFFIXES:
+        raise ValueError(f"{text!r} is not a quantity")
+    return Decimal(match[1]) * _QUANTITY_SUFFIXES[match[2]]
+
+
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+DEFAULT_LIMITS = {"memory": "1Gi"}
+"""A neuron container's requests and limits when the spec gives none: one subnetlab process
+(a miner or a validator with its gateway) idles well under 100m and 128Mi; the memory limit
+stops a leak from taking the node."""
+
+CpuQuantity = Annotated[str, Field(pattern=CPU_QUANTITY_PATTERN, max_length=32,
+                                   description="Cores (`1`, `0.5`) or millicores (`100m`).")]
+MemoryQuantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32,
+                                      description="Bytes with a suffix: `128Mi`, `1Gi`, `500M`.")]
+
+
+class ResourceRequests(_Model):
+    cpu: CpuQuantity = DEFAULT_REQUESTS["cpu"]
+    memory: MemoryQuantity = DEFAULT_REQUESTS["memory"]
+
+
+class ResourceLimits(_Model):
+    cpu: CpuQuantity | None = Field(None, description="Unset by default: the container may "
+                                    "use idle CPU (a limit throttles it).")
+    memory: MemoryQuantity = DEFAULT_LIMITS["memory"]
+
+
+def _fits_cel(name: str) -> dict[str, str]:
+    """`requests.<name> <= limits.<name>`, with the defaults standing in for what is not
+    written (the API server applies the schema's defaults only inside given objects)."""
+    req = f"(has(self.requests) && has(self.requests.{name}) ? self.requests.{name} : " \
+          f"'{DEFAULT_REQUESTS[name]}')"
+    if name in DEFAULT_LIMITS:
+        lim = f"(has(self.limits) && has(self.limits.{name}) ? self.limits.{name} : " \
+              f"'{DEFAULT_LIMITS[name]}')"
+        guard = ""
+    else:
+        lim, guard = f"self.limits.{name}", f"!has(self.limits) || !has(self.limits.{name}) || "
+    return cel(f"{guard}quantity({req}).compareTo(quantity({lim})) <= 0",
+               f"requests.{name} must not exceed limits.{name}", f".requests.{name}")
+
+
+class ResourcesSpec(_Model):
+    """The `miner` or `validator` container's requests and limits on Kubernetes, each
+    quantity defaulting on its own (`DEFAULT_REQUESTS`, `DEFAULT_LIMITS`). `subnetlab up`
+    ignores them: local processes have no requests. A `vllm` miner's vLLM container keeps
+    its backend's own `gpus` and `memory`; these are its miner sidecar's."""
+
+    model_config = ConfigDict(json_schema_extra=_schema_rules(
+        _fits_cel("cpu"), _fits_cel("memory")))
+
+    requests: ResourceRequests = Field(default_factory=ResourceRequests)
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+
+    @model_validator(mode="after")
+    def _requests_fit(self) -> ResourcesSpec:
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if limit is not None and quantity_value(request) > quantity_value(limit):
+                request_note, limit_note = (
+                    "" if name in part.model_fields_set else " (the default)"
+                    for part in (self.requests, self.limits))
+                raise FieldError(f"requests.{name}", f"{request}{request_note} exceeds "
+                                 f"limits.{name} {limit}{limit_note}; a request must not "
+                                 "exceed its limit")
+        return self
+
+    def as_kubernetes(self) -> dict[str, dict[str, str]]:
+        """`resources` of a container: the quantities as written, unset limits left out."""
+        return {"requests": self.requests.model_dump(exclude_none=True),
+                "limits": self.limits.model_dump(exclude_none=True)}
+
+
 MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
 VALIDATOR_BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
 
@@ -421,6 +512,11 @@ class NeuronSpec(_Model):
     behaviour: str = "honest"
     miner: MinerSpec | None = None
     validator: ValidatorSpec | None = None
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec,
+        description="Kubernetes only (`subnetlab up` ignores it): requests and limits of the "
+        "miner or validator container; a vllm backend's own container keeps its gpus and "
+        "memory.")
 
     @model_validator(mode="after")
     def _role_fits(self) -> NeuronSpec:
@@ -602,6 +698,8 @@ def load_specs(paths: Iterable[Path]) -> Network:
                 text = file.read_text()
             except OSError as exc:
                 raise SpecError(f"{file}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise SpecError(f"{file}: not a text file (not UTF-8), not a YAML spec") from None
             try:
                 documents.extend((str(file), doc) for doc in yaml.safe_load_all(text))
             except yaml.YAMLError as exc:

@@ -5,13 +5,14 @@ The e2e tests check that a real Prometheus, discovering the cluster through its 
 server (kubernetes service discovery, role `endpoints`), finds and scrapes exactly what
 those ServiceMonitors select. This module does the translation the Prometheus operator
 does for the fields the chart uses (selector.matchLabels, namespaceSelector, endpoints'
-port/path/interval, targetLabels), and starts Debian's `prometheus` with the result.
+port/path/interval, targetLabels), and starts Prometheus with the result: the one
+`tests/k8s/controlplane.sh build` puts in the bin dir (built from tests/k8s/prometheustool,
+the kubernetes service discovery included; Debian's package is built without it).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -66,6 +67,24 @@ def scrape_configs(monitors: Sequence[Mapping[str, Any]], kubeconfig: str) -> li
     return jobs
 
 
+CONTROLPLANE_SH = Path(__file__).resolve().parents[1] / "k8s" / "controlplane.sh"
+
+
+def prometheus_binary() -> Path:
+    """The bin dir's prometheus; a missing one fails naming the command that builds it."""
+    done = subprocess.run(["bash", str(CONTROLPLANE_SH), "bin-dir"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"tests/k8s/controlplane.sh bin-dir failed: {done.stderr.strip()}")
+    binary = Path(done.stdout.strip()) / "prometheus"
+    if not binary.is_file():
+        raise RuntimeError(
+            f"{binary} is missing: `bash tests/k8s/controlplane.sh build` builds it from "
+            "tests/k8s/prometheustool/go.mod (with the kubernetes service discovery, which "
+            "Debian's prometheus package lacks)")
+    return binary
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,10 +110,8 @@ class Prometheus:
 
 @contextmanager
 def running_prometheus(jobs: list[dict[str, Any]], workdir: Path) -> Iterator[Prometheus]:
-    """Debian's prometheus on loopback with `jobs`, until the block ends."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise RuntimeError("prometheus: not found (apt-get install prometheus)")
+    """The bin dir's prometheus on loopback with `jobs`, until the block ends."""
+    binary = prometheus_binary()
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "5s"},
                                       "scrape_configs": jobs}))

@@ -1,9 +1,10 @@
 """A real Prometheus finds and scrapes what the chart's ServiceMonitors describe.
 
-Prometheus (Debian's package) runs on the test host with kubernetes service discovery
-against the cluster's API server, configured from the ServiceMonitors the chart renders
-(tests/e2e/scrape.py translates them as the Prometheus operator would). Organic requests
-go through a validator's gateway; the N+V ratio and latency series are then read back
+Prometheus (built into the bin dir by `tests/k8s/controlplane.sh build`: Debian's package
+lacks the kubernetes service discovery) runs on the test host with kubernetes service
+discovery against the cluster's API server, configured from the ServiceMonitors the chart
+renders (tests/e2e/scrape.py translates them as the Prometheus operator would). Organic
+requests go through a validator's gateway; the N+V ratio and latency series are then read back
 through Prometheus's HTTP API, labelled with the neuron they came from.
 """
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from subnetlab.ledger.redis_server import EmbeddedRedis
-from subnetlab.local.processes import Child
+from subnetlab.local.processes import Child, die_with_parent
 
 
 def free_port() -> int:
@@ -83,6 +83,7 @@ def start_redis_server(data_dir: Path) -> RedisServer:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
          "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),  # a killed pytest leaves no server behind
     )
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis.Redis.from_url(url).ping(), 10, "redis-server")
@@ -106,7 +107,7 @@ def system_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def embedded_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """The embedded Redis the ledger uses by default, in a private data dir."""
     embedded = EmbeddedRedis(tmp_path / "embedded")
-    embedded.ensure_running()
+    embedded.ensure_running(preexec_fn=die_with_parent())  # gone with pytest, however it ends
     yield embedded
     embedded.stop()
 
@@ -133,6 +134,7 @@ class LedgerProcess:
             [sys.executable, "-m", "subnetlab", "ledger", "serve", "--port", str(self.port),
              *self.args],
             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=self.env,
+            preexec_fn=die_with_parent(),  # SIGTERM when pytest dies, however it dies
         )
         wait_until(self._ready, timeout, f"ledger on port {self.port} (log: {log})")
 

@@ -8,6 +8,7 @@ first setting weights on both.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -516,7 +517,7 @@ def test_a_metrics_port_serves_metrics_and_nothing_else(tmp_path: Path) -> None:
             assert api.get("/v1/chain").status_code == 200
             assert api.get("/metrics").status_code == 200
     finally:
-        ledger.kill()
+        ledger.kill(signal.SIGTERM)  # it stops the embedded Redis it started (SIGKILL cannot)
     clash = subprocess.run([sys.executable, "-m", "subnetlab", "ledger", "serve",
                             "--port", "9944", "--metrics-port", "9944"],
                            capture_output=True, text=True, timeout=60, check=False)

@@ -222,3 +222,18 @@ def test_batch_of_the_wrong_shape_is_a_400_naming_the_field(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "malformed_batch"
     assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.parametrize("levels", [65, 5_000])
+def test_a_deeply_nested_extrinsic_is_a_400_too_deep_naming_the_body(
+    module_ledger: LedgerProcess, levels: int
+) -> None:
+    """The shared depth limit (protocol/bodies.py, 64 levels), checked before decoding."""
+    body = b'{"call": "transfer", "params": ' + b"[" * levels + b"]" * levels + b"}"
+    with httpx.Client(base_url=module_ledger.url, timeout=30) as http:
+        response = http.post("/v1/extrinsics", content=body)
+        shallow = http.post("/v1/extrinsics", content=b'{"call": "transfer", "params": [[]]}')
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "too_deep"
+    assert response.json()["error"]["field"] == "body"
+    assert shallow.status_code == 400 and shallow.json()["error"]["code"] != "too_deep"

@@ -10,16 +10,22 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from subnetlab.ledger.genesis import dev_genesis
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.ledger.store import BlockStore
+from subnetlab.local.processes import die_with_parent
 from tests.integration.chainclient import ChainClient, run_cli
-from tests.integration.conftest import LedgerProcess, RedisServer, free_port
+from tests.integration.conftest import LedgerProcess, RedisServer, free_port, wait_until
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
 
@@ -205,3 +211,75 @@ def test_a_redis_that_does_not_fsync_every_write_is_warned_about(
     assert code == 2
     assert_one_error_line(err, out, "appendonly is 'no', not 'yes'")
     client.close()
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--genesis", "/tmp"], ("/tmp: is a directory, not a genesis file",)),
+    (["--genesis", "/bin/ls"], ("/bin/ls: not a text file",)),
+    (["--data-dir", "/bin/ls"], ("--data-dir /bin/ls: exists and is not a directory",)),
+], ids=["genesis_is_a_directory", "genesis_is_binary", "data_dir_is_a_file"])
+def test_serve_with_a_path_of_the_wrong_kind(
+    env: dict[str, str], tmp_path: Path, args: list[str], fragments: tuple[str, ...]
+) -> None:
+    code, out, err = serve(args, env, tmp_path)
+    assert code == 2
+    assert_one_error_line(err, out, *fragments)
+
+
+def test_serve_on_a_busy_port_is_one_line_and_starts_no_redis(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = run_cli(["ledger", "serve", "--port", str(port), "--data-dir", str(data)],
+                         env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, result.stdout, f"http://127.0.0.1:{port}",
+                          "Address already in use", "give another --port")
+    assert "listening" not in result.stderr + result.stdout
+    assert not (data / "redis.pid").exists() and not (data / "redis.sock").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_a_stopped_ledger_stops_the_embedded_redis_it_started(
+    env: dict[str, str], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM, or Ctrl-C as a terminal sends it (to the whole process group, the
+    signature worker included): the embedded redis-server ends too, no traceback."""
+    data = tmp_path / "data"
+    port = free_port()
+    log = tmp_path / "ledger.log"
+    ledger = subprocess.Popen(
+        [sys.executable, "-m", "subnetlab", "ledger", "serve", "--fast", "--port", str(port),
+         "--data-dir", str(data)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        env={**env, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+        preexec_fn=die_with_parent())
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200, 30,
+                   f"the ledger (log: {log})")
+        ChainClient(url).wait_blocks(2)
+        redis_pid = int((data / "redis.pid").read_text())
+        assert _running(redis_pid)
+        os.killpg(ledger.pid, sig)
+        assert ledger.wait(30) == -sig  # it ends as the signal would end it
+    finally:
+        if ledger.poll() is None:
+            ledger.kill()
+            ledger.wait(10)
+    deadline = time.monotonic() + 10
+    while _running(redis_pid):
+        assert time.monotonic() < deadline, f"redis-server {redis_pid} outlived the ledger"
+        time.sleep(0.05)
+    output = log.read_text()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert f"ledger stopped ({sig.name})" in output
+
+
+def _running(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is dead)."""
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False

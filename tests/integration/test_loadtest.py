@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from subnetlab.bench.organic_load import LoadConfig, answer_problem, streamed_completion
+from subnetlab.local.processes import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -68,7 +69,8 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     up = subprocess.Popen(
         [sys.executable, "-m", "subnetlab", "up", "--miners", "4", "--validators", "2",
          "--organic-rate", "0", "--run-dir", str(run_dir)],
-        stdout=log, stderr=subprocess.STDOUT, env=env(tmp), start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, env=env(tmp), start_new_session=True,
+        preexec_fn=die_with_parent())  # `up` stops its children when pytest dies
     try:
         deadline = time.monotonic() + 180
         while not (run_dir / "run.json").exists():

@@ -39,7 +39,7 @@ from subnetlab.chain.model import TOKEN
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient
 from subnetlab.local.bootstrap import bootstrap_subnet
-from subnetlab.local.processes import Child, Supervisor
+from subnetlab.local.processes import Child, Supervisor, die_with_parent
 from subnetlab.miner.backends import sum_metric
 from subnetlab.protocol.epistula import sign_request
 from subnetlab.validator.evidence import final_moving, load_evidence, store_evidence
@@ -76,7 +76,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     redis_port = free_port()
     redis_proc = subprocess.Popen(
         ["/usr/bin/redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir",
-         str(tmp), "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         str(tmp), "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent())
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     wait_until(lambda: redis_lib.Redis.from_url(redis_url).ping(), 10, "redis-server")
     supervisor = Supervisor()

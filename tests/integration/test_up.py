@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from subnetlab.bench.processes import free_port
+from subnetlab.local.processes import die_with_parent
 
 EXAMPLES = Path(__file__).parents[2] / "manifests" / "examples"
 
@@ -116,6 +117,15 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path) -> None:
     assert "secret" not in line
 
 
+def test_paths_of_the_wrong_kind_are_refused_in_one_line(tmp_path: Path) -> None:
+    line = _refused(tmp_path, "-f", "/bin/ls")
+    assert line == "error: /bin/ls: not a text file (not UTF-8), not a YAML spec"
+    # root passes access() checks, but nothing can be created under /proc: the report
+    # folder is tried for real before the run, which a bad --report must never lose
+    line = _refused(tmp_path, "--report", "/proc/nope")
+    assert line.startswith("error: --report /proc/nope: cannot be created"), line
+
+
 def _wait_for(what: str, output: list[str], proc: subprocess.Popen[bytes],
               timeout: float = 180) -> None:
     """Until `what` appears in the collected output (the deadline only bounds a hang)."""
@@ -156,7 +166,8 @@ def test_the_acceptance_command_as_the_issue_writes_it(tmp_path: Path) -> None:
     the restart, the printed view, and no orphans."""
     up = subprocess.Popen([sys.executable, "-m", "subnetlab", "up", "--duration", "90",
                            "--report", "out/"], cwd=tmp_path, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env=env(tmp_path))
+                          stderr=subprocess.STDOUT, env=env(tmp_path),
+                          preexec_fn=die_with_parent())
     output, reader = _collect(up)
     seen: set[int] = set()
     killed: list[int] = []
@@ -229,7 +240,8 @@ def test_ctrl_c_stops_everything_and_a_ledger_hiccup_does_not(tmp_path: Path) ->
     run_dir = tmp_path / "run"
     up = subprocess.Popen([sys.executable, "-m", "subnetlab", "up", "--miners", "2",
                            "--validators", "1", "--run-dir", str(run_dir)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env(tmp_path))
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env(tmp_path),
+                          preexec_fn=die_with_parent())
     output, reader = _collect(up)
     try:
         _wait_for("testnet up:", output, up)

@@ -19,6 +19,10 @@
 #   cluster.sh build    build (or reuse) the binaries and images `up` needs, start nothing
 #   cluster.sh status   one line: up (with the exports) or down; exit 0 / 3
 #   cluster.sh env      the two export lines of a running cluster (exit 3 when down)
+#   cluster.sh load NAME...
+#                       build the image.sh images NAME (those `up` does not load: vllm)
+#                       and import them into the running node; prints each IMAGE_REF
+#                       (exit 3 when down)
 #
 # Networking: pods get addresses in POD_CIDR on the bridge subnetlab0 (the node's address,
 # NODE_IP, is the bridge's); Services in 10.0.0.0/24. Nothing is masqueraded to the outside
@@ -48,6 +52,10 @@ RELEASE_NS=subnetlab
 FWD_CHAIN=SUBNETLAB-NODE-FORWARD
 # The sysctls the node changes (the bridge plugin, kube-proxy and the kubelet); `down` puts
 # back the values recorded by `up`.
+# Paths outside the state dir that the kubelet, containerd and the CNI plugins write to
+# whatever they are told; `down` removes those that did not exist before `up`.
+HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /etc/cni
+  /run/containerd /var/run/netns /run/netns)
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables
   net.bridge.bridge-nf-call-ip6tables net.ipv4.conf.all.route_localnet
   vm.overcommit_memory kernel.panic kernel.panic_on_oops)
@@ -142,7 +150,11 @@ record_host_state() {
   done
   # The cgroups that exist now: `down` removes only those the node added.
   find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | sort >"$STATE/cgroups.before" || true
-  [ -d /run/containerd ] && touch "$STATE/run-containerd.existed"
+  local path
+  : >"$STATE/paths.before"
+  for path in "${HOST_PATHS[@]}"; do
+    if [ -e "$path" ]; then echo "$path" >>"$STATE/paths.before"; fi
+  done
   return 0
 }
 
@@ -248,6 +260,7 @@ nodeStatusUpdateFrequency: 5s
 EOF
   start_daemon kubelet "$RUN/kubelet.log" "$BIN/kubelet" --config="$STATE/kubelet.yaml" \
     --kubeconfig="$RUN/cp/$node-kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
+    --cert-dir="$STATE/kubelet/pki" \
     --node-ip="$NODE_IP" --hostname-override="$node" --v=1
   cat >"$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -442,6 +455,17 @@ cleanup_cgroups() {  # cgroups that did not exist before `up`, deepest first
     done
 }
 
+remove_host_paths() {  # what `up` brought into being outside the state dir
+  [ -f "$STATE/paths.before" ] || return 0
+  local path
+  for path in "${HOST_PATHS[@]}"; do
+    grep -qxF "$path" "$STATE/paths.before" && continue
+    if [ -e "$path" ] && ! awk '{print $2}' /proc/self/mounts | grep -qE "^$path(/|$)"; then
+      rm -rf "$path"
+    fi
+  done
+}
+
 restore_sysctls() {
   [ -f "$STATE/sysctl.before" ] || return 0
   local line key value
@@ -475,9 +499,7 @@ cmd_down() {
   done
   cleanup_cgroups
   restore_sysctls
-  if [ ! -e "$STATE/run-containerd.existed" ] && [ -d /run/containerd ]; then
-    rm -rf /run/containerd
-  fi
+  remove_host_paths
   # Keep the image store (containerd's content, a cache); everything else goes.
   find "$STATE" -mindepth 1 -maxdepth 1 ! -name containerd -exec rm -rf {} + 2>/dev/null || true
   if awk '{print $2}' /proc/self/mounts | grep -qE "^$STATE(/|$)"; then
@@ -485,6 +507,16 @@ cmd_down() {
   fi
   set -e
   say "down"
+}
+
+cmd_load() {  # build and import image.sh images that `up` leaves out (e.g. vllm)
+  [ $# -gt 0 ] || die "load: name the images (tests/k8s/image.sh NAMEs, e.g. vllm)"
+  is_up || { echo "cluster.sh: not up" >&2; exit 3; }
+  local refs
+  refs="$(bash "$HERE/image.sh" build "$@")" || die "building $* failed (tests/k8s/image.sh build $*)"
+  bash "$HERE/image.sh" import "$RUN/containerd.sock" "$@" >/dev/null \
+    || die "importing $* into the node's containerd failed"
+  awk '{print $1}' <<<"$refs"
 }
 
 cmd_status() {
@@ -498,6 +530,7 @@ case "${1:-}" in
   down) shift; [ $# -eq 0 ] || die "down: takes no arguments, got '$*'"; cmd_down ;;
   status) shift; cmd_status ;;
   env) shift; is_up || { echo "cluster.sh: not up" >&2; exit 3; }; print_env ;;
-  "") die "a command is required: up, down, build, status or env" ;;
-  *) die "unknown command '$1' (expected up, down, build, status or env)" ;;
+  load) shift; cmd_load "$@" ;;
+  "") die "a command is required: up, down, build, status, env or load" ;;
+  *) die "unknown command '$1' (expected up, down, build, status, env or load)" ;;
 esac

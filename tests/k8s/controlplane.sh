@@ -9,6 +9,8 @@
 #   coredns, local-path-provisioner      the node's add-ons (addons/coredns/go.mod,
 #                                        addons/local-path-provisioner/go.mod)
 #   actionlint                           CI's lint of .github/workflows (actionlinttool/go.mod)
+#   prometheus                           the e2e tests' scrapes (prometheustool/go.mod; the
+#                                        kubernetes service discovery only, no web UI assets)
 # Each binary has its own stamp (Go version, flags, its module's go.mod and go.sum, checked
 # against its own dependencies): a change rebuilds only the binaries it touches.
 #
@@ -36,10 +38,11 @@ HELM_MOD="$HERE/helmtool"
 COREDNS_MOD="$HERE/addons/coredns"
 LOCAL_PATH_MOD="$HERE/addons/local-path-provisioner"
 ACTIONLINT_MOD="$HERE/actionlinttool"
+PROMETHEUS_MOD="$HERE/prometheustool"
 CACHE="${SUBNETLAB_K8S_CACHE:-$HOME/.cache/subnetlab/k8s}"
 COMMANDS=(kube-apiserver kube-controller-manager kubectl)  # the control plane `run` needs
 NODE_COMMANDS=(kubelet kube-scheduler kube-proxy)          # the test node's (cluster.sh)
-TOOLS=(helm coredns local-path-provisioner actionlint)     # each from its own go.mod
+TOOLS=(helm coredns local-path-provisioner actionlint prometheus)  # each from its own go.mod
 # -checklinkname=0: k8s 1.30's dependencies pull runtime symbols with //go:linkname, which
 # the linker refuses since Go 1.23 unless told otherwise. The -X flags stamp the version the
 # way hack/lib/version.sh does (else /version says v0.0.0 and Helm's kubeVersion checks fail).
@@ -84,10 +87,10 @@ bin_dir() {
 }
 
 # go build -v, its package lines turned into a progress count; errors pass through.
-go_build() {  # go_build MODULE_DIR PACKAGE OUTPUT LDFLAGS LABEL
+go_build() {  # go_build MODULE_DIR PACKAGE OUTPUT LDFLAGS LABEL TAGS
   local total
-  total="$(cd "$1" && go list -deps "$2" 2>/dev/null | wc -l)" || total="?"
-  (cd "$1" && go build -v -p 2 -trimpath -ldflags="$4" -o "$3" "$2") 2>&1 \
+  total="$(cd "$1" && go list -deps -tags="$6" "$2" 2>/dev/null | wc -l)" || total="?"
+  (cd "$1" && go build -v -p 2 -trimpath -tags="$6" -ldflags="$4" -o "$3" "$2") 2>&1 \
     | awk -v label="$5" -v total="$total" '
         /^go: downloading / { next }
         /^[^ :#]+$/ {
@@ -116,10 +119,11 @@ helm_ldflags() {  # helm_ldflags HELM_VERSION K8S_VERSION GO_VERSION
 # The modules a binary is made of, one "path version[ => path version]" line each, and the
 # Go version, sorted: from the sources (go list) or from a built binary (its build info,
 # `go version -m`), in the same form so that the two compare.
-source_deps() {  # source_deps MODULE_DIR PACKAGE
+source_deps() {  # source_deps MODULE_DIR PACKAGE TAGS
   local f='{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}}'
   f+='{{with .Replace}} => {{.Path}} {{.Version}}{{end}}{{end}}{{end}}'
-  { echo "$GO_VERSION"; (cd "$1" && go list -deps -f "$f" "$2"); } | sed '/^$/d' | sort -u
+  { echo "$GO_VERSION"; (cd "$1" && go list -deps -tags="$3" -f "$f" "$2"); } \
+    | sed '/^$/d' | sort -u
 }
 binary_deps() {  # binary_deps FILE
   go version -m "$1" | awk -F'\t' '
@@ -143,17 +147,19 @@ legacy_stamp() {  # legacy_stamp BIN NAME
   fi
 }
 
-# Each binary has its own stamp, BIN/.NAME.stamp: "build=" hashes the Go version, the package
-# and the linker flags, "sources=" its module's go.mod and go.sum. Another build line
-# rebuilds. Other sources (the module gained a binary, a requirement moved) rebuild only if
-# the binary's own dependencies changed (go list against its build info): adding a binary
-# to a module never rebuilds the others. Called with the build lock held; BUILT and REUSED
-# collect the names.
-build_binary() {  # build_binary BIN NAME MODULE_DIR PACKAGE VERSION LDFLAGS STEP COLD_HINT
+# Each binary has its own stamp, BIN/.NAME.stamp: "build=" hashes the Go version, the package,
+# the linker flags and the build tags if any, "sources=" its module's go.mod and go.sum.
+# Another build line rebuilds. Other sources (the module gained a binary, a requirement
+# moved) rebuild only if the binary's own dependencies changed (go list, with its tags,
+# against its build info): adding a binary to a module never rebuilds the others. Called
+# with the build lock held; BUILT and REUSED collect the names.
+build_binary() {  # build_binary BIN NAME MODULE_DIR PACKAGE VERSION LDFLAGS STEP COLD_HINT [TAGS]
   local bin="$1" name="$2" dir="$3" pkg="$4" version="$5" flags="$6" label="$7" hint="$8"
-  local out="$1/$2" stamp="$1/.$2.stamp" build sources legacy old_build="" old_sources=""
-  local step=$SECONDS mod="tests/k8s${3#"$HERE"}/go.mod"
-  build="$(echo "go=$GO_VERSION package=$pkg ldflags=$flags" | sha256sum | cut -d' ' -f1)"
+  local tags="${9:-}" out="$1/$2" stamp="$1/.$2.stamp" build sources legacy old_build=""
+  local old_sources="" step=$SECONDS mod="tests/k8s${3#"$HERE"}/go.mod"
+  # (no tags: the same hash as before tags were part of it, so no binary is rebuilt for it)
+  build="$(echo "go=$GO_VERSION package=$pkg ldflags=$flags${tags:+ tags=$tags}" \
+    | sha256sum | cut -d' ' -f1)"
   sources="$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -d' ' -f1)"
   if [ -x "$out" ]; then
     if [ -f "$stamp" ] && grep -q '^build=' "$stamp"; then
@@ -170,7 +176,7 @@ build_binary() {  # build_binary BIN NAME MODULE_DIR PACKAGE VERSION LDFLAGS STE
     fi
     if [ "$old_build" = "$build" ]; then
       if [ "$old_sources" != "$sources" ]; then
-        if [ "$(source_deps "$dir" "$pkg")" = "$(binary_deps "$out")" ]; then
+        if [ "$(source_deps "$dir" "$pkg" "$tags")" = "$(binary_deps "$out")" ]; then
           if [ "$old_sources" = legacy ]; then
             say "$label $name $version kept: an older controlplane.sh stamped it, its" \
               "dependencies match $mod"
@@ -188,9 +194,9 @@ build_binary() {  # build_binary BIN NAME MODULE_DIR PACKAGE VERSION LDFLAGS STE
       fi
     fi
   fi
-  say "$label go build $pkg $version (cold: $hint)"
+  say "$label go build${tags:+ -tags=$tags} $pkg $version (cold: $hint)"
   rm -f "$out.partial" "$stamp"
-  go_build "$dir" "$pkg" "$out.partial" "$flags" "$label $name" \
+  go_build "$dir" "$pkg" "$out.partial" "$flags" "$label $name" "$tags" \
     || die "go build $pkg $version failed (see the compiler output above)"
   mv "$out.partial" "$out"
   printf 'build=%s\nsources=%s\n' "$build" "$sources" >"$stamp"
@@ -208,7 +214,7 @@ go_needed() {
     }
     $1 == "go" && (best == "" || newer($2, best)) { best = $2 }
     END { print best }' "$HERE/go.mod" "$HELM_MOD/go.mod" "$COREDNS_MOD/go.mod" \
-    "$LOCAL_PATH_MOD/go.mod" "$ACTIONLINT_MOD/go.mod" 2>/dev/null
+    "$LOCAL_PATH_MOD/go.mod" "$ACTIONLINT_MOD/go.mod" "$PROMETHEUS_MOD/go.mod" 2>/dev/null
 }
 
 # Go is a prerequisite: the build compiles every binary from source (even a warm cache is
@@ -222,11 +228,24 @@ require_go() {
   die "go: not found on PATH; the Kubernetes test binaries are built from Go source: $hint"
 }
 
+# Prometheus 3.x is tagged v0.3XY.Z in its Go module, 2.x v0.XY.Z: the release it is.
+prometheus_release() {  # prometheus_release MODULE_VERSION (v0.316.0 -> 3.16.0)
+  local rest="${1#v0.}" minor
+  minor="${rest%%.*}"
+  [[ "$1" == v0.* && "$minor" =~ ^[0-9]+$ ]] \
+    || die "tests/k8s/prometheustool/go.mod: '$1' is not a Prometheus module version (v0.3XY.Z)"
+  if [ "$minor" -ge 100 ]; then
+    echo "$((minor / 100)).$((minor % 100)).${rest#*.}"
+  else
+    echo "2.$minor.${rest#*.}"
+  fi
+}
+
 # The tools built into the same bin dir from their own modules: the chart tests' helm, the
-# test node's add-ons (tests/k8s/cluster.sh) and CI's workflow linter. Each one's linker
-# flags stamp its version the way its own release build does.
+# test node's add-ons (tests/k8s/cluster.sh), CI's workflow linter and the e2e tests'
+# Prometheus. Each one's linker flags stamp its version the way its own release build does.
 build_tool() {  # build_tool BIN NAME STEP K8S_VERSION
-  local dir pkg v flags
+  local dir pkg v flags tags=""
   case "$2" in
     helm) dir="$HELM_MOD" pkg=helm.sh/helm/v3/cmd/helm
       v="$(module_version "$dir" helm.sh/helm/v3)"
@@ -240,9 +259,16 @@ build_tool() {  # build_tool BIN NAME STEP K8S_VERSION
     actionlint) dir="$ACTIONLINT_MOD" pkg=github.com/rhysd/actionlint/cmd/actionlint
       v="$(module_version "$dir" github.com/rhysd/actionlint)"
       flags="-s -w -X github.com/rhysd/actionlint.version=$v" ;;
+    prometheus) dir="$PROMETHEUS_MOD" pkg=github.com/prometheus/prometheus/cmd/prometheus
+      v="$(module_version "$dir" github.com/prometheus/prometheus)"
+      flags="-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release "$v")"
+      # Its README's way to drop service discoveries: only kubernetes (and the built-in
+      # static, file and http) stay, and with them most of the cloud SDKs. No builtinassets
+      # tag: the web UI is not compiled in; the tests use the HTTP API (/api/v1, /-/ready).
+      tags=remove_all_sd,enable_kubernetes_sd ;;
     *) die "build_tool: unknown tool '$2'" ;;
   esac
-  build_binary "$1" "$2" "$dir" "$pkg" "$v" "$flags" "$3" "$(cold_hint "$2")"
+  build_binary "$1" "$2" "$dir" "$pkg" "$v" "$flags" "$3" "$(cold_hint "$2")" "$tags"
 }
 
 # What a cold build of NAME costs on the 2-core machine, with the Go cache of the binaries
@@ -258,6 +284,7 @@ cold_hint() {  # cold_hint NAME
     coredns) echo "3 to 5 minutes" ;;
     local-path-provisioner) echo "2 to 4 minutes (client-go v0.33, not the control plane's)" ;;
     actionlint) echo "about 10 s" ;;
+    prometheus) echo "about 2.5 minutes after coredns (it shares its client-go and gRPC)" ;;
   esac
 }
 

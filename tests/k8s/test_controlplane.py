@@ -244,6 +244,7 @@ BINARIES = {
     "local-path-provisioner": ("addons/local-path-provisioner",
                                "github.com/rancher/local-path-provisioner"),
     "actionlint": ("actionlinttool", "github.com/rhysd/actionlint"),
+    "prometheus": ("prometheustool", "github.com/prometheus/prometheus"),
 }
 
 
@@ -331,7 +332,7 @@ def version_of(binary: Path, *args: str) -> str:
 
 
 def test_build_is_warm_and_every_binary_runs_at_its_pinned_version(bin_dir: Path) -> None:
-    """A second build reuses all ten binaries through their own stamps and prints the bin
+    """A second build reuses all eleven binaries through their own stamps and prints the bin
     dir; each one runs and reports the version its go.mod pins."""
     done = script("build")
 
@@ -366,6 +367,14 @@ def test_build_is_warm_and_every_binary_runs_at_its_pinned_version(bin_dir: Path
     assert "start" in version_of(bin_dir / "local-path-provisioner", "--help")
     actionlint = version_of(bin_dir / "actionlint", "-version").splitlines()
     assert actionlint[0] == required_version("actionlinttool", "github.com/rhysd/actionlint")
+    # Prometheus 3.x is tagged v0.3XY.Z in its Go module (v0.316.0: 3.16.0); built with the
+    # kubernetes service discovery only (the e2e tests' scrapes, tests/e2e/scrape.py).
+    module = required_version("prometheustool", "github.com/prometheus/prometheus")
+    minor, patch = module.removeprefix("v0.").split(".", 1)
+    prometheus = version_of(bin_dir / "prometheus", "--version").splitlines()
+    assert prometheus[0].startswith(
+        f"prometheus, version {int(minor) // 100}.{int(minor) % 100}.{patch} "), prometheus
+    assert "tags: remove_all_sd,enable_kubernetes_sd" in " ".join(prometheus[-1].split())
 
 
 def scratch_copy(bin_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
@@ -414,7 +423,7 @@ def test_a_go_mod_change_rebuilds_only_the_binaries_whose_dependencies_changed(
     (scratch / "actionlint").unlink()
     log = build_in(copy, env)
     assert [line for line in log.splitlines() if " go build " in line] == [
-        f"controlplane.sh: [10/10] go build github.com/rhysd/actionlint/cmd/actionlint "
+        f"controlplane.sh: [10/11] go build github.com/rhysd/actionlint/cmd/actionlint "
         f"{version} (cold: about 10 s)"]
     assert not (scratch / "actionlint").is_symlink()
     assert version_of(scratch / "actionlint", "-version").splitlines()[0] == version

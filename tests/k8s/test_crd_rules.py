@@ -42,6 +42,10 @@ def _validator(behaviour: str = "honest", **validator: Any) -> dict[str, Any]:
                            "validator": validator})
 
 
+def _resources(**resources: Any) -> dict[str, Any]:
+    return _doc("Neuron", {"subnet": "s", "role": "miner", "resources": resources})
+
+
 def _hyper(**values: Any) -> dict[str, Any]:
     return _doc("Subnet", {"hyperparameters": values})
 
@@ -87,6 +91,15 @@ REFUSED = [
     (_validator(reference={"backend": "vllm", "url": "r:1"}), "spec.validator.reference.url"),
     (_hyper(tempo=True), "spec.hyperparameters.tempo"),  # strict types: no coercion
     (_doc("Neuron", {"subnet": "s", "role": "miner", "stake": "5"}), "spec.stake"),
+    (_resources(requests={"cpu": "abc"}), "spec.resources.requests.cpu"),
+    (_resources(requests={"cpu": "100Mi"}), "spec.resources.requests.cpu"),
+    (_resources(requests={"cpu": 1}), "spec.resources.requests.cpu"),  # strict: a string
+    (_resources(limits={"memory": "1.5GB"}), "spec.resources.limits.memory"),
+    (_resources(requests={"memory": "2Gi"}), "spec.resources.requests.memory"),  # limit 1Gi
+    (_resources(requests={"memory": "1100M"}), "spec.resources.requests.memory"),
+    (_resources(limits={"memory": "64Mi"}), "spec.resources.requests.memory"),  # asks 128Mi
+    (_resources(requests={"cpu": "2"}, limits={"cpu": "500m"}), "spec.resources.requests.cpu"),
+    (_resources(limits={"cpu": "50m"}), "spec.resources.requests.cpu"),  # asks 100m
 ]
 
 ACCEPTED = [
@@ -103,6 +116,10 @@ ACCEPTED = [
     _validator(reference={"backend": "vllm", "url": "http://vllm:8000", "model": "qwen"}),
     _hyper(alphaLow=0.9, alphaHigh=0.9, minBurn=5, burn=5, maxBurn=5),
     _doc("Subnet", {"tasks": {"kinds": {"string": 2, "sorting": 0}}}),
+    _resources(requests={"cpu": "10m", "memory": "64Mi"}),
+    _resources(requests={"cpu": "0.5", "memory": "1Gi"}, limits={"cpu": "1", "memory": "1Gi"}),
+    _resources(requests={"memory": "1G"}),  # 10**9 bytes, under the default 1Gi limit
+    _resources(limits={"cpu": "100m"}),  # equal to the default request
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,48 @@ def test_bench_epoch_rejects_bad_flags(cli: CliRun, args: list[str], expected: s
     proc = cli("bench", "epoch", *args)
     assert proc.returncode == 2
     assert expected in proc.stderr
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """Exit code 2, one `error: ...` line on stderr, no traceback."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/tmp", "is a directory, not a case file"),
+    ("/bin/ls", "not a text file"),
+])
+def test_a_case_file_that_is_a_directory_or_binary_is_one_line(
+    cli: CliRun, path: str, expected: str
+) -> None:
+    line = one_error_line(cli("simulate", "yuma", path))
+    assert line.startswith(f"error: {path}: ") and expected in line, line
+
+
+def test_a_plot_name_that_cannot_be_written_is_refused_before_the_run(
+    cli: CliRun, tmp_path: Path
+) -> None:
+    case = write(tmp_path, CASE)
+    line = one_error_line(cli("simulate", "yuma", str(case), "--plot", str(tmp_path / "x.txt")))
+    assert "--plot" in line and "unsupported plot format '.txt'" in line and ".png" in line
+    line = one_error_line(cli("simulate", "yuma", str(case), "--plot", str(tmp_path)))
+    assert f"--plot {tmp_path}: is a directory" in line
+    assert not tmp_path.with_suffix(".png").exists()  # matplotlib's old guess
+    line = one_error_line(cli("simulate", "yuma", str(case), "--plot",
+                              str(tmp_path / "nowhere" / "p.png")))
+    assert "is not a directory" in line
+
+
+def test_the_plot_is_written_under_the_name_it_is_reported_as(
+    cli: CliRun, tmp_path: Path
+) -> None:
+    case = write(tmp_path, CASE)
+    svg = tmp_path / "plot.svg"
+    proc = cli("simulate", "yuma", str(case), "--plot", str(svg))
+    assert proc.returncode == 0, proc.stderr
+    assert f"plot written to {svg}" in proc.stderr
+    assert b"<svg" in svg.read_bytes()[:400]

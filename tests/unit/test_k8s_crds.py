@@ -228,3 +228,18 @@ def test_generate_and_check_commands(tmp_path: Path, cli: Any) -> None:
     blocker.write_text("")
     refused = cli("crds", "generate", "--out", str(blocker))
     assert refused.returncode == 2 and "--out" in refused.stderr
+
+
+def test_resources_are_quantities_with_a_request_within_its_limit_rule() -> None:
+    resources = model_schema(NeuronSpec)["properties"]["resources"]
+    requests, limits = (resources["properties"][k]["properties"] for k in ("requests", "limits"))
+    assert requests["cpu"]["default"] == "100m" and requests["memory"]["default"] == "128Mi"
+    assert limits["memory"]["default"] == "1Gi" and "default" not in limits["cpu"]
+    for quantity in (*requests.values(), *limits.values()):
+        assert quantity["type"] == "string" and quantity["pattern"] and quantity["maxLength"]
+    rules = {r["fieldPath"]: r["rule"] for r in resources["x-kubernetes-validations"]}
+    assert set(rules) == {".requests.cpu", ".requests.memory"}
+    # what is not written is compared as its default, as the model does
+    assert "'128Mi'" in rules[".requests.memory"] and "'1Gi'" in rules[".requests.memory"]
+    assert rules[".requests.cpu"].startswith("!has(self.limits) || !has(self.limits.cpu)")
+    assert all("quantity(" in rule and "compareTo" in rule for rule in rules.values())

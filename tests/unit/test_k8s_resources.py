@@ -276,3 +276,24 @@ def test_a_validator_without_a_redis_url_uses_its_embedded_redis_on_an_emptydir(
     deepest = max(mounts, key=lambda m: len(m["mountPath"]))
     assert deepest["mountPath"] == HOME and not deepest.get("readOnly")
     assert {"name": deepest["name"], "emptyDir": {}} in pod["volumes"]
+
+
+def test_the_neuron_container_gets_the_specs_resources_and_defaults() -> None:
+    plain = containers(deployment(workload({"subnet": "demo", "role": "validator"})))
+    assert plain["validator"]["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                               "limits": {"memory": "1Gi"}}
+    sized = containers(deployment(workload({
+        "subnet": "demo", "role": "miner",
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"},
+                      "limits": {"cpu": "500m", "memory": "256Mi"}}})))
+    assert sized["miner"]["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"},
+                                           "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+
+def test_a_vllm_miners_resources_size_its_sidecar_and_not_the_engine() -> None:
+    spec = {**GPU_MINER, "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}}}
+    found = containers(deployment(workload(spec)))
+    assert found["miner"]["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"},
+                                           "limits": {"memory": "1Gi"}}
+    engine = {"nvidia.com/gpu": "2", "memory": "24Gi"}  # the backend's gpus and memory
+    assert found["vllm"]["resources"] == {"requests": engine, "limits": engine}

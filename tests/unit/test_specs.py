@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from subnetlab.specs import SpecError, load_specs
+from subnetlab.neuron.command import role_args
+from subnetlab.specs import NeuronSpec, SpecError, TaskMix, load_specs, quantity_value
 
 EXAMPLES = Path(__file__).parents[2] / "manifests" / "examples"
 
@@ -145,6 +147,29 @@ def _neuron_file(tmp_path: Path, neuron: str) -> Path:
          "url: 'r:1'}}}", "spec.validator.reference.url: "),
         ("spec: {subnet: s, role: validator, validator: {reference: {backend: tgi}}}",
          "spec.validator.reference.backend: Input should be 'sim', 'openai' or 'vllm'"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {cpu: abc}}}",
+         "spec.resources.requests.cpu: String should match pattern"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {cpu: 100Mi}}}",
+         "spec.resources.requests.cpu: String should match pattern"),  # a memory suffix
+        ("spec: {subnet: s, role: miner, resources: {requests: {cpu: 1}}}",
+         "spec.resources.requests.cpu: Input should be a valid string"),  # strict: quote it
+        ("spec: {subnet: s, role: miner, resources: {limits: {memory: 1.5GB}}}",
+         "spec.resources.limits.memory: String should match pattern"),
+        ("spec: {subnet: s, role: miner, resources: {limits: {memory: '-1Gi'}}}",
+         "spec.resources.limits.memory: String should match pattern"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {gpu: '1'}}}",
+         "spec.resources.requests.gpu: Extra inputs are not permitted"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {memory: 2Gi}}}",
+         "spec.resources.requests.memory: 2Gi exceeds limits.memory 1Gi (the default); a "
+         "request must not exceed its limit"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {memory: 1100M}}}",
+         "spec.resources.requests.memory: 1100M exceeds limits.memory 1Gi"),  # 1.1e9 > 2**30
+        ("spec: {subnet: s, role: validator, resources: {limits: {memory: 64Mi}}}",
+         "spec.resources.requests.memory: 128Mi (the default) exceeds limits.memory 64Mi"),
+        ("spec: {subnet: s, role: miner, resources: {requests: {cpu: '2'}, "
+         "limits: {cpu: 500m}}}", "spec.resources.requests.cpu: 2 exceeds limits.cpu 500m"),
+        ("spec: {subnet: s, role: miner, resources: {limits: {cpu: 50m}}}",
+         "spec.resources.requests.cpu: 100m (the default) exceeds limits.cpu 50m"),
     ],
 )
 def test_bad_neuron_specs_are_refused_with_file_and_field(
@@ -175,6 +200,11 @@ def test_bad_neuron_specs_are_refused_with_file_and_field(
         "args: [--disable-log-requests, --max-num-seqs, '8']}}}",
         "spec: {subnet: s, role: validator, behaviour: cabal, validator: {cabal: [0, 65534]}}",
         "spec: {subnet: s, role: miner, stake: 5}",  # an int is a number
+        "spec: {subnet: s, role: miner, resources: {requests: {cpu: 10m, memory: 64Mi}}}",
+        "spec: {subnet: s, role: miner, resources: {requests: {cpu: '0.5', memory: 1Gi}, "
+        "limits: {cpu: '1', memory: 1Gi}}}",
+        "spec: {subnet: s, role: validator, resources: {requests: {memory: 1G}}}",  # < 1Gi
+        "spec: {subnet: s, role: miner, resources: {limits: {cpu: 100m}}}",  # = the request
     ],
 )
 def test_good_neuron_specs_load(tmp_path: Path, neuron: str) -> None:
@@ -270,3 +300,36 @@ def test_empty_directory(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(SpecError, match=r"no \.yaml files"):
         load_specs([empty])
+
+
+def test_resources_default_to_the_operators_and_each_quantity_on_its_own() -> None:
+    spec = NeuronSpec.model_validate({"subnet": "s", "role": "miner"})
+    assert spec.resources.as_kubernetes() == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                              "limits": {"memory": "1Gi"}}
+    small = NeuronSpec.model_validate({"subnet": "s", "role": "miner",
+                                       "resources": {"requests": {"cpu": "10m"}}})
+    # a request left out keeps its default (not the limit, as Kubernetes would make it)
+    assert small.resources.as_kubernetes() == {"requests": {"cpu": "10m", "memory": "128Mi"},
+                                               "limits": {"memory": "1Gi"}}
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("100m", Decimal("0.1")), ("2", Decimal(2)), ("0.5", Decimal("0.5")),
+    ("128Mi", Decimal(128 * 2**20)), ("1G", Decimal(10**9)), ("1.5Gi", Decimal(3 * 2**29)),
+    ("1k", Decimal(1000)), ("1Ki", Decimal(1024))])
+def test_quantity_values(text: str, value: Decimal) -> None:
+    assert quantity_value(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1mi", "1.5.2", "-1", "1 Gi", "Gi"])
+def test_bad_quantities_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a quantity"):
+        quantity_value(text)
+
+
+def test_subnetlab_up_runs_the_same_processes_whatever_the_resources() -> None:
+    """Local processes have no requests or limits: `up` ignores spec.resources."""
+    plain = NeuronSpec.model_validate({"subnet": "s", "role": "miner"})
+    sized = NeuronSpec.model_validate({"subnet": "s", "role": "miner", "resources": {
+        "requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}})
+    assert role_args(plain, TaskMix()) == role_args(sized, TaskMix())

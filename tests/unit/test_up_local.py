@@ -5,7 +5,10 @@ progress lines and the view, a ledger that does not answer."""
 from __future__ import annotations
 
 import io
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from subnetlab.cli.up_view import Steps, render
 from subnetlab.keys.keypair import Keypair
 from subnetlab.local import testnet as local
 from subnetlab.local.preflight import dev_key_name, preflight
-from subnetlab.local.processes import Child, RestartPolicy, Supervisor
+from subnetlab.local.processes import Child, PortAllocator, RestartPolicy, Supervisor
 from subnetlab.local.tiny_model import SERVED_NAME
 from subnetlab.local.vllm_env import MARKER, VENV_NAME
 from subnetlab.neuron.command import key_args, role_args
@@ -317,6 +320,137 @@ def test_a_child_that_keeps_crashing_is_restarted_with_backoff_then_given_up(
     assert child.log_path.read_text().count("dying") == 3
 
 
+# ---- ports and orphans ---------------------------------------------------------------------
+
+
+def test_the_port_allocator_never_hands_out_a_port_twice() -> None:
+    # a probe that keeps returning the same numbers, as the kernel may for ports bound
+    # to 0 and released again before the child binds them
+    numbers = iter([free_port()] * 5 + [free_port() for _ in range(20)])
+    ports = PortAllocator(probe=lambda: next(numbers))
+    given = [ports.take() for _ in range(5)]
+    assert len(set(given)) == 5
+    real = PortAllocator()
+    many = [real.take() for _ in range(300)]
+    assert len(set(many)) == 300
+
+
+def test_the_port_allocator_skips_a_port_someone_listens_on() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        taken = busy.getsockname()[1]
+        numbers = iter([taken, taken, free_port()])
+        ports = PortAllocator(probe=lambda: next(numbers))
+        assert not ports.available(taken)
+        assert ports.take() != taken
+
+
+# binds the port after --port and listens; "address in use" when another process has it
+LISTENER = ("import socket, sys, time\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.bind(('127.0.0.1', int(sys.argv[sys.argv.index('--port') + 1]))); s.listen()\n"
+            "time.sleep(60)\n")
+
+
+def test_a_child_whose_port_was_taken_restarts_on_another_port(tmp_path: Path) -> None:
+    clock = Clock()
+    supervisor = Supervisor(policy=RestartPolicy(base_delay=1), clock=clock)
+    with socket.create_server(("127.0.0.1", 0)) as busy:  # someone else got its port
+        taken = busy.getsockname()[1]
+        child = Child("miner-lazy", ["-c", LISTENER, "--port", str(taken)],
+                      tmp_path / "miner.log", f"http://127.0.0.1:{taken}/healthz",
+                      program=[sys.executable], port=taken)
+        supervisor.children.append(child)
+        child.start()
+        try:
+            assert child.process is not None
+            assert child.process.wait(30) != 0
+            assert "Address already in use" in child.tail()
+            assert [e.kind for e in supervisor.restart_crashed()] == ["crashed"]
+            clock.now += 1
+            events = supervisor.restart_crashed()
+            assert [e.kind for e in events] == ["restarted"]
+            assert child.port is not None and child.port != taken
+            assert f"on port {child.port} (port {taken} was in use)" in events[0].text
+            assert child.args[-1] == str(child.port)
+            assert child.health_url == f"http://127.0.0.1:{child.port}/healthz"
+            deadline = time.monotonic() + 30
+            while True:  # it listens on its new port
+                try:
+                    socket.create_connection(("127.0.0.1", child.port), timeout=1).close()
+                    break
+                except OSError:
+                    assert child.alive(), child.tail()
+                    assert time.monotonic() < deadline, child.tail()
+                    time.sleep(0.05)
+        finally:
+            child.stop()
+
+
+def test_a_child_dies_with_its_parent_even_a_killed_one(tmp_path: Path) -> None:
+    """A `Child` gets SIGTERM from the kernel when the process that started it dies, so a
+    SIGKILLed `subnetlab up` (or pytest) leaves no neuron running."""
+    script = ("import sys, time\n"
+              "from pathlib import Path\n"
+              "from subnetlab.local.processes import Child\n"
+              "child = Child('sleeper', ['-c', 'import time; time.sleep(120)'], "
+              f"Path({str(tmp_path / 'sleeper.log')!r}), program=[sys.executable])\n"
+              "child.start()\n"
+              "print(child.process.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"child {pid} outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait(10)
+
+
+def test_the_runs_embedded_redis_dies_with_a_killed_up(tmp_path: Path) -> None:
+    """`up` starts its run's Redis tied to itself: a SIGKILLed `up` leaves none behind."""
+    data = tmp_path / "data"
+    script = ("import time\n"
+              "from pathlib import Path\n"
+              "from subnetlab.ledger.redis_server import EmbeddedRedis\n"
+              "from subnetlab.local.processes import die_with_parent\n"
+              f"EmbeddedRedis(Path({str(data)!r})).ensure_running("
+              "preexec_fn=die_with_parent())\n"
+              "print('up', flush=True)\n"
+              "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "up"
+        pid = int((data / "redis.pid").read_text())
+        assert _alive(pid)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"redis-server {pid} outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is dead)."""
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+
+
 # ---- progress lines and the view ---------------------------------------------------------
 
 
@@ -371,3 +505,11 @@ def test_folders_that_cannot_be_written_are_found_before_the_run(tmp_path: Path)
     assert folder_problem(tmp_path / "new" / "dir") is None
     assert folder_problem(tmp_path) is None
     assert not (tmp_path / "new").exists()  # probing creates nothing
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_access_calls_writable_but_is_not_is_found(tmp_path: Path) -> None:
+    # root passes every access() check, yet nothing can be created under /proc
+    problem = folder_problem(Path("/proc/nope"))
+    assert problem is not None and problem.startswith("cannot be created"), problem
+    assert not Path("/proc/nope").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,9 +16,12 @@ from subnetlab.bench.epoch_bench import run_epoch_bench
 from subnetlab.cli.errors import fail
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.progress import Progress
     from rich.table import Table
 
+    from subnetlab.bench.k8s_bench import KubeBenchResult
     from subnetlab.bench.organic_bench import OrganicResult
     from subnetlab.bench.organic_run import RunInfo
     from subnetlab.bench.protocol_bench import CpuBreakdown
@@ -297,4 +302,152 @@ def organic_table(result: OrganicResult) -> Table:
                       f"{phase.locust.p90_ms:.0f}", f"{phase.locust.p99_ms:.0f}",
                       "-" if mean is None else f"{mean:.2f}",
                       "-" if p50 is None else f"{p50:.2f}")
+    return table
+
+
+@bench_app.command("kubernetes")
+def bench_kubernetes(
+    ledger: Annotated[
+        str | None,
+        typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
+                     help="The cluster's ledger, reachable from here (cluster.sh prints it)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Applies of the default example (0: skip).")
+    ] = 3,
+    neurons: Annotated[
+        int, typer.Option("--neurons", help="Neurons applied at once (0: skip).")
+    ] = 100,
+    cpu: Annotated[
+        str, typer.Option("--cpu", help="Each of the N Neurons' CPU request (spec.resources).")
+    ] = "10m",
+    memory: Annotated[
+        str, typer.Option("--memory", help="Each of the N Neurons' memory request.")
+    ] = "96Mi",
+    default_resources: Annotated[
+        bool, typer.Option("--default-resources",
+                           help="Leave the N Neurons' spec.resources out: the operator's "
+                                "defaults (100m, 128Mi each), as a cluster whose CRD "
+                                "predates spec.resources needs.")
+    ] = False,
+    example: Annotated[
+        Path | None, typer.Option("--example", help="Default: manifests/examples/default.yaml "
+                                                    "of the checkout.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds each measurement may take.")
+    ] = 900.0,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between status reads.")] = 0.5,
+    kubeconfig: Annotated[
+        str | None, typer.Option("--kubeconfig", envvar="KUBECONFIG",
+                                 help="The cluster (default: kubectl's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time the operator on a cluster: the default example to Ready and to its first epoch,
+    and N Neurons to Ready; each in a fresh bench-k8s-* namespace, deleted afterwards."""
+    from subnetlab.bench.k8s_bench import (
+        KubeBenchError,
+        KubeBenchResult,
+        Kubectl,
+        check_room,
+        crd_has_resources,
+        node_summary,
+        time_default_example,
+        time_many_neurons,
+    )
+    from subnetlab.specs import CPU_QUANTITY_PATTERN, QUANTITY_PATTERN
+
+    if not 0 <= repeats <= 50:
+        fail(f"--repeats {repeats}: must be in [0, 50]")
+    if neurons != 0 and not 2 <= neurons <= 1000:
+        fail(f"--neurons {neurons}: must be 0 (skip) or in [2, 1000]")
+    if not 10 <= timeout <= 7200:
+        fail(f"--timeout {timeout}: must be in [10, 7200] seconds")
+    if not 0.1 <= poll <= 30:
+        fail(f"--poll {poll}: must be in [0.1, 30] seconds")
+    if not re.match(CPU_QUANTITY_PATTERN, cpu):
+        fail(f"--cpu {cpu!r}: not a CPU quantity (e.g. 10m, 0.5, 1)")
+    if not re.match(QUANTITY_PATTERN, memory):
+        fail(f"--memory {memory!r}: not a memory quantity (e.g. 96Mi, 1Gi)")
+    if repeats and not ledger:
+        fail("--ledger (or SUBNETLAB_LEDGER): the cluster's ledger URL, for the epochs")
+    path = example or Path(__file__).resolve().parents[3] / "manifests" / "examples" / \
+        "default.yaml"
+    if repeats and not path.is_file():
+        fail(f"--example {path}: no such file")
+    kubectl = Kubectl(kubeconfig)
+    console = Console(stderr=True)
+    result = KubeBenchResult()
+    # a TERM (or an INT of a background job, which starts ignored) still deletes the
+    # namespace in hand: the measurement's `finally` runs on SystemExit
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
+    try:
+        result.node = node_summary(kubectl)
+        if neurons and not default_resources and not crd_has_resources(kubectl):
+            fail("the cluster's Neuron CRD has no spec.resources (an older subnetlab): "
+                 "install this version's CRDs and operator, or pass --default-resources "
+                 "(and as many --neurons as fit at 100m CPU each)")
+        if neurons:  # before the default example's minutes, not after them
+            check_room(kubectl, neurons, None if default_resources else cpu,
+                       None if default_resources else memory)
+        with console.status("starting") as status:
+            for run in range(repeats):
+                result.default_runs.append(time_default_example(
+                    kubectl, str(ledger), path, timeout, poll,
+                    _prefixed(status.update, f"default example {run + 1}/{repeats}: ")))
+            if neurons:
+                result.many = time_many_neurons(
+                    kubectl, neurons, None if default_resources else cpu,
+                    None if default_resources else memory, timeout, max(poll, 1.0),
+                    lambda what: status.update(f"{neurons} Neurons: {what}"))
+    except KubeBenchError as exc:
+        if result.default_runs:  # what was measured before the failure is still printed
+            _print_kubernetes(result, as_json)
+        fail(str(exc))
+    _print_kubernetes(result, as_json)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _print_kubernetes(result: KubeBenchResult, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+    else:  # a pipe or a log file has no width: give the seven columns room
+        (Console() if sys.stdout.isatty() else Console(width=120)).print(
+            kubernetes_table(result))
+
+
+def _prefixed(report: Callable[[str], object], prefix: str) -> Callable[[str], None]:
+    """`report` with `prefix` before each message."""
+    def prefixed(what: str) -> None:
+        report(prefix + what)
+
+    return prefixed
+
+
+def kubernetes_table(result: KubeBenchResult) -> Table:
+    """One row per run, and the medians of the default example's."""
+    from rich.table import Table
+
+    table = Table(title=f"operator on {result.node.get('allocatable', '?')}",
+                  title_justify="left")
+    for column in ("run", "neurons", "first Ready s", "half Ready s", "all Ready s",
+                   "first epoch s", "delete s"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for i, run in enumerate(result.default_runs, 1):
+        table.add_row(f"default example #{i}", str(run.neurons), "-", "-", f"{run.ready_s:.1f}",
+                      f"{run.first_epoch_s:.1f}", f"{run.delete_s:.1f}")
+    if result.default_runs:
+        table.add_row("default example, median", "", "", "", f"{result.ready_median_s:.1f}",
+                      f"{result.epoch_median_s:.1f}", "", style="bold")
+    if result.many is not None:
+        m = result.many
+        requests = ", ".join(v for v in (m.cpu_request, m.memory_request) if v)
+        requests = f"{requests} each" if requests else "the operator's default requests"
+        table.add_row(f"many ({requests})", str(m.neurons), f"{m.first_ready_s:.1f}",
+                      f"{m.half_ready_s:.1f}", f"{m.all_ready_s:.1f}", "-", f"{m.delete_s:.1f}")
     return table

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +21,10 @@ from subnetlab.cli.errors import OneLineCommand, fail
 from subnetlab.cli.neuron_cmds import LogLevel
 
 if TYPE_CHECKING:
+    from subnetlab.chain.model import Genesis
+    from subnetlab.ledger.redis_server import EmbeddedRedis
     from subnetlab.ledger.store import BlockStore
+    from subnetlab.ledger.verify import VerifyResult
 
 ledger_app = typer.Typer(help="Run and audit the chain-ledger.", no_args_is_help=True)
 
@@ -41,17 +48,30 @@ FAST_BLOCK_TIME = 0.25
 
 def resolve_redis(redis_url: str | None, data_dir: Path | None) -> str:
     """The given URL, or an embedded Redis started (or reused) under the data dir."""
+    return owned_redis(redis_url, data_dir)[0]
+
+
+def owned_redis(redis_url: str | None, data_dir: Path | None) -> tuple[str, EmbeddedRedis | None]:
+    """`resolve_redis`, and the embedded Redis when this call started it (so the caller
+    stops it when done); None when it was given a URL or reused a running one."""
     if redis_url:
-        return redis_url
+        return redis_url, None
     from subnetlab.ledger.redis_server import EmbeddedRedis, EmbeddedRedisError, default_data_dir
 
-    embedded = EmbeddedRedis(data_dir or default_data_dir())
+    folder = data_dir or default_data_dir()
+    flag = f"--data-dir {folder}" if data_dir else f"data dir {folder}"
+    if folder.exists() and not folder.is_dir():
+        fail(f"{flag}: exists and is not a directory")
+    embedded = EmbeddedRedis(folder)
+    started = not embedded.is_running()
     try:
         url = embedded.ensure_running()
     except EmbeddedRedisError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{flag}: {exc.strerror or exc}")
     logging.getLogger("subnetlab.ledger").info("using embedded redis at %s", embedded.socket)
-    return url
+    return url, embedded if started else None
 
 
 def warn_unless_durable(store: BlockStore, url: str, require: bool) -> None:
@@ -134,12 +154,12 @@ def serve(
                      "NetworkPolicy that admits scrapers there but not to the API)."),
     ] = None,
 ) -> None:
-    """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis."""
-    import uvicorn
+    """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis.
 
-    from subnetlab.ledger.app import create_app, metrics_port_only
+    A busy --port (or --metrics-port) is one `error:` line and exit code 2, before
+    anything starts. Ctrl-C and SIGTERM stop it, and the embedded Redis it started.
+    """
     from subnetlab.ledger.genesis import GenesisError, dev_genesis, load_genesis
-    from subnetlab.ledger.node import LedgerNode
     from subnetlab.telemetry.logs import configure_logging
 
     if fast and block_time is not None:
@@ -152,7 +172,57 @@ def serve(
         genesis = load_genesis(genesis_file) if genesis_file else dev_genesis()
     except GenesisError as exc:
         fail(str(exc))
-    url = resolve_redis(redis_url, data_dir)
+    # Ctrl-C and SIGTERM end the process only after the `finally` below (uvicorn handles
+    # them while it serves, then raises them again: that lands here too)
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sockets: list[socket.socket] = []
+    started: EmbeddedRedis | None = None
+    stopped_by: int | None = None
+    try:
+        # the ports first: a busy one is one line, before any Redis is started
+        sockets.append(_listen(host, port))
+        if metrics_port is not None:  # one server, two listening sockets
+            sockets.append(_listen(host, metrics_port, "--metrics-port"))
+        url, started = owned_redis(redis_url, data_dir)
+        _serve(url, redis_url, genesis, sockets, host, port, metrics_port, block_time, fast,
+               snapshot_every, require_durable, log)
+    except _Stopped as stop:
+        stopped_by = stop.signum
+    finally:
+        for sock in sockets:
+            sock.close()
+        if started is not None:  # the embedded Redis this command started goes with it
+            with contextlib.suppress(Exception):
+                started.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped_by is not None:
+        log.info("ledger stopped (%s)", signal.Signals(stopped_by).name)
+        # end as the signal would have ended it (exit status 128 + signal in a shell)
+        signal.signal(stopped_by, signal.SIG_DFL)
+        signal.raise_signal(stopped_by)
+
+
+class _Stopped(Exception):  # noqa: N818 (not an error: Ctrl-C or SIGTERM)
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _serve(url: str, redis_url: str | None, genesis: Genesis, sockets: list[socket.socket],
+           host: str, port: int, metrics_port: int | None, block_time: float | None,
+           fast: bool, snapshot_every: int, require_durable: bool,
+           log: logging.Logger) -> None:
+    """The ledger on `sockets` (already listening) until it is stopped."""
+    import uvicorn
+
+    from subnetlab.ledger.app import create_app, metrics_port_only
+    from subnetlab.ledger.node import LedgerNode
+
     store = open_store(url, genesis.chain_id)
     with redis_errors(url):
         if redis_url:
@@ -166,29 +236,30 @@ def serve(
         server.should_exit = True
 
     app = create_app(node, on_stop=shut_down)
-    sockets = None
-    if metrics_port is not None:  # one server, two listening sockets
-        sockets = [_listen(host, port), _listen(host, metrics_port)]
+    if metrics_port is not None:
         log.info("metrics only on http://%s:%d/metrics", host, metrics_port)
     server = uvicorn.Server(uvicorn.Config(
         metrics_port_only(app, metrics_port) if metrics_port else app, host=host, port=port,
         log_level="warning", access_log=False, timeout_graceful_shutdown=5,
     ))
     server.run(sockets=sockets)
-    if not server.started:  # uvicorn logged why (e.g. the port is taken)
-        fail(f"could not listen on http://{host}:{port}")
+    if not server.started:  # uvicorn logged why
+        fail(f"could not serve on http://{host}:{port}")
     if node.failure is not None:
         fail(f"block production stopped: {node.failure}; restart the ledger to replay the "
              "stored chain")
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, flag: str = "--port") -> socket.socket:
     """A listening TCP socket on host:port (IPv6 when the host is an IPv6 address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        fail(f"could not listen on http://{host}:{port}: {exc.strerror or exc}")
+        hint = (f"; another process listens there: give another {flag}"
+                if exc.errno == errno.EADDRINUSE else "")
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        fail(f"could not listen on http://{host}:{port}: {why}{hint}")
 
 
 @ledger_app.command("verify", cls=OneLineCommand)
@@ -198,20 +269,29 @@ def verify(
     chain_id: ChainId = "subnetlab-dev",
 ) -> None:
     """Replay the whole block log from genesis: state roots, receipts and block hashes."""
-    from subnetlab.ledger.verify import verify_chain
-
-    url = resolve_redis(redis_url, data_dir)
-    store = open_store(url, chain_id)
+    url, started = owned_redis(redis_url, data_dir)
+    try:
+        result = _verify(url, chain_id)
+    finally:
+        if started is not None:  # an embedded Redis this audit started goes with it
+            with contextlib.suppress(Exception):
+                started.stop()
     console = Console()
-    with redis_errors(url), Progress(
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
-        console=Console(stderr=True), transient=True,
-    ) as bar:
-        task = bar.add_task("blocks", total=store.height())
-        result = verify_chain(store, lambda done, total: bar.update(task, completed=done))
     if result.ok:
         console.print(f"height {result.height} OK")
     else:
         console.print(f"height {result.height} FAILED at block {result.first_bad_block}: "
                       f"{result.reason}")
         raise typer.Exit(1)
+
+
+def _verify(url: str, chain_id: str) -> VerifyResult:
+    from subnetlab.ledger.verify import verify_chain
+
+    store = open_store(url, chain_id)
+    with redis_errors(url), Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("blocks", total=store.height())
+        return verify_chain(store, lambda done, total: bar.update(task, completed=done))

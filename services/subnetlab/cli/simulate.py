@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +39,8 @@ def simulate_yuma(
     ] = None,
 ) -> None:
     """Run a Yuma case and print one JSON object per epoch (or a table, or a plot)."""
+    if plot is not None and (problem := plot_problem(plot)):
+        fail(f"--plot {plot}: {problem}")
     try:
         if case_file is None:
             case = parse_case(json.loads(bundled_case_text()), source=f"bundled {BUNDLED_CASE}")
@@ -52,14 +55,35 @@ def simulate_yuma(
         try:
             plot_case(case.name, records, plot)
         except OSError as exc:
-            fail(f"--plot {plot}: cannot write ({exc.strerror})")
+            fail(f"--plot {plot}: cannot write ({exc.strerror or exc})")
     if table:
         print_table(case.name, records)
     elif plot is None:
         for record in records:
             typer.echo(json.dumps(record))
     else:
-        Console(stderr=True).print(f"plot written to {plot}")
+        Console(stderr=True).print(f"plot written to {plot}", soft_wrap=True, highlight=False)
+
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def plot_problem(path: Path) -> str | None:
+    """Why the plot cannot be written to `path` (checked before the case runs); None: it
+    can. The file's suffix picks the format, and the file is written under exactly that
+    name (matplotlib would add ``.png`` to a name without a suffix)."""
+    if path.is_dir():
+        return "is a directory; give a file name ending in " + ", ".join(PLOT_FORMATS)
+    if path.suffix.lower() not in PLOT_FORMATS:
+        return (f"unsupported plot format {path.suffix or '(no suffix)'!r}; give a file "
+                "name ending in " + ", ".join(PLOT_FORMATS))
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        return "is not writable"
+    return None
 
 
 def print_table(name: str, records: list[dict[str, Any]]) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib import resources
@@ -124,7 +125,9 @@ def folder_problem(path: Path) -> str | None:
     if path.exists():
         if not path.is_dir():
             return "exists and is not a directory"
-        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return "is not writable"
+        return _probe(path, [])
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -132,7 +135,35 @@ def folder_problem(path: Path) -> str | None:
         return f"cannot be created: {parent} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be created: {parent} is not writable"
+    missing = [path, *[p for p in path.parents if not p.exists()]]
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+    except OSError as exc:
+        _remove(missing)
+        return f"cannot be created ({exc.strerror or exc})"
+    return _probe(path, missing)
+
+
+def _probe(folder: Path, created: list[Path]) -> str | None:
+    """Write and remove a file in `folder` (access() says yes to root even where nothing
+    can be written, e.g. under /proc), then remove the folders this check `created`:
+    probing leaves nothing behind."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".subnetlab-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    finally:
+        _remove(created)
     return None
+
+
+def _remove(created: list[Path]) -> None:
+    for folder in created:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def check_redis(url: str) -> None:

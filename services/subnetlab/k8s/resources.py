@@ -13,6 +13,12 @@ Pods by role:
 - a validator: the validator loop with its organic gateway (one process, one port), its
   customer API keys from its own copy of the gateway-keys Secret (`subnetlab.k8s.gateway`).
 
+Resources: the `miner` or `validator` container has the Neuron's `spec.resources` (default
+requests 100m CPU and 128Mi, a 1Gi memory limit). A `vllm` miner's `vllm` container does
+not: it requests and is limited to its backend's `memory` and `gpus` (equal requests and
+limits: an engine that holds a GPU and a model must not be the first evicted), so
+`spec.resources` there sizes only the miner sidecar.
+
 Security: every container runs as uid/gid 10001 (`NON_ROOT`, the image's user), without
 privilege escalation or capabilities, under the `RuntimeDefault` seccomp profile: what
 the `restricted` Pod Security Standard asks, the vLLM container included (a GPU reaches
@@ -175,8 +181,7 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
         "ports": [{"name": w.port_name, "containerPort": w.port, "protocol": "TCP"}],
         "readinessProbe": _http_probe(w.port_name, "/healthz", 5, 3),
         "livenessProbe": _http_probe(w.port_name, "/healthz", 20, 6),
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                      "limits": {"memory": "1Gi"}},
+        "resources": w.spec.resources.as_kubernetes(),
         "securityContext": _container_security(read_only_root=True),
         "volumeMounts": [{"name": "home", "mountPath": HOME},
                          {"name": "hotkey", "mountPath": KEY_DIR, "readOnly": True},

@@ -34,6 +34,8 @@ from subnetlab.ledger.node import (
 )
 from subnetlab.ledger.verifier import SignatureWorker
 from subnetlab.ledger.views import NeuronQueryError, weight_rows
+from subnetlab.protocol.bodies import MAX_JSON_DEPTH, BodyError, check_depth
+from subnetlab.protocol.bodies import read_capped as read_body
 
 WAIT_TIMEOUT_S = 30.0
 EXTRINSIC_SCHEMA = Extrinsic.model_json_schema()
@@ -179,7 +181,7 @@ def create_app(
     ) -> JSONResponse:
         """Submit one signed extrinsic (the body is `Extrinsic` JSON)."""
         try:
-            body = await read_capped(request, MAX_EXTRINSIC_BYTES)
+            body = checked_depth(await read_capped(request, MAX_EXTRINSIC_BYTES))
             _, digest = await node.admit_in_turn(body)
             if wait == "inclusion":
                 receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
@@ -369,25 +371,23 @@ def create_app(
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refused (413 `too_large`, field `body`) past `limit` bytes.
+    """The request body, refused (413 `too_large`, field `body`) past `limit` bytes: the
+    shared cap of `protocol/bodies.py` (Content-Length before reading, chunked bodies while
+    they stream in), its refusal as the ledger's `Refused`."""
+    try:
+        return await read_body(request, limit)
+    except BodyError as exc:
+        raise Refused(exc.status, exc.code, exc.message, exc.field) from None
 
-    A declared Content-Length over the limit is refused before a byte is read; a body
-    without one (chunked) is read in chunks and refused as soon as it passes the limit,
-    so an oversized upload never sits in memory whole.
-    """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise Refused(413, "too_large", f"body is {int(declared)} bytes; at most {limit}",
-                      "body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, "too_large", f"body is over {limit} bytes; at most {limit}",
-                          "body")
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+def checked_depth(body: bytes) -> bytes:
+    """`body`, refused (400 `too_deep`, field `body`) when its JSON nests deeper than
+    `MAX_JSON_DEPTH` levels (the shared check of `protocol/bodies.py`)."""
+    try:
+        check_depth(body, MAX_JSON_DEPTH)
+    except BodyError as exc:
+        raise Refused(exc.status, exc.code, exc.message, exc.field) from None
+    return body
 
 
 def _sse(header: dict[str, Any]) -> bytes:

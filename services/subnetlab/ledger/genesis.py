@@ -39,6 +39,12 @@ def load_genesis(path: Path) -> Genesis:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise GenesisError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise GenesisError(f"{path}: is a directory, not a genesis file") from None
+    except OSError as exc:
+        raise GenesisError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise GenesisError(f"{path}: not a text file (not UTF-8), not a genesis file") from None
     except json.JSONDecodeError as exc:
         raise GenesisError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     try:

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,13 @@ class EmbeddedRedis:
         finally:
             client.close()
 
-    def ensure_running(self, timeout: float = 10.0) -> str:
-        """Start the server unless it already runs; return its URL."""
+    def ensure_running(self, timeout: float = 10.0,
+                       preexec_fn: Callable[[], None] | None = None) -> str:
+        """Start the server unless it already runs; return its URL.
+
+        `preexec_fn` runs in the server's process before it starts: `subnetlab up` ties a
+        run's own Redis to its life with it (`local.processes.die_with_parent`); the
+        ledger's is left detached (see the module docstring)."""
         if self.is_running():
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +102,7 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

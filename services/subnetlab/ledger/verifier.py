@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import struct
 import sys
 import time
@@ -184,4 +185,7 @@ class SignatureWorker:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole foreground process group: the ledger stops, closes our
+    # stdin and we end then (no KeyboardInterrupt traceback of our own)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -3,10 +3,13 @@ backoff when they crash (and given up on when they keep crashing), stopped witho
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +21,78 @@ import httpx
 
 class NeuronProcessError(RuntimeError):
     """A child process exited or never became healthy; the message quotes its log."""
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get `sig` when this process dies, however it
+    dies (SIGKILL included), so no child outlives its parent: Linux's PR_SET_PDEATHSIG
+    through libc's prctl. None elsewhere (the parent's own stop is all there is).
+
+    The signal comes when the *thread* that started the child ends: start children from
+    a thread that lives as long as they should (the main thread, here)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal will come
+            os._exit(1)
+
+    return preexec
+
+
+class PortAllocator:
+    """Loopback ports for the children of one run, each handed out once.
+
+    A port probed free (bound to port 0 and closed again) is not reserved: the kernel
+    may hand the same number out again before the child binds it, and two children then
+    share one port (seen: 1 run in 7). This allocator remembers every port it gave and
+    never gives one twice; a port it finds taken (by anyone) is skipped.
+    """
+
+    def __init__(self, probe: Callable[[], int] | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._probe = probe or self._free
+        self._given: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _free(self) -> int:
+        with socket.socket() as s:
+            s.bind((self.host, 0))
+            return int(s.getsockname()[1])
+
+    def available(self, port: int) -> bool:
+        """Nobody listens on `port` right now (as a server binding it would see it)."""
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind((self.host, port))
+            except OSError:
+                return False
+            return True
+
+    def take(self, attempts: int = 1000) -> int:
+        """A port nobody listens on and this allocator never gave before."""
+        with self._lock:
+            for _ in range(attempts):
+                port = self._probe()
+                if port not in self._given and self.available(port):
+                    self._given.add(port)
+                    return port
+        raise RuntimeError(f"no free loopback port in {attempts} attempts")
+
+
+def _address_in_use(text: str) -> bool:
+    return "address already in use" in text.lower() or "errno 98" in text.lower()
 
 
 @dataclass
@@ -36,15 +111,40 @@ class Child:
     crashes: list[float] = field(default_factory=list)  # when it was seen dead (monotonic)
     restart_at: float | None = None  # a restart is due then (backing off)
     given_up: bool = False  # crashed too often: left stopped
+    port: int | None = None  # the port it listens on (the value of its `--port` flag)
+    log_offset: int = 0  # the log's size when it was last started
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.log_offset = log.tell()
             self.process = subprocess.Popen(
                 [*self.program, *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
                 start_new_session=True,  # its own process group: we can stop all it started
+                preexec_fn=die_with_parent(),  # and it dies with us, even on SIGKILL
             )
+
+    def last_log(self) -> str:
+        """What the child wrote to its log since its latest start."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def move_to(self, port: int) -> None:
+        """Listen on `port` from the next start: its `--port` flag and health URL."""
+        old, self.port = self.port, port
+        if "--port" in self.args:
+            self.args[self.args.index("--port") + 1] = str(port)
+        if self.health_url is not None and old is not None:
+            self.health_url = self.health_url.replace(f":{old}/", f":{port}/", 1)
+
+    def url(self) -> str | None:
+        """http://127.0.0.1:PORT, where it listens now."""
+        return None if self.port is None else f"http://127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -135,6 +235,7 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     clock: Callable[[], float] = time.monotonic
+    ports: PortAllocator = field(default_factory=PortAllocator)
 
     def start(self, child: Child, timeout: float = 30.0) -> Child:
         self.children.append(child)
@@ -176,9 +277,16 @@ class Supervisor:
             if child.restart_at is not None and now >= child.restart_at:
                 child.restart_at = None
                 child.restarts += 1
+                moved = ""
+                if child.port is not None and (_address_in_use(child.last_log())
+                                               or not self.ports.available(child.port)):
+                    # its port is someone else's now: the same port would fail forever
+                    old = child.port
+                    child.move_to(self.ports.take())
+                    moved = f" on port {child.port} (port {old} was in use)"
                 child.start()
                 events.append(ChildEvent(child, "restarted", (
-                    f"{child.name} crashed; restarted (#{child.restarts})")))
+                    f"{child.name} crashed; restarted (#{child.restarts}){moved}")))
         return events
 
     def stop_all(self) -> None:

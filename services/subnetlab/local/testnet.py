@@ -25,14 +25,13 @@ from typing import Any
 
 import httpx
 
-from subnetlab.bench.processes import free_port
 from subnetlab.chain.model import TOKEN, FaucetConfig, Genesis
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.genesis import DEV_ACCOUNTS, DEV_BALANCE
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.preflight import Prepared, dev_key_name, preflight
-from subnetlab.local.processes import Child, ChildEvent, Supervisor
+from subnetlab.local.processes import Child, ChildEvent, Supervisor, die_with_parent
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
 from subnetlab.neuron.command import key_args, role_args, sybil_count
 from subnetlab.specs import LOCAL_SIM_ENGINE, Network, Neuron, Subnet
@@ -130,9 +129,11 @@ class Testnet:
         genesis_file = self.run_dir / "genesis.json"
         genesis_file.write_text(self.genesis().model_dump_json(indent=2))
         (self.run_dir / "api-keys").write_text(API_KEY + "\n")
-        redis_url = self.redis_url or EmbeddedRedis(self.run_dir / "data").ensure_running()
+        # the run's own Redis (a fresh chain per run) goes with `up`, however `up` ends
+        redis_url = self.redis_url or EmbeddedRedis(self.run_dir / "data").ensure_running(
+            preexec_fn=die_with_parent())
         self.redis_url = redis_url
-        port = free_port()
+        port = self.supervisor.ports.take()
         self.ledger_url = f"http://127.0.0.1:{port}"
         say(f"starting the ledger on {self.ledger_url}")
         self.supervisor.start(Child(
@@ -185,7 +186,7 @@ class Testnet:
                      == LOCAL_SIM_ENGINE for n in self.network.neurons)
         if not wanted:
             return None
-        port = free_port()
+        port = self.supervisor.ports.take()
         say("starting the shared simulated engine (for passthrough miners)")
         self.supervisor.start(Child("engine", ["engine", "serve", "--port", str(port)],
                                     logs / "engine.log", f"http://127.0.0.1:{port}/healthz"))
@@ -199,7 +200,7 @@ class Testnet:
                 continue
             if (key := server_key(backend)) not in self.vllm_urls:
                 say(f"starting vLLM for {backend.model}")
-                server = VllmServer(local_config(backend, free_port()),
+                server = VllmServer(local_config(backend, self.supervisor.ports.take()),
                                     logs / f"vllm-{len(self.vllm_urls)}.log")
                 self.supervisor.children.append(server.child)
                 progress = update or (lambda _text: None)
@@ -210,7 +211,7 @@ class Testnet:
         `neuron/command.py`) plus what only this runner knows: ports, keys, local URLs."""
         spec = neuron.spec.spec
         name = neuron.spec.metadata.name
-        port = free_port()
+        port = self.supervisor.ports.take()  # never one another child was given
         subnet = next(s for s in self.network.subnets if s.metadata.name == spec.subnet)
         backend_url: str | None = None
         if spec.miner is not None and spec.miner.backend.type != "sim":
@@ -229,7 +230,8 @@ class Testnet:
             args += ["--redis-url", str(self.redis_url),
                      "--api-keys-file", str(self.run_dir / "api-keys")]
             neuron.gateway_url = f"http://127.0.0.1:{port}"
-        return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz")
+        return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
+                     port=port)
 
     # --- while running -------------------------------------------------------------------
 
@@ -247,6 +249,8 @@ class Testnet:
         events = self.supervisor.restart_crashed()
         for event in events:
             self.note(event.text)
+        if self._follow_moved_gateways():
+            self.write_run_info()
         try:
             self._read_ledger()
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
@@ -259,6 +263,18 @@ class Testnet:
             self.note("ledger answering again")
             self.ledger_problem = None
         return events
+
+    def _follow_moved_gateways(self) -> bool:
+        """A validator restarted on another port (its own was taken) serves its gateway
+        there: point the organic traffic and run.json at it. True when one moved."""
+        moved = False
+        for run in self.subnets:
+            for neuron in run.neurons:
+                if neuron.gateway_url and neuron.child and neuron.child.url() and \
+                        neuron.child.url() != neuron.gateway_url:
+                    neuron.gateway_url = neuron.child.url()
+                    moved = True
+        return moved
 
     def _read_ledger(self) -> None:
         for run in self.subnets:
@@ -283,10 +299,12 @@ class Testnet:
             return
         rng = random.Random(7)
         client = httpx.Client(timeout=30)
-        gateways = [(run.netuid, n.gateway_url) for run in self.subnets for n in run.neurons
+        def gateways() -> list[tuple[int, str]]:  # read each time: a gateway may move
+            return [(run.netuid, n.gateway_url) for run in self.subnets for n in run.neurons
                     if n.gateway_url]
-        while gateways and not self.stop_event.wait(1.0 / self.organic_rate):
-            netuid, url = rng.choice(gateways)
+
+        while gateways() and not self.stop_event.wait(1.0 / self.organic_rate):
+            netuid, url = rng.choice(gateways())
             task = generate(rng.choice(KINDS), rng.randrange(2**31))
             started = time.perf_counter()
             try:

@@ -31,7 +31,6 @@ the miner reported.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -51,6 +50,14 @@ from subnetlab.miner.backends import (
     count_tokens,
 )
 from subnetlab.miner.metrics import MinerMetrics
+from subnetlab.protocol.bodies import (
+    MAX_PROMPT_BODY_BYTES,
+    BodyError,
+    chat_openapi,
+    decode_json,
+    read_capped,
+)
+from subnetlab.protocol.epistula import HEADER_NAMES
 from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
 from subnetlab.protocol.sse import DONE, ChunkWriter, error_event, wants_usage
@@ -94,6 +101,8 @@ class Miner:
     copy_from: OpenAIBackend | None = None
     metrics: MinerMetrics | None = None
     sybil_hotkeys: tuple[str, ...] = ()
+    max_body_bytes: int = MAX_PROMPT_BODY_BYTES
+    """The body cap of `/v1/chat/completions` (413 `too_large` past it)."""
 
     def __post_init__(self) -> None:
         if self.behaviour not in MINER_BEHAVIOURS:
@@ -112,6 +121,8 @@ class Miner:
             raise ValueError("a sybil's hotkeys must all differ from each other")
         if self.guard.recipients != frozenset(self.hotkeys):
             raise ValueError("the guard must accept exactly the miner's hotkeys as recipients")
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
         if self.metrics is None:
             self.metrics = MinerMetrics()
 
@@ -178,20 +189,30 @@ def create_miner_app(miner: Miner) -> FastAPI:
         metrics.queue_depth.set(miner.gate.queue_depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions",
+              openapi_extra=chat_openapi(list(HEADER_NAMES), miner.max_body_bytes),
+              responses={400: {}, 401: {}, 403: {}, 413: {}, 429: {}, 502: {}, 503: {}})
     async def chat(request: Request) -> Response:
-        raw = await request.body()
         try:
+            # headers, then the declared size, before a byte of the body is read
+            miner.guard.check_headers(request.headers)
+            raw = await read_capped(request, miner.max_body_bytes)
             admission = miner.guard.check(request.headers, raw)
         except Refusal as refusal:
             metrics.requests.labels(caller=caller_label(refusal),
                                     outcome=refusal.code.value).inc()
             return JSONResponse(status_code=refusal.status, content=refusal.as_json())
+        except BodyError as too_large:
+            metrics.requests.labels(caller=UNKNOWN_CALLER, outcome=too_large.code).inc()
+            return JSONResponse(status_code=too_large.status, content=too_large.as_json())
         caller = admission.hotkey
         try:
-            body = json.loads(raw)
+            body = decode_json(raw)
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 raise ValueError("body must be an object with a 'messages' list")
+        except BodyError as too_deep:
+            metrics.requests.labels(caller=caller, outcome=too_deep.code).inc()
+            return JSONResponse(status_code=too_deep.status, content=too_deep.as_json())
         except ValueError as exc:
             metrics.requests.labels(caller=caller, outcome="bad_request").inc()
             return JSONResponse(status_code=400, content={"error": {

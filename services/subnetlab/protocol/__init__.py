@@ -11,11 +11,14 @@ Miner side (one guard and one gate per miner; refresh the view from the ledger's
     guard = RequestGuard(miner_key.ss58_address, StaticMetagraph.from_neurons(rows))
     gate = StakePriorityGate(concurrency=8, max_queue=64)
 
-    body = await request.body()                             # the raw bytes, parsed once
     try:
+        guard.check_headers(request.headers)                # unsigned: refused unread
+        body = await read_capped(request, MAX_PROMPT_BODY_BYTES)  # raises BodyError (413)
         admission = guard.check(request.headers, body)      # raises Refusal
         async with gate.slot(admission.stake):              # raises QueueFull
-            return await serve(json.loads(body), admission)
+            return await serve(decode_json(body), admission)  # BodyError (400 too_deep)
+    except BodyError as bad:                                # too_large, too_deep
+        return JSONResponse(bad.as_json(), status_code=bad.status)
     except QueueFull as full:
         refusal = busy_refusal(full)                        # 429 busy
     except Refusal as refused:

@@ -194,12 +194,17 @@ class RequestGuard:
 
     # ---- the checks -------------------------------------------------------------------
 
-    def check(self, headers: Mapping[str, str], body: bytes) -> Admission:
-        """Admit the request or raise :class:`Refusal`; ``body`` is the raw request body."""
+    def check_headers(self, headers: Mapping[str, str]) -> SignedRequest:
+        """Check 1 alone (400 ``malformed_headers``), before the body is read: a request
+        that is not even signed is refused without reading what it sends."""
         try:
-            request = parse_headers(headers, ss58_format=self._ss58_format)
+            return parse_headers(headers, ss58_format=self._ss58_format)
         except MalformedHeaders as exc:
             raise Refusal(400, RefusalCode.MALFORMED_HEADERS, str(exc)) from None
+
+    def check(self, headers: Mapping[str, str], body: bytes) -> Admission:
+        """Admit the request or raise :class:`Refusal`; ``body`` is the raw request body."""
+        request = self.check_headers(headers)
         if not verify_signature(request, body):
             raise Refusal(401, RefusalCode.BAD_SIGNATURE,
                           "the request signature does not verify for Epistula-Signed-By")

@@ -27,5 +27,7 @@ def plot_case(name: str, records: list[dict[str, Any]], path: Path) -> None:
         ax.legend(fontsize="small")
     fig.suptitle(name)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # the suffix names the format (`simulate yuma` accepts .png, .svg and .pdf), and the
+    # file is written under exactly this name
+    fig.savefig(path, dpi=110, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)

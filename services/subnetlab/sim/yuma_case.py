@@ -83,6 +83,12 @@ def load_case(path: Path) -> YumaCase:
         raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise CaseError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise CaseError(f"{path}: is a directory, not a case file") from exc
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"{path}: not a text file (not UTF-8), not a case file") from exc
     except json.JSONDecodeError as exc:
         raise CaseError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     return parse_case(raw, source=str(path))

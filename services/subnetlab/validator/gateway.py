@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import secrets
 import time
@@ -52,6 +51,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from subnetlab.miner.backends import Completion, prompt_text
+from subnetlab.protocol.bodies import (
+    MAX_PROMPT_BODY_BYTES,
+    BodyError,
+    chat_openapi,
+    decode_json,
+    read_capped,
+)
 from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
 from subnetlab.validator.health import one_line
 from subnetlab.validator.loop import MinerAnswer, Validator, ask, miners_of, sample
@@ -153,8 +159,12 @@ class GatewayConfig:
     spot_check_rate: float = 0.1
     spot_check_threshold: float = DEFAULT_THRESHOLD
     spot_check_others: int = 2
+    max_body_bytes: int = MAX_PROMPT_BODY_BYTES
+    """The body cap of `/v1/chat/completions` (413 `too_large` past it)."""
 
     def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
         if self.default_strategy not in STRATEGIES:
             raise ValueError(f"strategy {self.default_strategy!r} is not one of "
                              f"{', '.join(STRATEGIES)}")
@@ -209,7 +219,10 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions",
+              openapi_extra=chat_openapi(["Authorization", "X-Subnetlab-Strategy"],
+                                         config.max_body_bytes),
+              responses={400: {}, 401: {}, 413: {}, 503: {}})
     async def chat(request: Request) -> Response:
         if not authorised(request.headers.get("authorization", ""), digests):
             return _error(401, "unauthorized", "a valid API key is required "
@@ -219,9 +232,11 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
             return _error(400, "bad_strategy", f"strategy {strategy!r} is not one of "
                           f"{', '.join(STRATEGIES)}")
         try:
-            body = json.loads(await request.body())
+            body = decode_json(await read_capped(request, config.max_body_bytes))
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 raise ValueError("body must be an object with a 'messages' list")
+        except BodyError as refused:  # 413 too_large, 400 too_deep
+            return JSONResponse(status_code=refused.status, content=refused.as_json())
         except ValueError as exc:
             return _error(400, "bad_request", f"invalid chat request: {exc}")
         # The gateway grades whole answers, so it asks miners without streaming; a client
