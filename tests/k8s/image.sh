@@ -643,7 +643,9 @@ cmd_build() {
     esac
   done
   [ ${#wanted[@]} -gt 0 ] || wanted=("${NAMES[@]}")
-  if [[ " ${wanted[*]} " == *" vllm "* ]]; then vllm_inputs; fi
+  # vllm's stamp needs the vLLM environment, which subnetlab finds (or builds: minutes) in
+  # the cache of the user running this: root's, as every build.
+  if [[ " ${wanted[*]} " == *" vllm "* ]]; then need_root; vllm_inputs; fi
   wanted+=(${BINARIES[@]+"${BINARIES[@]}"})
   check_binaries
   mkdir -p "$CACHE"

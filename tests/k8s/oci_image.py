@@ -284,9 +284,13 @@ def _config_for(base: dict[str, Any], args: argparse.Namespace, diff_id: str) ->
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     runtime = config.setdefault("config", {})
     env = list(runtime.get("Env") or [])
-    for item in args.env:
+    for item in args.env:  # a variable the base sets keeps its place, with the new value
+        names = [e.split("=", 1)[0] for e in env]
         name = item.split("=", 1)[0]
-        env = [e for e in env if e.split("=", 1)[0] != name] + [item]
+        if name in names:
+            env[names.index(name)] = item
+        else:
+            env.append(item)
     runtime["Env"] = env
     if args.entrypoint is not None:
         runtime["Entrypoint"] = json.loads(args.entrypoint)
@@ -337,6 +341,19 @@ def _build(base: Base, args: argparse.Namespace) -> str:
 
     out_path = Path(args.out)
     tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        digest = _write(base, args, tmp, found, contents, adds, links)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out_path)
+    return digest
+
+
+def _write(base: Base, args: argparse.Namespace, tmp: Path, found: set[str],
+           contents: dict[str, bytes], adds: list[tuple[Path, str]],
+           links: list[tuple[str, str]]) -> str:
+    """The archive at `tmp`; its manifest's digest."""
     with tmp.open("wb") as out:
         _member(out, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         for layer in base.manifest["layers"]:  # the base's blobs, as they are
@@ -393,7 +410,6 @@ def _build(base: Base, args: argparse.Namespace) -> str:
         _member(out, base.blob_name(manifest_digest), manifest_bytes)
         _member(out, "index.json", json.dumps(index, separators=(",", ":")).encode())
         out.write(b"\0" * (2 * tarfile.BLOCKSIZE))  # the end of the archive
-    tmp.replace(out_path)
     return manifest_digest
 
 

@@ -78,6 +78,7 @@ def not_executable(tmp_path: Path) -> Path:
     (("build", "--binary", "Core:1=/bin/true"), "not a valid image name"),
     (("build", "--binary", "coredns:bad tag=/bin/true"), "not a valid tag"),
     (("build", "--binary", "redis:1=/bin/true"), "one of the built-in images"),
+    (("build", "--binary", "vllm:1=/bin/true"), "one of the built-in images"),
     (("build", "--binary", "x:1=/bin/true", "--binary", "x:2=/bin/true"), "given twice"),
     (("build", "--binary", "x:1=/nonexistent/x"), "no such file: /nonexistent/x"),
     (("import",), "SOCKET"),
@@ -152,3 +153,29 @@ def test_without_root_the_build_says_so(checkout: Path) -> None:
     assert "needs root" in line
     assert [p.name for p in (checkout / "cache").iterdir()] == [".lock"]
 
+
+
+def test_the_vllm_image_is_built_only_when_named() -> None:
+    """Not in `list` (the node's images) nor in the default build: 6 GB for one test."""
+    assert "vllm" not in image_sh("list").stdout
+    text = SCRIPT.read_text()
+    assert "NAMES=(base subnetlab pause redis busybox)" in text
+    assert "OPTIONAL=(vllm)" in text
+
+
+def test_the_vllm_build_needs_root_and_subnetlab(checkout: Path, tmp_path: Path) -> None:
+    """Refused in one line before anything is built: without root, and (as root) when the
+    python3 on PATH cannot import subnetlab, which finds the vLLM environment."""
+    script = checkout / "tests/k8s/image.sh"
+    if os.geteuid() != 0:
+        assert "needs root" in refused(image_sh("build", "vllm", script=script,
+                                                cache=checkout / "cache"))
+        return
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (stub / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
+    line = refused(image_sh("build", "vllm", script=script, cache=checkout / "cache", env=env))
+    assert "python3 cannot import subnetlab" in line
+    assert not list((checkout / "cache").glob("*.tar"))
