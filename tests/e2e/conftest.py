@@ -27,6 +27,7 @@ Stable interface:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -263,6 +264,12 @@ def demo(cluster: Cluster) -> Iterator[str]:
 def netuid_of(cluster: Cluster, namespace: str, subnet: str = "demo") -> int:
     return int(cluster.get_json("subnet.subnetlab.io", subnet, "-n", namespace)
                ["status"]["netuid"])
+
+
+def gateway_key(cluster: Cluster, namespace: str, validator: str = "validator-0") -> str:
+    """A customer API key of `validator`'s gateway: the first of its gateway-keys copy."""
+    secret = cluster.get_json("secret", f"{validator}-gateway-keys", "-n", namespace)
+    return base64.b64decode(secret["data"]["api-keys"]).decode().split(",")[0].strip()
 
 
 def neuron_named(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

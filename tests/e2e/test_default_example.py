@@ -9,7 +9,6 @@ from the namespace's gateway-keys Secret.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from tests.e2e.conftest import (
     DEFAULT_NEURONS,
     Cluster,
+    gateway_key,
     in_cluster_python,
     netuid_of,
     neurons,
@@ -60,8 +60,7 @@ def test_lazy_miner_earns_nothing_and_honest_miners_earn(cluster: Cluster, demo:
 
 
 def test_gateway_answers_through_its_service(cluster: Cluster, demo: str) -> None:
-    secret = cluster.get_json("secret", "validator-0-gateway-keys", "-n", demo)
-    key = base64.b64decode(secret["data"]["api-keys"]).decode().split(",")[0].strip()
+    key = gateway_key(cluster, demo)
     validator = _by_name(cluster, demo)["validator-0"]
     endpoint = validator["status"]["endpoint"]  # http://validator-0.NS.svc:8092
     body = {"model": "subnetlab", "messages": [{"role": "user", "content": "What is 17 + 25?"}],

@@ -10,7 +10,6 @@ through Prometheus's HTTP API, labelled with the neuron they came from.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO, Cluster, in_cluster_python, neuron_named
+from tests.e2e.conftest import REPO, Cluster, gateway_key, in_cluster_python, neuron_named
 from tests.e2e.scrape import Prometheus, running_prometheus, scrape_configs
 from tests.k8s.conftest import eventually
 
@@ -43,8 +42,7 @@ def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _send_organic(cluster: Cluster, namespace: str, count: int) -> None:
-    secret = cluster.get_json("secret", "validator-0-gateway-keys", "-n", namespace)
-    key = base64.b64decode(secret["data"]["api-keys"]).decode().split(",")[0].strip()
+    key = gateway_key(cluster, namespace)
     endpoint = neuron_named(cluster, namespace, "validator-0")["status"]["endpoint"]
     body = {"model": "subnetlab", "max_tokens": 16,
             "messages": [{"role": "user", "content": "Sort 3 1 2."}]}

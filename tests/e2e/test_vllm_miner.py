@@ -25,7 +25,6 @@ skipped, naming the variable).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -42,6 +41,7 @@ from tests.e2e.conftest import (
     CLUSTER_SH,
     Cluster,
     fresh_namespace,
+    gateway_key,
     in_cluster_python,
     netuid_of,
     neuron_named,
@@ -160,8 +160,7 @@ def test_the_vllm_miner_earns(cluster: Cluster, vllm_net: VllmNet) -> None:
 def test_answers_are_the_engines_own_not_simulated(cluster: Cluster,
                                                    vllm_net: VllmNet) -> None:
     namespace = vllm_net.namespace
-    secret = cluster.get_json("secret", "validator-0-gateway-keys", "-n", namespace)
-    key = base64.b64decode(secret["data"]["api-keys"]).decode().split(",")[0].strip()
+    key = gateway_key(cluster, namespace)
     gateway = neuron_named(cluster, namespace, "validator-0")["status"]["endpoint"]
     miner = neuron_named(cluster, namespace, "miner-vllm")["status"]
     engine = f"http://{vllm_net.pod['status']['podIP']}:8000"  # vLLM itself, in the pod
