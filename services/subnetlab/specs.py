@@ -32,8 +32,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
+from subnetlab.problems import ProblemsError, pydantic_reason
+from subnetlab.tasks import TASK_KINDS as VALIDATOR_TASK_KINDS
 from subnetlab.urls import HTTP_SCHEMES, url_problem
-from subnetlab.validator.tasks import TASK_KINDS as VALIDATOR_TASK_KINDS
 
 API_VERSION: Literal["subnetlab.io/v1alpha1"] = "subnetlab.io/v1alpha1"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -49,8 +50,14 @@ LOCAL_SIM_ENGINE = "local-sim-engine"
 URL_MAX_LENGTH = 2048
 
 
-class SpecError(ValueError):
-    """A spec that cannot be used: `file (Kind name): path.to.field: reason`."""
+class SpecError(ProblemsError):
+    """Specs that cannot be used: one or more `file (Kind name): path.to.field: reason`.
+
+    Every problem of every document is collected before anything is reported, so a person
+    fixing a spec sees all of its mistakes in one run, not one per run.
+    """
+
+    what = "the specs"
 
 
 class FieldError(ValueError):
@@ -602,19 +609,20 @@ def _field_path(loc: tuple[int | str, ...]) -> list[str]:
     return path
 
 
-def _format(error: ValidationError, source: str) -> SpecError:
-    first = error.errors()[0]
-    loc = _field_path(first["loc"])
-    reason = first["msg"]
-    cause = (first.get("ctx") or {}).get("error")
+def _problem(error: Any, source: str) -> str:
+    """One pydantic error as `source: spec.field.path: reason`."""
+    loc = _field_path(error["loc"])
+    reason = pydantic_reason(error)
+    cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):  # a cross-field rule: report it at its field
         loc += cause.field.split(".")
-        reason = str(cause)
-    elif first["type"] == "value_error":
-        reason = reason.removeprefix("Value error, ")
     where = ".".join(loc) or "(top level)"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return SpecError(f"{source}: {where}: {reason}{more}")
+    return f"{source}: {where}: {reason}"
+
+
+def _format(error: ValidationError, source: str) -> SpecError:
+    """Every error pydantic found in one document, each at its own field."""
+    return SpecError(*(_problem(e, source) for e in error.errors()))
 
 
 def validate_resource(model: type[ResourceT], document: Any, source: str) -> ResourceT:
@@ -629,8 +637,14 @@ def validate_resource(model: type[ResourceT], document: Any, source: str) -> Res
         raise _format(exc, source) from None
 
 
-def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
-    """Validate decoded documents (source label, object) into a consistent Network."""
+def parse_documents(documents: Iterable[tuple[str, Any]],
+                    problems: Iterable[str] = ()) -> Network:
+    """Validate decoded documents (source label, object) into a consistent Network.
+
+    ``problems`` are those found before (a file that could not be read): they are reported
+    with every document's, in one SpecError.
+    """
+    found = list(problems)
     subnets: list[Subnet] = []
     neurons: list[Neuron] = []
     sources: dict[str, str] = {}
@@ -638,7 +652,8 @@ def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
         if doc is None:
             continue
         if not isinstance(doc, dict):
-            raise SpecError(f"{source}: a document must be a mapping, got {type(doc).__name__}")
+            found.append(f"{source}: a document must be a mapping, got {type(doc).__name__}")
+            continue
         kind = doc.get("kind")
         model: type[Subnet] | type[Neuron]
         if kind == "Subnet":
@@ -646,62 +661,78 @@ def parse_documents(documents: Iterable[tuple[str, Any]]) -> Network:
         elif kind == "Neuron":
             model = Neuron
         else:
-            raise SpecError(f"{source}: kind: must be Subnet or Neuron, got {kind!r}")
+            found.append(f"{source}: kind: must be Subnet or Neuron, got {kind!r}")
+            continue
         name = doc.get("metadata", {}).get("name", "?") if isinstance(
             doc.get("metadata"), dict) else "?"
-        parsed = validate_resource(model, doc, f"{source} ({kind} {name})")
+        try:
+            parsed = validate_resource(model, doc, f"{source} ({kind} {name})")
+        except SpecError as exc:
+            found.extend(exc.problems)
+            continue
         key = f"{kind}/{parsed.metadata.name}"
         if key in sources:
-            raise SpecError(f"{source} ({kind} {name}): metadata.name: {kind} {name!r} is "
-                            f"defined twice (first in {sources[key]})")
+            found.append(f"{source} ({kind} {name}): metadata.name: {kind} {name!r} is "
+                         f"defined twice (first in {sources[key]})")
+            continue
         sources[key] = source
         (subnets if isinstance(parsed, Subnet) else neurons).append(parsed)  # type: ignore[arg-type]
-    return _check_network(Network(subnets=subnets, neurons=neurons, sources=sources))
+    network = Network(subnets=subnets, neurons=neurons, sources=sources)
+    if not found:
+        found = _network_problems(network)
+    if found:
+        raise SpecError(*found)
+    return network
 
 
-def _check_network(network: Network) -> Network:
+def _network_problems(network: Network) -> list[str]:
     """The rules between resources: every neuron's subnet exists, one chain emission."""
     if not network.subnets:
         files = sorted(set(network.sources.values()))
-        raise SpecError(f"{', '.join(files) or 'the given files'}: no Subnet: at least one "
-                        "is needed")
+        return [f"{', '.join(files) or 'the given files'}: no Subnet: at least one is needed"]
+    found: list[str] = []
     names = [s.metadata.name for s in network.subnets]
     for neuron in network.neurons:
         if neuron.spec.subnet not in names:
-            raise network.error(neuron, "spec.subnet", f"no Subnet named {neuron.spec.subnet!r} "
-                                f"(known: {', '.join(names)})")
+            found.append(f"{network.where(neuron)}: spec.subnet: no Subnet named "
+                         f"{neuron.spec.subnet!r} (known: {', '.join(names)})")
     for subnet in network.subnets:  # spec.netuid is for the operator (a ledger that runs on)
         if subnet.spec.netuid is not None:
-            raise network.error(subnet, "spec.netuid", "binds to a subnet of a running "
-                                "ledger (Kubernetes only); `subnetlab up` starts a new chain: "
-                                "leave it out")
+            found.append(f"{network.where(subnet)}: spec.netuid: binds to a subnet of a "
+                         "running ledger (Kubernetes only); `subnetlab up` starts a new "
+                         "chain: leave it out")
     first = network.subnets[0]
     for subnet in network.subnets[1:]:
         tokens = subnet.spec.emission.block_emission_tokens
         if tokens != first.spec.emission.block_emission_tokens:
-            raise network.error(subnet, "spec.emission.blockEmissionTokens", (
-                f"{tokens} differs from {first.spec.emission.block_emission_tokens} of "
-                f"{network.where(first)}: the chain mints one block emission for all subnets, "
-                "so every Subnet must give the same"))
-    return network
+            found.append(
+                f"{network.where(subnet)}: spec.emission.blockEmissionTokens: {tokens} "
+                f"differs from {first.spec.emission.block_emission_tokens} of "
+                f"{network.where(first)}: the chain mints one block emission for all "
+                "subnets, so every Subnet must give the same")
+    return found
 
 
 def load_specs(paths: Iterable[Path]) -> Network:
-    """Read YAML files and directories (every *.yaml / *.yml inside, sorted)."""
+    """Read YAML files and directories (every *.yaml / *.yml inside, sorted).
+
+    A file that cannot be read does not stop the others: its problem is reported with
+    those of every other document.
+    """
     documents: list[tuple[str, Any]] = []
+    problems: list[str] = []
     for path in paths:
         files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
         if path.is_dir() and not files:
-            raise SpecError(f"{path}: no .yaml files in this directory")
+            problems.append(f"{path}: no .yaml files in this directory")
         for file in files:
             try:
                 text = file.read_text()
-            except OSError as exc:
-                raise SpecError(f"{file}: {exc.strerror or exc}") from None
-            except UnicodeDecodeError:
-                raise SpecError(f"{file}: not a text file (not UTF-8), not a YAML spec") from None
-            try:
                 documents.extend((str(file), doc) for doc in yaml.safe_load_all(text))
+            except OSError as exc:
+                problems.append(f"{file}: {exc.strerror or exc}")
+            except UnicodeDecodeError:
+                problems.append(f"{file}: not a text file (not UTF-8), not a YAML spec")
             except yaml.YAMLError as exc:
-                raise SpecError(f"{file}: not valid YAML ({exc})") from None
-    return parse_documents(documents)
+                problems.append(f"{file}: not valid YAML ({exc})")
+    return parse_documents(documents, problems)

@@ -114,7 +114,7 @@ class WalletNotFound(WalletError):  # noqa: N818 -- reads better at the call sit
 
 
 class WalletExists(WalletError):  # noqa: N818
-    """Creating would overwrite an existing key (pass overwrite=True to allow it)."""
+    """Creating would overwrite an existing key (allowed with ``overwrite``)."""
 
 
 class WrongPassword(WalletError):  # noqa: N818
@@ -399,9 +399,7 @@ def _decrypt(document: dict[str, Any], password: str, where: str, wallet: str) -
 def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
-        raise WalletExists(
-            f"{existing[0]} already exists (--overwrite, or overwrite=True, replaces it)"
-        )
+        raise WalletExists(f"{existing[0]} already exists (--overwrite replaces it)")
 
 
 def _public_fields(keypair: Keypair) -> dict[str, Any]:

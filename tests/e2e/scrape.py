@@ -13,9 +13,7 @@ the kubernetes service discovery included; Debian's package is built without it)
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from subnetlab.bench.processes import free_port, started_server
 
 
 def _label_name(name: str) -> str:
@@ -85,12 +85,6 @@ def prometheus_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Prometheus:
     url: str
@@ -115,31 +109,9 @@ def running_prometheus(jobs: list[dict[str, Any]], workdir: Path) -> Iterator[Pr
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "5s"},
                                       "scrape_configs": jobs}))
-    port = _free_port()
-    log = (workdir / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not start: "
-                                   + (workdir / "prometheus.log").read_text()[-2000:])
-            time.sleep(0.3)
+    port = free_port()
+    argv = [str(binary), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with started_server(argv, "prometheus", port, workdir / "prometheus.log", timeout=60,
+                        ready_path="/-/ready", stop_timeout=15) as url:
         yield Prometheus(url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()

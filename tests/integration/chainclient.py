@@ -18,10 +18,15 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, chain_identity, sign_extrinsic
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.genesis import dev_genesis
+from subnetlab.ledger.verify import identity
 
 CHAIN_ID = "subnetlab-dev"
+DEV_CHAIN = identity(dev_genesis())
+"""What extrinsics for an in-process node on `dev_genesis()` (salt "") are signed for. A
+served dev ledger draws a salt of its own: ask it (`ChainClient.identity`)."""
 TOKEN = 10**9
 DEV_BALANCE = 1_000_000 * TOKEN
 REDIS_PREFIX = f"subnetlab:{CHAIN_ID}"
@@ -37,6 +42,7 @@ class ChainClient:
     def __init__(self, base_url: str, timeout: float = 40.0) -> None:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._identity: ChainIdentity | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -56,6 +62,12 @@ class ChainClient:
 
     def balance(self, who: Keypair | str) -> int:
         return int(self.account(who)["balance"])
+
+    def identity(self) -> ChainIdentity:
+        """The chain this ledger's extrinsics are signed for (GET /v1/chain, once)."""
+        if self._identity is None:
+            self._identity = chain_identity(self.get_json("/v1/chain"))
+        return self._identity
 
     def height(self) -> int:
         return int(self.get_json("/v1/chain")["block"])
@@ -89,7 +101,8 @@ class ChainClient:
     ) -> Extrinsic:
         """Sign with the account's current on-chain nonce unless one is given."""
         return sign_extrinsic(
-            keypair, call, params, self.nonce(keypair) if nonce is None else nonce, CHAIN_ID
+            keypair, call, params, self.nonce(keypair) if nonce is None else nonce,
+            self.identity(),
         )
 
     def post(self, body: bytes | str, wait: bool = False) -> httpx.Response:

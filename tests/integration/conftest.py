@@ -72,8 +72,9 @@ class RedisServer:
     process: subprocess.Popen[bytes]
 
 
-def start_redis_server(data_dir: Path) -> RedisServer:
-    """Start Debian's redis-server on a free loopback port, AOF fsynced on every write."""
+def start_redis_server(data_dir: Path, durable: bool = True) -> RedisServer:
+    """Start Debian's redis-server on a free loopback port, AOF fsynced on every write
+    (or, not `durable`, with no persistence at all: what the ledger refuses by default)."""
     binary = shutil.which("redis-server", path="/usr/bin:/usr/sbin:/usr/local/bin")
     if binary is None:
         pytest.fail("redis-server is not installed: .ci/run installs Debian's redis-server")
@@ -81,7 +82,7 @@ def start_redis_server(data_dir: Path) -> RedisServer:
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+         "--appendonly", "yes" if durable else "no", "--appendfsync", "always", "--save", ""],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=die_with_parent(),  # a killed pytest leaves no server behind
     )

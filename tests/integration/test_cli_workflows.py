@@ -20,8 +20,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from subnetlab.chain.model import DEV_FEE
+from subnetlab.chain.units import TOKEN
 from subnetlab.cli.main import app
-from subnetlab.ledger.client import TOKEN, LedgerClient
+from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerClient
 from tests.integration.conftest import LedgerProcess, RedisServer, free_port, wait_until
 
 PASSWORD = "pw-for-tests"
@@ -170,6 +172,7 @@ def test_full_workflow(cli: Cli, chain: LedgerClient) -> None:
     refused = cli.fails("weights", "set", "--netuid", str(cr), "--uids", "1", "--weights",
                         "1", "--name", "val")
     assert "commit_reveal_enabled" in refused
+    assert "use `subnetlab weights commit` and `subnetlab weights reveal`" in refused
     committed = cli.json("weights", "commit", "--netuid", str(cr), "--uids", "1",
                          "--weights", "1", "--name", "val")
     saved = Path(committed["saved"])
@@ -322,9 +325,10 @@ BAD_INPUTS: list[tuple[str, list[str], str | None, list[str]]] = [
                                         "--name", "user"], PASSWORD,
      ["transfer refused: insufficient_balance:", "amount:"]),
     ("stake more than the balance", ["stake", "add", "--amount", "1000000", "--name", "user"],
-     PASSWORD, ["add_stake refused: insufficient_balance:", "exceeds the free balance"]),
+     PASSWORD, ["stake add refused: insufficient_balance:",
+                "1000000 tokens exceeds the free balance"]),
     ("unstake more than staked", ["stake", "remove", "--amount", "1000000", "--name", "user"],
-     PASSWORD, ["remove_stake refused: insufficient_stake:"]),
+     PASSWORD, ["stake remove refused: insufficient_stake:", "1000000 tokens exceeds"]),
     ("stake to an unknown hotkey name", ["stake", "add", "--amount", "1", "--hotkey", "nope",
                                          "--name", "user"], PASSWORD,
      ["--hotkey 'nope': neither an SS58 address nor a hotkey of wallet 'user'"]),
@@ -354,22 +358,22 @@ BAD_INPUTS: list[tuple[str, list[str], str | None, list[str]]] = [
      ["NETUID 'one': must be a whole number in [0, 65535]"]),
     ("set hyperparameters of a subnet one does not own",
      ["subnet", "set", "{netuid}", "--param", "tempo=7", "--name", "user"], PASSWORD,
-     ["set_hyperparameters refused: not_owner:"]),
+     ["subnet set refused: not_owner:"]),
     ("unknown hyperparameter", ["subnet", "set", "{netuid}", "--param", "speed=7",
                                 "--name", "user"], PASSWORD,
      ["--param speed: not a hyperparameter"]),
     ("hyperparameter out of the chain's range",
      ["subnet", "create", "--param", "tempo=0", "--name", "user"], PASSWORD,
-     ["create_subnet refused: invalid_param: hyperparameters.tempo:"]),
+     ["subnet create refused: invalid_param: hyperparameters.tempo:"]),
     ("weights for a uid that does not exist",
      ["weights", "set", "--netuid", "{netuid}", "--uids", "0,77", "--weights", "1,1",
-      "--name", "user"], PASSWORD, ["set_weights refused: invalid_uid:"]),
+      "--name", "user"], PASSWORD, ["weights set refused: invalid_uid:"]),
     ("weights that are not numbers",
      ["weights", "set", "--netuid", "{netuid}", "--uids", "0", "--weights", "lots",
       "--name", "user"], PASSWORD, ["--weights: 'lots' is not a number"]),
     ("weights on an unknown netuid",
      ["weights", "set", "--netuid", "999", "--uids", "0", "--weights", "1", "--name", "user"],
-     PASSWORD, ["set_weights refused: unknown_subnet:"]),
+     PASSWORD, ["weights set refused: unknown_subnet:"]),
     ("pending commits of a bad address",
      ["weights", "pending", "--netuid", "{cr}", "--address", "5notanaddress"], PASSWORD,
      ["--address: "]),
@@ -379,7 +383,7 @@ BAD_INPUTS: list[tuple[str, list[str], str | None, list[str]]] = [
      PASSWORD, ["no saved commit for this hotkey on subnet", "weights commit"]),
     ("commit on a subnet without commit-reveal",
      ["weights", "commit", "--netuid", "{netuid}", "--uids", "0", "--weights", "1",
-      "--name", "user"], PASSWORD, ["commit_weights refused: commit_reveal_disabled:"]),
+      "--name", "user"], PASSWORD, ["weights commit refused: commit_reveal_disabled:"]),
     ("wallet new over an existing wallet", ["wallet", "new", "--name", "user"], PASSWORD,
      ["already exists", "--overwrite"]),
     ("wallet name with a path in it", ["wallet", "new", "--name", "../up"], PASSWORD,
@@ -428,7 +432,7 @@ def test_a_refused_commit_leaves_no_salt_behind(cli: Cli, stage: Stage) -> None:
     before = files(cli.home)
     line = cli.fails("weights", "commit", "--netuid", "999", "--uids", "0", "--weights", "1",
                      "--name", "user")
-    assert "commit_weights refused: unknown_subnet:" in line
+    assert "weights commit refused: unknown_subnet:" in line
     assert files(cli.home) == before
 
 
@@ -440,7 +444,7 @@ def test_reveal_too_early_keeps_the_salt(cli: Cli, chain: LedgerClient, stage: S
     assert record["reveal_epoch"] == chain.subnet(stage.cr_netuid)["epochs_run"] + 1
     nonce = chain.nonce(stage.hotkey)
     line = cli.fails("weights", "reveal", "--netuid", str(stage.cr_netuid), "--name", "user")
-    assert "reveal_weights refused: reveal_too_early:" in line, line
+    assert "weights reveal refused: reveal_too_early:" in line, line
     assert saved.exists() and json.loads(saved.read_text()) == record
     assert chain.nonce(stage.hotkey) == nonce
     # A second commit makes the choice ambiguous: the CLI asks which one, by hash.
@@ -451,3 +455,37 @@ def test_reveal_too_early_keeps_the_salt(cli: Cli, chain: LedgerClient, stage: S
     line = cli.fails("weights", "reveal", "--netuid", str(stage.cr_netuid), "--commit",
                      second["commit_hash"], "--name", "user")
     assert "reveal_too_early" in line
+
+
+# ---- dev keys: the local chain's own accounts, without wallets ---------------------------
+
+
+def test_dev_keys_sign_without_a_wallet(cli: Cli, chain: LedgerClient) -> None:
+    """alice is the genesis sudo key and bob a funded dev account: both sign from their
+    names, with no wallet file and no password, and the hotkey of a dev key is itself."""
+    before = files(cli.home)
+    alice, bob = Keypair.dev("alice").ss58_address, Keypair.dev("bob").ss58_address
+    assert chain.chain()["sudo"] == alice
+    net = cli.json("subnet", "create", "--dev-key", "alice", "--param", "weights_rate_limit=0",
+                   "--param", "tempo=5000")["netuid"]
+    assert chain.subnet(net)["owner"] == alice
+    cli.ok("subnet", "set", str(net), "--param", "tempo=4000", "--dev-key", "alice")
+    assert chain.subnet(net)["hyperparameters"]["tempo"] == 4000
+    # Never registered: the refusal says so, in tokens, and what to do.
+    line = cli.fails("stake", "add", "--amount", "2.5", "--dev-key", "bob", password=None)
+    assert line.startswith("error: stake add refused: unknown_account: "), line
+    assert line.endswith("register it first: `subnetlab register --netuid NETUID --dev-key "
+                         "bob --hotkey default`"), line
+    registered = cli.json("register", "--netuid", str(net), "--dev-key", "bob")
+    assert registered["hotkey"] == bob and registered["uid"] == 0
+    cli.ok("stake", "add", "--amount", "2.5", "--dev-key", "bob")
+    assert cli.json("stake", "list", "--dev-key", "bob")["stake"] == [
+        {"hotkey": bob, "amount": 2_500_000_000}]
+    sent = cli.json("transfer", "--dest", alice, "--amount", "1", "--dev-key", "bob")
+    assert sent["amount"] == TOKEN
+    cli.ok("weights", "set", "--netuid", str(net), "--uids", "0", "--weights", "1",
+           "--dev-key", "bob")
+    line = cli.fails("stake", "remove", "--amount", "1000000000", "--dev-key", "bob")
+    assert "stake remove refused: insufficient_stake: amount: 1000000000 tokens exceeds the "\
+           "2.5 tokens staked" in line, line
+    assert files(cli.home) == before  # no wallet, no key file was needed or made

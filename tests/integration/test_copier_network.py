@@ -28,7 +28,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from subnetlab.chain.model import TOKEN
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient
 from subnetlab.local.bootstrap import bootstrap_subnet

@@ -23,7 +23,7 @@ from subnetlab.chain.model import DEFAULT_FEES, DEV_FEE
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient, LedgerError
-from tests.integration.chainclient import DEV_BALANCE, TOKEN, ChainClient, address
+from tests.integration.chainclient import DEV_BALANCE, DEV_CHAIN, TOKEN, ChainClient, address
 from tests.integration.conftest import LedgerProcess, free_port, start_ledger
 
 ALICE, BOB, CHARLIE, DAVE = (Keypair.dev(n) for n in ("alice", "bob", "charlie", "dave"))
@@ -78,6 +78,9 @@ def test_chain_info(net: Net) -> None:
     assert info["block_time"] == 0.25  # --fast
     assert info["faucet"] is True
     assert info["sudo"] == ALICE.ss58_address
+    assert info["authority"] == ALICE.ss58_address  # seals the dev chain's blocks
+    # a dev chain started afresh has a salt of its own: another chain than any before it
+    assert info["genesis_hash"] != DEV_CHAIN.genesis_hash
     # blocks keep coming
     assert net.chain.wait_for_height(info["block"] + 2, timeout=10) >= info["block"] + 2
 

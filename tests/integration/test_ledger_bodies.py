@@ -29,7 +29,7 @@ from subnetlab.ledger.node import (
 )
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.ledger.store import BlockStore
-from tests.integration.chainclient import ChainClient
+from tests.integration.chainclient import DEV_CHAIN, ChainClient
 from tests.integration.conftest import LedgerProcess
 
 ALICE, BOB = Keypair.dev("alice"), Keypair.dev("bob")
@@ -176,7 +176,8 @@ def test_single_extrinsic_streamed_without_length_is_cut_off_at_the_cap(
 
 def _batch_over_the_cap() -> tuple[bytes, str]:
     """A batch of valid signed transfers, padded with whitespace past the byte cap."""
-    ext = sign_extrinsic(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 1}, 10**6)
+    ext = sign_extrinsic(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 1}, 10**6,
+                         DEV_CHAIN)
     body = '{"extrinsics": [' + ext.to_json() + " " * MAX_BATCH_BYTES + "]}"
     return body.encode(), ext.hash
 

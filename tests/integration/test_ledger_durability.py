@@ -22,10 +22,12 @@ import httpx
 import pytest
 import redis
 
-from subnetlab.chain.extrinsic import sign_extrinsic
-from subnetlab.chain.model import DEV_FEE
+from subnetlab.chain.extrinsic import chain_identity, sign_extrinsic
+from subnetlab.chain.model import DEV_FEE, Genesis
+from subnetlab.chain.seal import seal_block, seal_problem
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.redis_server import EmbeddedRedis
+from subnetlab.ledger.verify import identity
 from tests.integration.chainclient import (
     DEV_BALANCE,
     REDIS_PREFIX,
@@ -75,11 +77,13 @@ def drive(url: str, name: str, load: Load, stop: threading.Event) -> None:
     sender, dest = Keypair.dev(name), sink_of(name).ss58_address
     nonce = 0
     with httpx.Client(base_url=url, timeout=10) as http:
+        chain = chain_identity(http.get("/v1/chain").json())
         while not stop.is_set():
             waiting: list[str] = []
             for i in range(PIPELINE):
                 amount = 1_000 + nonce
-                ext = sign_extrinsic(sender, "transfer", {"dest": dest, "amount": amount}, nonce)
+                ext = sign_extrinsic(sender, "transfer", {"dest": dest, "amount": amount}, nonce,
+                                     chain)
                 with load.lock:  # recorded first: it may reach a block even if the reply is lost
                     load.sent[ext.hash] = Sent(sender.ss58_address, dest, amount, nonce)
                 last = i == PIPELINE - 1
@@ -335,6 +339,54 @@ def test_verify_catches_rewritten_receipts_and_hashes(
     assert f"height {number - 1} FAILED at block {number}:" in output, output
     assert says in output, output
     assert "Traceback" not in output
+
+
+def _stored_genesis_hash(audited: Audited) -> str:
+    """The chain's genesis hash, from its stored genesis (no ledger runs)."""
+    raw = audited.redis.get(f"{REDIS_PREFIX}:genesis") or b"{}"
+    return identity(Genesis.model_validate_json(raw)).genesis_hash
+
+
+@pytest.mark.parametrize("what", ["timestamp", "other_key", "no_seal", "seal_of_another_block"])
+def test_verify_names_a_block_whose_seal_is_not_the_authoritys(
+    audited: Audited, restore_blocks: None, what: str
+) -> None:
+    """What replay cannot check (the timestamp, a block rewritten and sealed again by
+    another key) fails on the seal: the genesis authority's signature of the header."""
+    number = audited.transfer_blocks[1]
+    genesis = _stored_genesis_hash(audited)
+    other = json.loads(audited.redis.get(audited.key(number + 1)) or b"null")
+
+    def change(block: dict[str, object]) -> None:
+        if what == "timestamp":
+            stamp = block["timestamp"]
+            assert isinstance(stamp, float)
+            block["timestamp"] = stamp - 3600
+        elif what == "other_key":  # a forger's seal, over exactly this header
+            stamp = block["timestamp"]
+            assert isinstance(stamp, float)
+            block["seal"] = seal_block(Keypair.dev("mallory"), genesis, number,
+                                       str(block["hash"]), stamp)
+        elif what == "no_seal":
+            del block["seal"]
+        else:
+            block["seal"] = other["seal"]
+    audited.edit(number, change)
+    code, output = audited.verify()
+    assert code == 1, f"verify accepted a block with {what}: {output}"
+    assert f"height {number - 1} FAILED at block {number}: bad seal" in output, output
+    assert "Traceback" not in output
+
+
+def test_blocks_carry_the_authoritys_seal(audited: Audited) -> None:
+    """Every stored block is sealed by the genesis authority (the dev chain's: alice)."""
+    genesis = _stored_genesis_hash(audited)
+    stored = json.loads(audited.redis.get(f"{REDIS_PREFIX}:genesis") or b"{}")
+    assert stored["authority"] == Keypair.dev("alice").ss58_address
+    for number in range(1, audited.height + 1):
+        block = json.loads(audited.redis.get(audited.key(number)) or b"null")
+        assert seal_problem(stored["authority"], genesis, number, block["hash"],
+                            block["timestamp"], block["seal"]) is None, number
 
 
 # --- a second writer on the same chain ------------------------------------------------------

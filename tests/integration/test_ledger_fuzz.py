@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from subnetlab.chain.extrinsic import MalformedExtrinsic, sign_extrinsic
 from subnetlab.chain.state import CALLS
 from subnetlab.keys.keypair import Keypair
-from tests.integration.chainclient import CHAIN_ID, ChainClient, run_cli
+from tests.integration.chainclient import ChainClient, run_cli
 from tests.integration.conftest import LedgerProcess, RedisServer
 
 MAX_EXAMPLES = 30
@@ -123,16 +123,21 @@ HP = st.dictionaries(st.sampled_from(HYPERPARAMETERS), SCALARS, max_size=4)
 
 CALL_PARAMS: dict[str, tuple[dict[str, st.SearchStrategy[Any]], dict[str, Any]]] = {
     "transfer": ({"dest": ADDRESS, "amount": AMOUNT}, {}),
-    "faucet": ({}, {}),
+    "faucet": ({}, {"pow_block": AMOUNT, "pow_nonce": AMOUNT}),
     "sudo_set_faucet": ({"enabled": near(st.booleans())},
-                        {"amount": AMOUNT, "cooldown_blocks": AMOUNT}),
+                        {"amount": AMOUNT, "cooldown_blocks": AMOUNT, "block_budget": AMOUNT,
+                         "interval_budget": AMOUNT, "interval_blocks": AMOUNT,
+                         "pow_difficulty": near(st.integers(-1, 30)),
+                         "pow_window_blocks": AMOUNT}),
     "create_subnet": ({}, {"hyperparameters": near(HP)}),
     "set_hyperparameters": ({"netuid": NETUID}, {n: SCALARS for n in HYPERPARAMETERS[:6]}),
     "sudo_set_hyperparameters": ({"netuid": NETUID}, {n: SCALARS for n in HYPERPARAMETERS[6:]}),
     "register": ({"netuid": NETUID, "hotkey": ADDRESS}, {}),
     "deregister": ({"netuid": NETUID, "hotkey": ADDRESS}, {}),
     "serve_axon": ({"netuid": NETUID, "ip": near(st.sampled_from(["127.0.0.1", "::1",
-                                                                  "224.0.0.1"])),
+                                                                  "224.0.0.1",
+                                                                  "169.254.169.254",
+                                                                  "10.88.0.5"])),
                     "port": AMOUNT},
                    {"protocol": near(st.sampled_from(["http", "https", "ftp"])),
                     "hotkey": ADDRESS}),
@@ -192,7 +197,7 @@ def test_signed_extrinsics_with_arbitrary_params(
 ) -> None:
     call, params = call_params
     try:
-        ext = sign_extrinsic(ALICE, call, params, signer.nonce, CHAIN_ID)
+        ext = sign_extrinsic(ALICE, call, params, signer.nonce, signer.chain.identity())
     except MalformedExtrinsic:
         return  # refused before signing (e.g. a float NaN); nothing to send
     response = signer.chain.submit(ext, wait=False)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, sign_extrinsic
 from subnetlab.chain.model import DEV_FEE
 from subnetlab.keys.keypair import Keypair
 from tests.integration.chainclient import REDIS_PREFIX, TOKEN, ChainClient, address
@@ -98,7 +98,7 @@ def _tampered(w: World) -> Case:
 
 def _wrong_signer(w: World) -> Case:
     by_bob = sign_extrinsic(BOB, "transfer", {"dest": BOB.ss58_address, "amount": 5},
-                            w.chain.nonce(ALICE))
+                            w.chain.nonce(ALICE), w.chain.identity())
     wire = {**json.loads(by_bob.to_json()), "signer": ALICE.ss58_address}
     return Case(json.dumps(wire).encode(), Extrinsic.from_dict(wire), 401, "bad_signature",
                 ("bad signature", ALICE.ss58_address))
@@ -112,8 +112,21 @@ def _bad_signer_address(w: World) -> Case:
 
 def _wrong_chain(w: World) -> Case:
     ext = sign_extrinsic(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 5},
-                         w.chain.nonce(ALICE), chain_id="some-other-chain")
+                         w.chain.nonce(ALICE),
+                         ChainIdentity("some-other-chain", w.chain.identity().genesis_hash))
     return Case(_signed(ext), ext, 400, "wrong_chain", ("some-other-chain", "subnetlab-dev"))
+
+
+OTHER_GENESIS = "0x" + "ab" * 32
+
+
+def _wrong_genesis(w: World) -> Case:
+    """Signed for this chain id but another genesis (the same chain id started again):
+    refused with its own code, not taken as a fresh extrinsic of this chain."""
+    ext = sign_extrinsic(ALICE, "transfer", {"dest": BOB.ss58_address, "amount": 5},
+                         w.chain.nonce(ALICE), ChainIdentity("subnetlab-dev", OTHER_GENESIS))
+    return Case(_signed(ext), ext, 400, "wrong_genesis",
+                (OTHER_GENESIS, w.chain.identity().genesis_hash, "GET /v1/chain"))
 
 
 def _nonce_gap(w: World) -> Case:
@@ -190,7 +203,8 @@ def _unstake_more_than_staked(w: World) -> Case:
 
 def _never_seen_account(w: World) -> Case:
     stranger = Keypair.generate()
-    ext = sign_extrinsic(stranger, "transfer", {"dest": BOB.ss58_address, "amount": 1}, 0)
+    ext = sign_extrinsic(stranger, "transfer", {"dest": BOB.ss58_address, "amount": 1}, 0,
+                         w.chain.identity())
     return Case(_signed(ext), ext, 400, "insufficient_balance",
                 ("fee", f"transaction fee of {DEV_FEE} rao", "free balance of 0"),
                 (stranger.ss58_address,))
@@ -206,7 +220,8 @@ def _amount_plus_fee_more_than_balance(w: World) -> Case:
 
 def _never_seen_account_sudo(w: World) -> Case:
     stranger = Keypair.generate()
-    ext = sign_extrinsic(stranger, "sudo_set_faucet", {"enabled": False}, 0)
+    ext = sign_extrinsic(stranger, "sudo_set_faucet", {"enabled": False}, 0,
+                         w.chain.identity())
     return Case(_signed(ext), ext, 403, "not_sudo", ("sudo",), (stranger.ss58_address,))
 
 
@@ -220,6 +235,7 @@ CASES: dict[str, Callable[[World], Case]] = {
     "wrong_signer": _wrong_signer,
     "bad_signer_address": _bad_signer_address,
     "wrong_chain": _wrong_chain,
+    "wrong_genesis": _wrong_genesis,
     "nonce_gap": _nonce_gap,
     "oversize_body": _oversize,
     "malformed_json": _malformed_json,

@@ -1,4 +1,4 @@
-"""The ledger's signature worker (`ledger/verifier.py`) and the door's turns (`turns.py`).
+"""The ledger's signature worker (`ledger/signature_worker.py`) and the door's turns (`turns.py`).
 
 The worker is a real child process; the nodes are in process on real (embedded) Redis, so
 the loop and the queue are ours to look at. What must hold: the worker's verdicts are the
@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, chain_identity, sign_extrinsic
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.genesis import dev_genesis
 from subnetlab.ledger.node import WORKER_MIN_BATCH, LedgerNode, Refused
 from subnetlab.ledger.redis_server import EmbeddedRedis
+from subnetlab.ledger.signature_worker import SignatureWorker, Triple, verify_all
 from subnetlab.ledger.store import BlockStore
 from subnetlab.ledger.turns import Turns
-from subnetlab.ledger.verifier import SignatureWorker, Triple, verify_all
+from tests.integration.chainclient import DEV_CHAIN
 from tests.integration.conftest import start_ledger, wait_until
 
 ALICE, BOB, CHARLIE = Keypair.dev("alice"), Keypair.dev("bob"), Keypair.dev("charlie")
@@ -106,8 +107,10 @@ def _outcome(outcome: tuple[Extrinsic, str] | Refused) -> tuple[Any, ...]:
     return ("queued", outcome[1])
 
 
-def _transfers(key: Keypair, nonces: range) -> list[Extrinsic]:
-    return [sign_extrinsic(key, "transfer", {"dest": CHARLIE.ss58_address, "amount": 1 + n}, n)
+def _transfers(key: Keypair, nonces: range, chain: ChainIdentity = DEV_CHAIN) -> list[Extrinsic]:
+    """Signed for an in-process node on `dev_genesis()` unless another chain is given."""
+    return [sign_extrinsic(key, "transfer", {"dest": CHARLIE.ss58_address, "amount": 1 + n}, n,
+                           chain)
             for n in nonces]
 
 
@@ -225,7 +228,7 @@ def _children_running_the_worker(pid: int) -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"subnetlab.ledger.verifier" in cmdline:
+        if parent == pid and b"subnetlab.ledger.signature_worker" in cmdline:
             found.append(int(entry))
     return found
 
@@ -245,7 +248,8 @@ def test_a_served_ledger_checks_batches_in_its_worker_which_dies_with_it(tmp_pat
         workers = _children_running_the_worker(ledger.process.pid)
         assert len(workers) == 1, workers
         with ledger.client() as http:
-            body = _batch(_transfers(ALICE, range(WORKER_MIN_BATCH)))
+            chain = chain_identity(http.get("/v1/chain").json())
+            body = _batch(_transfers(ALICE, range(WORKER_MIN_BATCH), chain))
             results = http.post("/v1/extrinsics/batch", content=body).json()["results"]
             assert all(r["status"] == "pending" for r in results), results
 

@@ -73,7 +73,7 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
         preexec_fn=die_with_parent())  # `up` stops its children when pytest dies
     try:
         deadline = time.monotonic() + 180
-        while not (run_dir / "run.json").exists():
+        while not _running(run_dir):
             assert up.poll() is None, (tmp / "up.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the testnet did not come up"
             time.sleep(0.5)
@@ -82,6 +82,14 @@ def testnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
         up.send_signal(signal.SIGTERM)
         up.wait(120)
         log.close()
+
+
+def _running(run_dir: Path) -> bool:
+    """Whether `up` says every neuron has started (run.json's `running`)."""
+    try:
+        return bool(json.loads((run_dir / "run.json").read_text()).get("running"))
+    except FileNotFoundError:
+        return False
 
 
 def test_organic_load_figures_match_the_gateways(testnet: tuple[Path, Path]) -> None:

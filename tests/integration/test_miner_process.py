@@ -36,11 +36,11 @@ import httpx2
 import openai
 import pytest
 
-from subnetlab.chain.model import TOKEN
+from subnetlab.chain.units import TOKEN
+from subnetlab.engines import sum_metric
 from subnetlab.keys.keypair import Keypair
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child, Supervisor
-from subnetlab.miner.backends import sum_metric
 from subnetlab.protocol.epistula import sign_request
 from tests.integration.conftest import LedgerProcess, free_port, wait_until
 from tests.integration.test_cli_offline import one_error_line

@@ -35,17 +35,24 @@ import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
 
 from subnetlab.bench.organic_metrics import StrategyFigures, parse_organic
-from subnetlab.chain.model import TOKEN
+from subnetlab.chain.units import TOKEN
+from subnetlab.engines import sum_metric
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient
 from subnetlab.local.bootstrap import bootstrap_subnet
-from subnetlab.local.processes import Child, Supervisor, die_with_parent
-from subnetlab.miner.backends import sum_metric
+from subnetlab.local.processes import Child, Supervisor
 from subnetlab.protocol.epistula import sign_request
+from subnetlab.tasks import OPEN, generate
 from subnetlab.validator.evidence import final_moving, load_evidence, store_evidence
-from subnetlab.validator.tasks import OPEN, generate
 from subnetlab.validator.weights import honest_weights
-from tests.integration.conftest import free_port, miner_child, validator_child, wait_until
+from tests.integration.conftest import (
+    free_port,
+    miner_child,
+    start_redis_server,
+    stop_redis_server,
+    validator_child,
+    wait_until,
+)
 
 HYPER = {"tempo": 10, "weights_rate_limit": 0, "max_registrations_per_block": 64,
          "target_registrations_per_interval": 64, "immunity_period": 1000}
@@ -73,13 +80,8 @@ class Net:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     tmp = tmp_path_factory.mktemp("net")
-    redis_port = free_port()
-    redis_proc = subprocess.Popen(
-        ["/usr/bin/redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir",
-         str(tmp), "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent())
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    wait_until(lambda: redis_lib.Redis.from_url(redis_url).ping(), 10, "redis-server")
+    redis_server = start_redis_server(tmp / "redis")
+    redis_url = redis_server.url
     supervisor = Supervisor()
     logs = tmp / "logs"
     try:
@@ -145,8 +147,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
                   checker, logs)
     finally:
         supervisor.stop_all()
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        stop_redis_server(redis_server)
 
 
 def metagraph(net: Net, netuid: int) -> dict[str, Any]:

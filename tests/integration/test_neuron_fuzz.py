@@ -30,15 +30,16 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from subnetlab.engines import SimBackend, SimModel
 from subnetlab.keys.keypair import Keypair
-from subnetlab.miner.backends import SimBackend, SimModel
 from subnetlab.miner.server import Miner, create_miner_app
 from subnetlab.protocol.epistula import HEADER_NAMES, sign_request
 from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.metagraph import CallerInfo, StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.validator.config import ValidatorConfig
 from subnetlab.validator.gateway import STRATEGIES, GatewayConfig, create_gateway_app
-from subnetlab.validator.loop import Validator, ValidatorConfig
+from subnetlab.validator.loop import Validator
 
 MAX_EXAMPLES = 60
 PATH = "/v1/chat/completions"
@@ -74,10 +75,8 @@ def servers() -> Iterator[Servers]:
     config = ValidatorConfig(VALIDATOR, 1, "http://127.0.0.1:1", "redis://127.0.0.1:1/0",
                              seed=7, timeout_s=5.0, sample_size=1,
                              task_weights={"arithmetic": 1.0})
-    validator = Validator(config)
-    loop.run_until_complete(validator.http.aclose())
-    validator.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=miner_app),
-                                       timeout=5.0)
+    validator = Validator(config, http=httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=miner_app), timeout=5.0))
     validator.follower.metagraph = {"neurons": [{
         "uid": 1, "hotkey": MINER.ss58_address, "axon": "http://127.0.0.1:9", "stake": 1.0,
         "validator_permit": False}]}

@@ -18,6 +18,7 @@ import pytest
 
 from subnetlab.bench.processes import free_port
 from subnetlab.local.processes import die_with_parent
+from tests.integration.conftest import start_redis_server, stop_redis_server
 
 EXAMPLES = Path(__file__).parents[2] / "manifests" / "examples"
 
@@ -115,6 +116,19 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path) -> None:
     line = _refused(tmp_path, "--redis-url", closed)
     assert "--redis-url redis://:***@127.0.0.1:" in line and "no Redis answers there" in line
     assert "secret" not in line
+
+
+def test_a_redis_that_may_lose_blocks_is_refused_unless_volatile_is_said(
+        tmp_path: Path) -> None:
+    assert _refused(tmp_path, "--volatile-redis") == (
+        "error: --volatile-redis: only with --redis-url (the embedded Redis is durable)")
+    server = start_redis_server(tmp_path / "volatile-redis", durable=False)
+    try:
+        line = _refused(tmp_path, "--redis-url", server.url)
+        assert f"--redis-url {server.url} may lose blocks on a crash" in line
+        assert "appendonly" in line and "give --volatile-redis" in line
+    finally:
+        stop_redis_server(server)
 
 
 def test_paths_of_the_wrong_kind_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -221,12 +235,15 @@ def test_the_acceptance_command_as_the_issue_writes_it(tmp_path: Path) -> None:
         assert step in text, text[:2000]
     assert "miner-1 crashed (exit code -9); restarting in 0.5 s" in text
     view = text[text.rindex("subnet demo (netuid"):]
-    for column in ("uid", "neuron", "incentive", "dividends", "emission", "trust", "restarts"):
+    for column in ("uid", "neuron", "incentive", "dividends", "emission", "trust", "vtrust",
+                   "restarts"):
         assert column in view
     assert all(name in view for name in neurons)
     shown = re.search(r"N\+V ratio (\d+\.\d\d)", view)  # the view's last refresh: a few
     assert shown and fan_out - 0.1 <= float(shown.group(1)) <= fan_out + 1  # requests fewer
-    assert "miner-1 crashed; restarted (#1)" in view
+    # each event printed once, as a line when it happened (not listed in the view again)
+    assert text.count("miner-1 crashed; restarted (#1)") == 1
+    assert "miner-1 crashed; restarted (#1)" not in view
 
     time.sleep(1)
     leftovers = [p for p in seen if alive(p)]
@@ -326,6 +343,14 @@ def test_detach_and_down(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, env=env(tmp_path), check=False)
     assert started.returncode == 0, started.stderr
     pid = int((tmp_path / "home" / "up.pid").read_text())
+    # It returns once the ledger answers, with the line that points the chain commands at it.
+    ledger = json.loads((run_dir / "run.json").read_text())["ledger_url"]
+    assert started.stdout.splitlines()[-2:] == [f"ledger: {ledger}",
+                                                f"export SUBNETLAB_LEDGER={ledger}"]
+    listed = subprocess.run([sys.executable, "-m", "subnetlab", "subnet", "list", "--json"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**env(tmp_path), "SUBNETLAB_LEDGER": ledger})
+    assert listed.returncode == 0, listed.stderr
     deadline = time.monotonic() + 120
     while "testnet up:" not in (run_dir / "up.log").read_text(errors="replace"):
         assert alive(pid), (run_dir / "up.log").read_text()[-2000:]

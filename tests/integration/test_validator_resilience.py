@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from subnetlab.chain.model import TOKEN
+from subnetlab.chain.units import TOKEN
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient

@@ -34,11 +34,11 @@ from typing import Any
 import httpx
 import pytest
 
+from subnetlab.engines import EngineCounters, engine_counters, sum_metric
 from subnetlab.keys.keypair import Keypair
 from subnetlab.local import testnet as local_testnet
 from subnetlab.local.tiny_model import SERVED_NAME, BuiltModel, ensure_model
 from subnetlab.local.vllm_env import cache_root, ensure_env
-from subnetlab.miner.backends import EngineCounters, engine_counters, sum_metric
 from subnetlab.protocol.epistula import sign_request
 from subnetlab.specs import load_specs
 from tests.integration.conftest import wait_until

@@ -177,6 +177,25 @@ def test_external_redis_renders_without_the_statefulset(helm: Helm) -> None:
     assert "secret@" not in json.dumps(ledger)
 
 
+def test_the_redis_is_durable_and_only_an_external_one_may_be_volatile(helm: Helm) -> None:
+    """The ledger refuses a Redis that may lose acknowledged writes: the chart's own is
+    fsynced on every write; an external one runs the ledger with --volatile-redis only
+    when the values say so."""
+    docs = render(helm)
+    args = only(docs, "StatefulSet", "-redis")["spec"]["template"]["spec"]["containers"][0][
+        "args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "always"
+    ledger_args = only(docs, "Deployment", "-ledger")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert "--volatile-redis" not in ledger_args
+    for extra, volatile in (([], False), (["--set", "redis.external.volatile=true"], True)):
+        docs = render(helm, *EXTERNAL_REDIS, *extra)
+        ledger_args = only(docs, "Deployment", "-ledger")["spec"]["template"]["spec"][
+            "containers"][0]["args"]
+        assert ("--volatile-redis" in ledger_args) is volatile
+
+
 def test_network_policies_admit_only_the_callers(helm: Helm) -> None:
     docs = render(helm)
     redis = only(docs, "NetworkPolicy", "-redis")["spec"]["ingress"]

@@ -27,8 +27,9 @@ import httpx
 import pytest
 import yaml
 
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
-from subnetlab.ledger.client import TOKEN, LedgerClient
+from subnetlab.ledger.client import LedgerClient
 from subnetlab.wallet import hotkey_from_document
 from tests.integration.conftest import (
     LedgerProcess,

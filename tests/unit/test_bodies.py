@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from subnetlab.engines import SimBackend, SimModel
 from subnetlab.keys.keypair import Keypair
-from subnetlab.miner.backends import SimBackend, SimModel
 from subnetlab.miner.server import Miner, create_miner_app
 from subnetlab.protocol.bodies import (
     MAX_JSON_DEPTH,
@@ -32,8 +32,9 @@ from subnetlab.protocol.epistula import sign_request
 from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.metagraph import CallerInfo, StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.validator.config import ValidatorConfig
 from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
-from subnetlab.validator.loop import Validator, ValidatorConfig
+from subnetlab.validator.loop import Validator
 
 MINER = Keypair.dev("bodies-miner")
 CALLER = Keypair.dev("bodies-validator")

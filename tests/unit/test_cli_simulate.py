@@ -71,6 +71,27 @@ def test_invalid_case_files_name_the_field_without_traceback(
     assert proc.stderr.count("\n") <= 2
 
 
+def test_every_problem_of_a_case_is_reported_at_once(cli: CliRun, tmp_path: Path) -> None:
+    case = {**CASE, "stakes": [1, -2, 0], "hyperparameters": {"kapa": 0.5},
+            "epochs": [{"weights": {"0": {"2": 70000}}}]}
+    proc = cli("simulate", "yuma", str(write(tmp_path, case)))
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: 3 problems in the case:", proc.stderr
+    for expected in ("stakes: stake of uid 1 is -2", "hyperparameters.kapa: ",
+                     "epochs.0.weights: weight to uid 2 is 70000"):
+        assert any(line.startswith(f"  {write(tmp_path, case)}: {expected}")
+                   for line in lines[1:]), (expected, proc.stderr)
+    unknown = {**CASE, "epochs": [{"weights": {"0": {"7": 1}}}, {"weights": {"9": {"1": 1}}}]}
+    proc = cli("simulate", "yuma", str(write(tmp_path, unknown)))
+    assert proc.stderr.splitlines()[1:] == [
+        f"  {tmp_path / 'case.json'}: epochs.0.weights: uid 7 does not exist (the case has 3 "
+        "uids, 0..2)",
+        f"  {tmp_path / 'case.json'}: epochs.1.weights: uid 9 does not exist (the case has 3 "
+        "uids, 0..2)",
+    ]
+
+
 def test_missing_case_file(cli: CliRun, tmp_path: Path) -> None:
     proc = cli("simulate", "yuma", str(tmp_path / "nope.json"))
     assert proc.returncode == 2 and "no such file" in proc.stderr

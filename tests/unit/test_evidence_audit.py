@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from subnetlab.tasks import generate
 from subnetlab.validator.evidence import (
     PriorEvidence,
     audit_document,
@@ -21,7 +22,6 @@ from subnetlab.validator.evidence import (
     held_findings,
 )
 from subnetlab.validator.scoring import verifiable_score
-from subnetlab.validator.tasks import generate
 from subnetlab.validator.weights import honest_weights
 
 TIMEOUT_S = 5.0

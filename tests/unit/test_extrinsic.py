@@ -15,8 +15,10 @@ from subnetlab.chain.extrinsic import (
     DEFAULT_CHAIN_ID,
     BadSignature,
     BadSigner,
+    ChainIdentity,
     Extrinsic,
     MalformedExtrinsic,
+    chain_identity,
     sign_extrinsic,
     signing_payload,
 )
@@ -25,6 +27,12 @@ from subnetlab.keys import InvalidAddress, Keypair, ss58_encode
 ALICE = Keypair.dev("alice")
 BOB = Keypair.dev("bob")
 TRANSFER: dict[str, Any] = {"dest": BOB.ss58_address, "amount": 1_000_000_000}
+GENESIS = "0x" + "11" * 32
+DEV = ChainIdentity(DEFAULT_CHAIN_ID, GENESIS)
+
+
+def _chain(chain_id: str) -> ChainIdentity:
+    return ChainIdentity(chain_id, GENESIS)
 
 json_scalars = st.one_of(
     st.none(),
@@ -43,8 +51,8 @@ json_values = st.recursive(
 json_params = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
 
 
-def _transfer(nonce: int = 0, **kw: Any) -> Extrinsic:
-    return sign_extrinsic(ALICE, "transfer", TRANSFER, nonce, **kw)
+def _transfer(nonce: int = 0, chain: ChainIdentity = DEV) -> Extrinsic:
+    return sign_extrinsic(ALICE, "transfer", TRANSFER, nonce, chain)
 
 
 def _with(ext: Extrinsic, **changes: Any) -> Extrinsic:
@@ -59,18 +67,18 @@ def _with(ext: Extrinsic, **changes: Any) -> Extrinsic:
 
 def test_signing_payload_is_the_documented_canonical_json() -> None:
     payload = signing_payload(
-        "transfer", {"b": 1, "a": ["é", 2.5, None, True]}, "5Signer", 7, "my-chain"
+        "transfer", {"b": 1, "a": ["é", 2.5, None, True]}, "5Signer", 7, _chain("my-chain")
     )
     expected = (
-        '{"call":"transfer","chain_id":"my-chain","nonce":7,'
+        '{"call":"transfer","chain_id":"my-chain","genesis_hash":"' + GENESIS + '","nonce":7,'
         '"params":{"a":["é",2.5,null,true],"b":1},"signer":"5Signer"}'
     ).encode()
     assert payload == expected
 
 
 def test_payload_does_not_depend_on_key_order_or_tuples() -> None:
-    a = signing_payload("c", {"x": 1, "y": {"q": 1, "p": (1, 2)}}, "s", 0, "c")
-    b = signing_payload("c", {"y": {"p": [1, 2], "q": 1}, "x": 1}, "s", 0, "c")
+    a = signing_payload("c", {"x": 1, "y": {"q": 1, "p": (1, 2)}}, "s", 0, _chain("c"))
+    b = signing_payload("c", {"y": {"p": [1, 2], "q": 1}, "x": 1}, "s", 0, _chain("c"))
     assert a == b
 
 
@@ -82,8 +90,9 @@ def test_the_models_payload_is_the_canonical_json_byte_for_byte(
 ) -> None:
     """`Extrinsic.payload` takes a faster encoder than `json.dumps` for params without
     floats: it must give the bytes of the documented rule, whatever the params."""
-    ext = sign_extrinsic(ALICE, call, params, nonce, chain_id)
-    assert ext.payload() == signing_payload(call, params, ALICE.ss58_address, nonce, chain_id)
+    ext = sign_extrinsic(ALICE, call, params, nonce, _chain(chain_id))
+    assert ext.payload() == signing_payload(call, params, ALICE.ss58_address, nonce,
+                                            _chain(chain_id))
 
 
 def test_the_fast_payload_writes_every_character_and_weight_list_as_json_dumps() -> None:
@@ -93,9 +102,8 @@ def test_the_fast_payload_writes_every_character_and_weight_list_as_json_dumps()
                    {"netuid": 3, "uids": weights, "weights": weights[::-1]},
                    {"mixed": [True, 1, False, 0, 2**70, -(2**70)], "n": None},
                    {"nested": [[1, 2], [3, [4.5]], {"b": [], "a": {}}]}):
-        ext = sign_extrinsic(ALICE, "c", params, 1)
-        assert ext.payload() == signing_payload("c", params, ALICE.ss58_address, 1,
-                                                DEFAULT_CHAIN_ID)
+        ext = sign_extrinsic(ALICE, "c", params, 1, DEV)
+        assert ext.payload() == signing_payload("c", params, ALICE.ss58_address, 1, DEV)
         ext.verify()
 
 
@@ -116,10 +124,10 @@ class _Color(enum.IntEnum):
 )
 def test_payload_refuses_non_json_params(params: dict[Any, Any], needle: str) -> None:
     with pytest.raises(ValueError, match="params") as info:
-        signing_payload("c", params, "s", 0, "c")
+        signing_payload("c", params, "s", 0, _chain("c"))
     assert needle in str(info.value)
     with pytest.raises(MalformedExtrinsic) as signed:
-        sign_extrinsic(ALICE, "c", params, 0)
+        sign_extrinsic(ALICE, "c", params, 0, DEV)
     assert signed.value.field == "params"
 
 
@@ -128,11 +136,11 @@ def test_deep_params_refused() -> None:
     for _ in range(40):
         deep = [deep]
     with pytest.raises(ValueError, match="deeper"):
-        signing_payload("c", {"x": deep}, "s", 0, "c")
+        signing_payload("c", {"x": deep}, "s", 0, _chain("c"))
 
 
 def test_int_subclasses_are_normalised() -> None:
-    ext = sign_extrinsic(ALICE, "c", {"color": _Color.RED, "flag": True}, 0)
+    ext = sign_extrinsic(ALICE, "c", {"color": _Color.RED, "flag": True}, 0, DEV)
     assert type(ext.params["color"]) is int
     assert ext.params["flag"] is True
     ext.verify()
@@ -149,7 +157,7 @@ def test_sign_and_verify() -> None:
     ext.verify()
     assert ext.is_valid()
     assert ext.payload() == signing_payload(
-        "transfer", TRANSFER, ALICE.ss58_address, 5, "subnetlab-dev"
+        "transfer", TRANSFER, ALICE.ss58_address, 5, DEV
     )
 
 
@@ -158,7 +166,7 @@ def test_sign_and_verify() -> None:
 def test_any_json_params_sign_verify_and_round_trip(
     params: dict[str, Any], nonce: int, call: str
 ) -> None:
-    ext = sign_extrinsic(ALICE, call, params, nonce)
+    ext = sign_extrinsic(ALICE, call, params, nonce, DEV)
     ext.verify()
     again = Extrinsic.from_json(ext.to_json())
     assert again == ext
@@ -176,6 +184,7 @@ def test_any_json_params_sign_verify_and_round_trip(
         {"nonce": 6},
         {"call": "add_stake"},
         {"chain_id": "subnetlab-main"},
+        {"genesis_hash": "0x" + "22" * 32},
     ],
 )
 def test_tampering_is_rejected(changes: dict[str, Any]) -> None:
@@ -287,9 +296,11 @@ def test_hash_pinned_for_fixed_signature() -> None:
         signer="5Signer",
         nonce=1,
         signature="ab" * 64,
+        genesis_hash=GENESIS,
     )
     payload = (
-        b'{"call":"transfer","chain_id":"subnetlab-dev","nonce":1,'
+        b'{"call":"transfer","chain_id":"subnetlab-dev","genesis_hash":"' + GENESIS.encode()
+        + b'","nonce":1,'
         b'"params":{"amount":5,"dest":"5Dest"},"signer":"5Signer"}'
     )
     assert ext.payload() == payload
@@ -309,9 +320,11 @@ def test_hash_names_the_signed_extrinsic() -> None:
 
 
 def test_json_round_trip() -> None:
-    ext = sign_extrinsic(ALICE, "set_weights", {"netuid": 1, "uids": [0, 1], "w": [0.5, 0.5]}, 9)
+    ext = sign_extrinsic(ALICE, "set_weights", {"netuid": 1, "uids": [0, 1], "w": [0.5, 0.5]}, 9,
+                         DEV)
     text = ext.to_json()
-    assert set(json.loads(text)) == {"call", "params", "signer", "nonce", "signature", "chain_id"}
+    assert set(json.loads(text)) == {"call", "params", "signer", "nonce", "signature", "chain_id",
+                                     "genesis_hash"}
     again = Extrinsic.from_json(text)
     assert again == ext
     again.verify()
@@ -331,6 +344,9 @@ def test_json_round_trip() -> None:
         (lambda d: d.update(params=[1, 2]), "params"),
         (lambda d: d.update(signer=None), "signer"),
         (lambda d: d.update(chain_id=""), "chain_id"),
+        (lambda d: d.pop("genesis_hash"), "genesis_hash"),
+        (lambda d: d.update(genesis_hash="0x" + "AB" * 32), "genesis_hash"),
+        (lambda d: d.update(genesis_hash="11" * 32), "genesis_hash"),
         (lambda d: d.pop("signature"), "signature"),
         (lambda d: d.pop("signer"), "signer"),
         (lambda d: d.update(extra="x"), "extra"),
@@ -363,7 +379,7 @@ def test_from_json_refuses_non_objects(text: str | bytes) -> None:
 
 
 def test_chain_id_default_and_override() -> None:
-    ext = sign_extrinsic(ALICE, "transfer", TRANSFER, 0, chain_id="subnetlab-test")
+    ext = _transfer(chain=_chain("subnetlab-test"))
     assert ext.chain_id == "subnetlab-test"
     ext.verify()
     data = json.loads(_transfer().to_json())
@@ -379,6 +395,38 @@ def test_extrinsic_is_frozen() -> None:
 
 def test_signer_on_another_network_signs_with_default_prefix() -> None:
     kp = Keypair.from_seed(ALICE.seed or b"", ss58_format=0)
-    ext = sign_extrinsic(kp, "transfer", TRANSFER, 0)
+    ext = sign_extrinsic(kp, "transfer", TRANSFER, 0, DEV)
     assert ext.signer == ALICE.ss58_address
     ext.verify()
+
+
+# ---- chain identity -------------------------------------------------------------------------
+
+
+def test_the_genesis_hash_is_signed() -> None:
+    """An extrinsic signed for one genesis does not verify as one for another: the same
+    chain id started again (another genesis) cannot take the old chain's extrinsics."""
+    ext = _transfer(nonce=0)
+    assert b'"genesis_hash":"' + GENESIS.encode() + b'"' in ext.payload()
+    moved = _with(ext, genesis_hash="0x" + "33" * 32)
+    with pytest.raises(BadSignature):
+        moved.verify()
+    assert ext.chain == DEV
+
+
+@pytest.mark.parametrize(("info", "field"), [
+    ({"chain_id": "c"}, "genesis_hash"),
+    ({"chain_id": "c", "genesis_hash": "0x12"}, "genesis_hash"),
+    ({"chain_id": "c", "genesis_hash": 5}, "genesis_hash"),
+    ({"genesis_hash": GENESIS}, "chain_id"),
+    ({"chain_id": "", "genesis_hash": GENESIS}, "chain_id"),
+    ([], "JSON object"),
+])
+def test_chain_identity_names_what_the_chain_info_lacks(info: object, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        chain_identity(info)
+
+
+def test_chain_identity_of_a_chain_info() -> None:
+    info = {"chain_id": "c", "genesis_hash": GENESIS, "block": 3}
+    assert chain_identity(info) == ChainIdentity("c", GENESIS)

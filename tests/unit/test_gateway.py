@@ -24,19 +24,20 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from subnetlab.engines import OpenAIBackend, SimBackend, SimModel
 from subnetlab.keys.keypair import Keypair
-from subnetlab.miner.backends import OpenAIBackend, SimBackend, SimModel
 from subnetlab.miner.server import Miner, create_miner_app
 from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.metagraph import CallerInfo, StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.validator.config import ValidatorConfig
 from subnetlab.validator.gateway import (
     GatewayConfig,
     authorised,
     create_gateway_app,
     key_digests,
 )
-from subnetlab.validator.loop import Validator, ValidatorConfig
+from subnetlab.validator.loop import Validator
 
 VALIDATOR = Keypair.dev("unit-gateway-validator")
 KEYS = frozenset({"sk-alpha-0123456789", "sk-beta-9876543210"})
@@ -153,9 +154,8 @@ async def site(miners: dict[int, Miner], reference_url: str | None = None,
     config = ValidatorConfig(VALIDATOR, 1, "http://127.0.0.1:1", "redis://127.0.0.1:1/0",
                              seed=7, timeout_s=5.0, sample_size=len(miners) + len(dead_uids),
                              task_weights={"arithmetic": 1.0})
-    validator = Validator(config)
-    if reference_url is not None:
-        validator.reference = OpenAIBackend(reference_url, "reference")
+    validator = Validator(config, None if reference_url is None
+                          else OpenAIBackend(reference_url, "reference"))
     async with AsyncExitStack() as stack:
         neurons = [neuron(uid, m.hotkey, await stack.enter_async_context(
             serving(create_miner_app(m)))) for uid, m in miners.items()]
@@ -311,7 +311,7 @@ def test_validator_metrics_count_every_query_by_outcome_and_time_the_scoring() -
 
     async def scenario() -> None:
         async with site(miners, dead_uids=(4,)) as s:
-            answers = [a for _ in range(rounds) for a in await s.validator.query_round()]
+            answers = [a for _ in range(rounds) for a in await s.validator.scoring.run()]
             samples = await s.metrics()
             by_outcome: dict[str, int] = {}
             for answer in answers:
@@ -334,7 +334,7 @@ def test_validator_metrics_count_every_query_by_outcome_and_time_the_scoring() -
             assert samples[(f"{scoring}_sum", ())] > 0
             moving = {int(dict(labels)["uid"]): v for (name, labels), v in samples.items()
                       if name == "subnetlab_validator_moving_score"}
-            assert moving == pytest.approx(s.validator.moving)
+            assert moving == pytest.approx(s.validator.board.moving)
             assert moving[1] > 0.9 and moving[2] == moving[3] == moving[4] == 0.0
 
     asyncio.run(scenario())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -243,3 +245,22 @@ def test_resources_are_quantities_with_a_request_within_its_limit_rule() -> None
     assert "'128Mi'" in rules[".requests.memory"] and "'1Gi'" in rules[".requests.memory"]
     assert rules[".requests.cpu"].startswith("!has(self.limits) || !has(self.limits.cpu)")
     assert all("quantity(" in rule and "compareTo" in rule for rule in rules.values())
+
+
+def test_outside_a_checkout_the_default_folders_are_named_not_their_files(
+        tmp_path: Path) -> None:
+    for args in (["--check"], []):
+        proc = subprocess.run([sys.executable, "-m", "subnetlab", "crds", "generate", *args],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == (
+            f"error: --out: manifests and helm/subnetlab are not in {tmp_path}: run in the "
+            "repository's root, or give --out DIR"), proc.stderr
+        assert list(tmp_path.iterdir()) == []  # no repository layout made up here
+    missing = subprocess.run([sys.executable, "-m", "subnetlab", "crds", "generate", "--check",
+                              "--out", "crds"], capture_output=True, text=True, timeout=120,
+                             check=False, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: missing CRDs: crds/"), missing.stderr
+    assert "stale" not in missing.stderr and "generate --out crds`" in missing.stderr

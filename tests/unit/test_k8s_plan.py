@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from subnetlab.chain.units import TOKEN, rao
 from subnetlab.k8s.plan import (
     BURN_PATH,
     STAKE_PATH,
@@ -12,13 +13,12 @@ from subnetlab.k8s.plan import (
     cluster_backend_problem,
     hyperparameter_changes,
     is_temporary,
-    rao,
     stake_change,
     stake_position,
     touches,
     uid_of,
 )
-from subnetlab.ledger.client import TOKEN, LedgerError
+from subnetlab.ledger.client import LedgerError
 from subnetlab.local.bootstrap import created_subnet
 from subnetlab.specs import HyperparameterSpec, NeuronSpec
 

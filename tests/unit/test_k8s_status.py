@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from subnetlab.chain.units import TOKEN
 from subnetlab.k8s.status import (
     SUBNET_CONDITIONS,
     Conditions,
@@ -13,7 +14,6 @@ from subnetlab.k8s.status import (
     subnet_fields,
     sybil_fields,
 )
-from subnetlab.ledger.client import TOKEN
 
 
 def test_transition_time_moves_only_when_the_status_does() -> None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from subnetlab.keys import Keypair
-from subnetlab.miner.backends import (
+from subnetlab.engines import (
     OpenAIBackend,
     SimBackend,
     SimModel,
@@ -25,6 +24,7 @@ from subnetlab.miner.backends import (
     count_tokens,
     reported_engine_seconds,
 )
+from subnetlab.keys import Keypair
 from subnetlab.miner.launch import (
     MinerOptions,
     build_miner,
@@ -39,7 +39,7 @@ from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import CallerInfo, StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
 from subnetlab.protocol.sse import ChunkWriter, error_event
-from subnetlab.validator.tasks import KINDS, generate, solve
+from subnetlab.tasks import KINDS, generate, solve
 
 KEY = Keypair.dev("test-miner-a")
 SYBIL = Keypair.dev("test-miner-b")

@@ -333,3 +333,43 @@ def test_subnetlab_up_runs_the_same_processes_whatever_the_resources() -> None:
     sized = NeuronSpec.model_validate({"subnet": "s", "role": "miner", "resources": {
         "requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}})
     assert role_args(plain, TaskMix()) == role_args(sized, TaskMix())
+
+
+def test_every_problem_of_every_document_is_reported_at_once(tmp_path: Path) -> None:
+    """Three mistakes in two documents of one file and one in another: one error names all
+    four, each with its file, resource and field, instead of one per run."""
+    bad_subnet = SUBNET.replace("{tempo: 20}", "{tempo: true, kappa: 2}")
+    bad_neuron = NEURON_N.replace("role: miner}", "role: miner, stake: -1, mystery: 1}")
+    a = _file(tmp_path / "a.yaml", bad_subnet, bad_neuron)
+    b = _file(tmp_path / "b.yaml", "kind: Pod\nmetadata: {name: x}\n")
+    with pytest.raises(SpecError) as info:
+        load_specs([a, b])
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{len(lines) - 1} problems in the specs:"
+    assert all(line.startswith("  ") for line in lines[1:])
+    shown = "\n".join(lines[1:])
+    for expected in (f"{a} (Subnet s): spec.hyperparameters.tempo: Input should be a valid "
+                     "integer",
+                     f"{a} (Subnet s): spec.hyperparameters.kappa: Input should be less than",
+                     f"{a} (Neuron n): spec.stake: ",
+                     f"{a} (Neuron n): spec.mystery: Extra inputs are not permitted",
+                     f"{b}: kind: must be Subnet or Neuron, got 'Pod'"):
+        assert expected in shown, shown
+    assert info.value.problems == [line.strip() for line in lines[1:]]
+
+
+def test_rules_between_resources_are_all_reported(tmp_path: Path) -> None:
+    stray = NEURON_N.replace("{name: n}", "{name: m}").replace("subnet: s", "subnet: t")
+    other = stray.replace("{name: m}", "{name: o}").replace("subnet: t", "subnet: u")
+    path = _file(tmp_path / "net.yaml", SUBNET, stray, other)
+    with pytest.raises(SpecError) as info:
+        load_specs([path, tmp_path / "missing.yaml"])
+    assert info.value.problems[0].startswith(f"{tmp_path / 'missing.yaml'}: ")
+    # The rules between resources are checked once every document is valid by itself:
+    assert len(info.value.problems) == 1
+    with pytest.raises(SpecError) as info:
+        load_specs([path])
+    assert info.value.problems == [
+        f"{path} (Neuron m): spec.subnet: no Subnet named 't' (known: s)",
+        f"{path} (Neuron o): spec.subnet: no Subnet named 'u' (known: s)",
+    ]

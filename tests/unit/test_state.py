@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from subnetlab.chain.calls import CALL_NAMES
 from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.hyperparameters import U16_MAX
-from subnetlab.chain.model import TOKEN, Genesis
+from subnetlab.chain.model import Genesis
 from subnetlab.chain.state import (
     CALLS,
     account,
@@ -22,6 +23,7 @@ from subnetlab.chain.state import (
     subnet_info,
     weights_commit_hash,
 )
+from subnetlab.chain.units import TOKEN
 from tests.unit.test_state_support import (
     ALICE,
     BOB,
@@ -75,7 +77,8 @@ def test_error_carries_code_field_and_message() -> None:
         "weight_limit_exceeded", "invalid_uid", "duplicate_uid", "invalid_weights",
         "no_commit", "commit_mismatch", "reveal_too_early", "reveal_too_late",
         "commit_reveal_disabled", "commit_reveal_enabled", "faucet_disabled", "invalid_param",
-        "unknown_call", "too_many_registrations",
+        "unknown_call", "too_many_registrations", "faucet_budget_exhausted",
+        "faucet_pow_required", "faucet_pow_expired", "faucet_pow_invalid", "axon_ip_not_allowed",
     }  # fmt: skip
     assert required <= {str(c) for c in ErrorCode}
 
@@ -110,6 +113,10 @@ def test_unknown_call_and_bad_params_object(chain: Chain) -> None:
     err = chain.fails(ALICE, "transfer", E.INVALID_PARAM, dest=BOB, amount=1, amout=2)
     assert err.field == "amout"
     assert set(CALLS) >= {"transfer", "register", "set_weights", "reveal_weights"}
+
+
+def test_the_call_names_the_genesis_checks_fees_against_are_the_call_table() -> None:
+    assert set(CALLS) == CALL_NAMES
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,7 +401,6 @@ def test_serve_axon_by_the_hotkey(chain: Chain, net: int) -> None:
     ("params", "field"),
     [
         ({"ip": "300.1.1.1", "port": 80}, "ip"),
-        ({"ip": "0.0.0.0", "port": 80}, "ip"),
         ({"ip": "example.com", "port": 80}, "ip"),
         ({"ip": "10.0.0.1", "port": 0}, "port"),
         ({"ip": "10.0.0.1", "port": 65536}, "port"),

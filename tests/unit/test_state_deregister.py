@@ -19,7 +19,7 @@ from subnetlab.chain.errors import ErrorCode
 from subnetlab.chain.execution import execute_block
 from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
 from subnetlab.chain.hyperparameters import Hyperparameters
-from subnetlab.chain.model import ARRAY_COLUMNS, TOKEN, ChainState, Genesis
+from subnetlab.chain.model import ARRAY_COLUMNS, ChainState, Genesis
 from subnetlab.chain.state import (
     from_snapshot,
     genesis_state,
@@ -30,10 +30,12 @@ from subnetlab.chain.state import (
     to_snapshot,
     weights_commit_hash,
 )
+from subnetlab.chain.units import TOKEN
 from subnetlab.chain.yuma import EpochInputs, epoch
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.verify import identity
 from subnetlab.protocol.metagraph import StaticMetagraph, occupied
-from subnetlab.validator.loop import miners_of
+from subnetlab.validator.miners import miners_of
 from subnetlab.validator.weights import held_scores
 from tests.unit.test_state_support import (
     ALICE,
@@ -315,7 +317,7 @@ def test_replaying_the_signed_blocks_reproduces_every_root() -> None:
     def ext(key: Keypair, call: str, **params: object) -> Extrinsic:
         nonce = nonces.get(key.ss58_address, 0)
         nonces[key.ss58_address] = nonce + 1
-        return sign_extrinsic(key, call, dict(params), nonce, genesis.chain_id)
+        return sign_extrinsic(key, call, dict(params), nonce, identity(genesis))
 
     hk = [k.ss58_address for k in hotkeys]
     blocks = [

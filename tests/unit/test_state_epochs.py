@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from subnetlab.chain.hyperparameters import Hyperparameters
-from subnetlab.chain.model import OWNER_CUT_PERCENT, TOKEN
+from subnetlab.chain.model import OWNER_CUT_PERCENT
 from subnetlab.chain.neurons import adjusted_burn
 from subnetlab.chain.state import (
     advance_block,
@@ -19,6 +19,7 @@ from subnetlab.chain.state import (
     to_snapshot,
     weights_commit_hash,
 )
+from subnetlab.chain.units import TOKEN
 from tests.unit.test_state_support import (
     ALICE,
     BOB,
@@ -197,7 +198,7 @@ def test_snapshot_round_trip_of_a_busy_chain() -> None:
         chain.register(plain, HK[i])
     chain.call(ALICE, "add_stake", hotkey=HK[0], amount=500 * TOKEN)
     chain.call(BOB, "add_stake", hotkey=HK[0], amount=5 * TOKEN)
-    chain.call(HK[1], "serve_axon", netuid=netuid, ip="fe80::1", port=1)
+    chain.call(HK[1], "serve_axon", netuid=netuid, ip="fd00::1", port=1)
     chain.call(HK[0], "commit_weights", netuid=netuid, commit_hash="0x" + "ee" * 32)
     chain.blocks(1)
     chain.call(HK[0], "set_weights", netuid=plain, uids=[1, 2], weights=[5, 9])

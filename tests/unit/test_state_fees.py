@@ -16,9 +16,11 @@ from subnetlab.chain.codec import from_snapshot, to_snapshot
 from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.execution import Receipt, apply_extrinsic, execute_block
 from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
-from subnetlab.chain.model import DEFAULT_FEES, DEV_FEE, TOKEN, ChainState, Genesis
+from subnetlab.chain.model import DEFAULT_FEES, DEV_FEE, ChainState, Genesis
 from subnetlab.chain.state import CALLS, check_signed, genesis_state, state_root
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.verify import identity
 from tests.unit.test_state_support import TEST_HP, check_conservation
 
 E = ErrorCode
@@ -48,7 +50,7 @@ class Signer:
     def __call__(self, key: Keypair, call: str, **params: Any) -> Extrinsic:
         nonce = self.nonces.get(key.ss58_address, 0)
         self.nonces[key.ss58_address] = nonce + 1
-        return sign_extrinsic(key, call, params, nonce)
+        return sign_extrinsic(key, call, params, nonce, identity(Genesis()))
 
 
 def apply(state: ChainState, ext: Extrinsic) -> Receipt:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from subnetlab.chain.errors import ChainError
-from subnetlab.chain.model import TOKEN, ChainState
+from subnetlab.chain.model import ChainState
 from subnetlab.chain.state import (
     CALLS,
     advance_block,
@@ -28,6 +28,7 @@ from subnetlab.chain.state import (
     total_holdings,
     weights_commit_hash,
 )
+from subnetlab.chain.units import TOKEN
 from tests.unit.test_state_support import (
     ALICE,
     BOB,

@@ -14,7 +14,7 @@ import pytest
 
 from subnetlab.chain.errors import ChainError
 from subnetlab.chain.hyperparameters import Hyperparameters
-from subnetlab.chain.model import TOKEN, ChainState, FaucetConfig, Genesis
+from subnetlab.chain.model import ChainState, FaucetConfig, Genesis
 from subnetlab.chain.state import (
     BlockReport,
     advance_block,
@@ -23,6 +23,7 @@ from subnetlab.chain.state import (
     state_root,
     total_holdings,
 )
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.ss58 import ss58_encode
 
 
@@ -58,6 +59,7 @@ def make_genesis(**overrides: Any) -> Genesis:
         "sudo": SUDO,
         "faucet": FaucetConfig(amount=50 * TOKEN, cooldown_blocks=5),
         "default_hyperparameters": TEST_HP,
+        "allow_loopback_axons": True,  # a dev chain: tests serve on 127.0.0.1
         **overrides,
     }
     return Genesis(**fields)

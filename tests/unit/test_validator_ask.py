@@ -13,7 +13,7 @@ import asyncio
 import httpx
 
 from subnetlab.keys import Keypair
-from subnetlab.validator.loop import ask
+from subnetlab.validator.miners import ask
 
 BODY_BYTES = 1000
 TRICKLE_S = 0.2

@@ -4,6 +4,8 @@ spot-check verdicts and penalties, the N+V accounting, the evidence audit, healt
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 from typing import Any
 
@@ -13,24 +15,10 @@ import redis as redis_lib
 from hypothesis import given
 from hypothesis import strategies as st
 
+from subnetlab.engines import Completion, SimBackend, SimModel, sum_metric
 from subnetlab.keys.keypair import Keypair
-from subnetlab.miner.backends import Completion, SimBackend, SimModel, sum_metric
 from subnetlab.neuron.chain_writer import ExtrinsicError
-from subnetlab.validator.evidence import (
-    audit_document,
-    chain_form,
-    digest_of,
-    replay_moving,
-    round_scores,
-    weight_differences,
-)
-from subnetlab.validator.gateway import account, first_to_answer, spot_check_verdict
-from subnetlab.validator.health import Health, one_line
-from subnetlab.validator.loop import MinerAnswer, Validator, ValidatorConfig
-from subnetlab.validator.reference import is_simulated, reference_backend
-from subnetlab.validator.scoring import open_score, task_score, token_f1, verifiable_score
-from subnetlab.validator.spotcheck import caught
-from subnetlab.validator.tasks import (
+from subnetlab.tasks import (
     KINDS,
     OPEN,
     TASK_KINDS,
@@ -41,7 +29,26 @@ from subnetlab.validator.tasks import (
     solve,
     with_reference,
 )
+from subnetlab.validator.config import ValidatorConfig
+from subnetlab.validator.evidence import (
+    audit_document,
+    chain_form,
+    digest_of,
+    replay_moving,
+    round_scores,
+    weight_differences,
+)
+from subnetlab.validator.gateway import account, first_to_answer, spot_check_verdict
+from subnetlab.validator.health import Health, one_line
+from subnetlab.validator.loop import Validator
+from subnetlab.validator.metrics import ValidatorMetrics
+from subnetlab.validator.miners import MinerAnswer
+from subnetlab.validator.reference import is_simulated, reference_backend
+from subnetlab.validator.scoring import open_score, task_score, token_f1, verifiable_score
+from subnetlab.validator.spotcheck import caught
+from subnetlab.validator.stage import Stage
 from subnetlab.validator.weights import (
+    WeightPolicy,
     cabal_weights,
     copier_weights,
     honest_weights,
@@ -91,6 +98,28 @@ def test_behaviour_weights() -> None:
     assert copier_weights({3: 0.25, 4: 0.75, 5: 0.0}) == {3: 21845, 4: 65535}
     lazy = lazy_weights([3, 4, 5], random.Random(1))
     assert set(lazy) == {3, 4, 5} and max(lazy.values()) == 65535
+
+
+def test_weight_policy_applies_the_behaviour_it_was_made_with() -> None:
+    """One rule per --behaviour: the copier falls back to its own scores while the chain
+    has no consensus; the lazy one spreads random weights over the miners serving (never
+    itself), drawn from the validator's own generator."""
+    me = "hk-self"
+    metagraph = {"neurons": [
+        {"uid": 3, "hotkey": "hk3", "axon": "http://127.0.0.1:1", "consensus": 0.25},
+        {"uid": 4, "hotkey": "hk4", "axon": "http://127.0.0.1:2", "consensus": 0.75},
+        {"uid": 5, "hotkey": me, "axon": "http://127.0.0.1:3", "consensus": 0.0}]}
+    moving = {3: 0.5, 4: 1.0}
+
+    def policy(behaviour: str, seed: int = 0) -> WeightPolicy:
+        return WeightPolicy(behaviour, me, random.Random(seed), frozenset({4}))
+
+    assert policy("honest")(moving, metagraph) == honest_weights(moving)
+    assert policy("cabal")(moving, metagraph) == {4: 65535}
+    assert policy("weight-copier")(moving, metagraph) == {3: 21845, 4: 65535}
+    no_consensus = {"neurons": [{**n, "consensus": 0.0} for n in metagraph["neurons"]]}
+    assert policy("weight-copier")(moving, no_consensus) == honest_weights(moving)
+    assert policy("lazy", 1)(moving, metagraph) == lazy_weights([3, 4], random.Random(1))
 
 
 def test_sim_backend_accuracy_is_explicit() -> None:
@@ -348,19 +377,22 @@ def test_weight_differences_treat_missing_uids_as_zero() -> None:
 
 def test_a_penalty_and_its_records_go_into_the_same_snapshot_or_back() -> None:
     validator = Validator(_config())
-    validator.records = [{"uid": 1, "score": 1.0, "round": 0}]
-    validator.moving = {1: 1.0, 2: 0.5}
-    validator.rounds = 1
-    validator.penalise(2, {"hotkey": "hk2"})
-    assert validator.moving[2] == 0.0 and validator.penalties[0]["after_round"] == 1
-    snapshot = validator._take_snapshot({})
+    board = validator.board
+    board.records = [{"uid": 1, "score": 1.0, "round": 0}]
+    board.moving = {1: 1.0, 2: 0.5}
+    board.rounds = 1
+    validator.penalise(2, {"hotkey": "hk2"})  # as the gateway does (OrganicService)
+    assert board.moving[2] == 0.0 and board.penalties[0]["after_round"] == 1
+    assert validator.moving_score(2) == 0.0 and validator.moving_score(9) == 0.0
+    snapshot = board.snapshot({}, validator.weight_setter.policy)
     assert snapshot is not None
-    assert snapshot.penalties[0]["uid"] == 2 and snapshot.records and not validator.records
-    assert validator.moving_before == {1: 1.0, 2: 0.0}
-    validator.records = [{"uid": 1, "score": 0.0, "round": 1}]
-    validator._restore(snapshot)
-    assert [r["round"] for r in validator.records] == [0, 1]
-    assert validator.penalties[0]["uid"] == 2 and validator.moving_before == {}
+    assert snapshot.penalties[0]["uid"] == 2 and snapshot.records and not board.records
+    assert snapshot.weights == {1: 65535, 2: 0}
+    assert board.moving_before == {1: 1.0, 2: 0.0}
+    board.records = [{"uid": 1, "score": 0.0, "round": 1}]
+    board.restore(snapshot)
+    assert [r["round"] for r in board.records] == [0, 1]
+    assert board.penalties[0]["uid"] == 2 and board.moving_before == {}
 
 
 def test_health_backs_off_and_reports_degraded_while_a_dependency_is_down() -> None:
@@ -377,6 +409,26 @@ def test_health_backs_off_and_reports_degraded_while_a_dependency_is_down() -> N
     health.ledger, health.redis = "ok", "ok"
     assert health.status(following=True) == "ok" and health.status(following=False) == "degraded"
     assert "\n" not in one_line(ValueError("two\nlines"))
+
+
+def test_stages_keep_the_label_values_metrics_logs_and_healthz_show() -> None:
+    """The stage is an enum, but what a failed round reports is the same plain word."""
+    assert [s.value for s in Stage] == ["idle", "resume", "query", "reference", "subnet",
+                                        "reveal", "weights", "store_evidence",
+                                        "commit_evidence"]
+    health = Health()
+    health.failed(Stage.STORE_EVIDENCE, redis_lib.ConnectionError("down"))
+    report = health.as_json(following=True)
+    assert report["last_stage"] == "store_evidence"
+    assert json.loads(json.dumps(report))["last_stage"] == "store_evidence"
+    assert f"stage={Stage.COMMIT_EVIDENCE}" == "stage=commit_evidence"
+    record = logging.LogRecord("v", logging.WARNING, "", 0, "stage=%s", (Stage.WEIGHTS,), None)
+    assert record.getMessage() == "stage=weights"  # the `round failed` line's formatting
+    metrics = ValidatorMetrics()
+    metrics.round_failures.labels(stage=Stage.QUERY, dependency="ledger").inc()
+    assert metrics.registry.get_sample_value(
+        "subnetlab_validator_round_failures_total", {"stage": "query", "dependency": "ledger"}
+    ) == 1.0
 
 
 def test_reference_backend_flags() -> None:

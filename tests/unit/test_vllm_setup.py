@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from subnetlab.engines import engine_counters, sum_metric
 from subnetlab.local.tiny_model import (
     TinyModelError,
     TinyModelRecipe,
@@ -31,7 +32,6 @@ from subnetlab.local.vllm_server import (
     server_args,
     server_env,
 )
-from subnetlab.miner.backends import engine_counters, sum_metric
 
 LINUX = {"platform_machine": "x86_64", "platform_system": "Linux", "python_version": "3.11",
          "sys_platform": "linux"}

@@ -56,6 +56,16 @@ def test_max_upscale_u16_keeps_ratios_at_full_precision() -> None:
     assert yuma.max_upscale_u16(np.array([3])).tolist() == [65535]
 
 
+def masked_weights(
+    weights_rows: np.ndarray, rows: np.ndarray, permit: np.ndarray, last_update: np.ndarray,
+    registered: np.ndarray, **options: object,
+) -> np.ndarray:
+    """The weight rows that count, row-normalised: how the epoch applies `weight_mask`."""
+    keep = yuma.weight_mask(rows, weights_rows.shape[1], permit, last_update, registered,
+                            **options)  # type: ignore[arg-type]
+    return yuma.normalize_rows(np.where(keep, weights_rows, 0.0))
+
+
 def test_masked_weights_zero_forbidden_rows_self_weights_and_outdated() -> None:
     w = np.array(
         [[65535, 65535, 65535, 65535],
@@ -67,18 +77,18 @@ def test_masked_weights_zero_forbidden_rows_self_weights_and_outdated() -> None:
     permit = np.array([True, True, False, False])
     last_update = np.array([10, 10, 10, 10])
     registered = np.array([0, 0, 0, 10])  # uid 3 registered at block 10: weights set then are stale
-    got = yuma.masked_weights(w, rows, permit, last_update, registered)
+    got = masked_weights(w, rows, permit, last_update, registered)
     assert got[0].tolist() == pytest.approx([0, 0.5, 0.5, 0])  # no self, no outdated
     assert got[1].tolist() == pytest.approx([0.5, 0, 0.5, 0])
     assert got[2].tolist() == [0, 0, 0, 0]  # no permit
     # the subnet owner keeps its self-weight
-    owner = yuma.masked_weights(w, rows, permit, last_update, registered, owner_uid=0)
+    owner = masked_weights(w, rows, permit, last_update, registered, owner_uid=0)
     assert owner[0].tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3, 0])
 
 
 def test_masked_weights_commit_before_registration_is_masked() -> None:
     w = np.ones((1, 3)) * 65535
-    got = yuma.masked_weights(
+    got = masked_weights(
         w, np.array([0]), np.array([True, False, False]), np.array([50, 0, 0]),
         np.array([0, 0, 30]), commit_block=np.array([20, -1, -1]),
     )

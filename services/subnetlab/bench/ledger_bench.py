@@ -30,10 +30,11 @@ from typing import Any
 
 import httpx
 
+from subnetlab.bench.errors import BenchError
 from subnetlab.chain.extrinsic import Extrinsic
-from subnetlab.chain.model import TOKEN
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
-from subnetlab.local.bootstrap import BenchError, SetupClient
+from subnetlab.local.bootstrap import SetupClient
 
 WEIGHTS_PER_SET = 256
 

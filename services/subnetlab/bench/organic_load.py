@@ -2,7 +2,7 @@
 
 `loadtest/locustfile.py` is a thin locust user around these functions, so the rules are
 type-checked and unit-tested without gevent. Prompts come from the validator's own
-verifiable task generator (`validator/tasks.py`), seeded per user: the same load on any
+verifiable task generator (`tasks.py`), seeded per user: the same load on any
 machine, and answers a real model could get right.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from subnetlab.tasks import KINDS, generate
 from subnetlab.validator.gateway import STRATEGIES
-from subnetlab.validator.tasks import KINDS, generate
 
 STRATEGY_HEADER = "X-Subnetlab-Strategy"
 

@@ -71,6 +71,10 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                          "`subnetlab up --run-dir DIR` writes it once the testnet is up)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: unreadable: {exc}") from None
+    if isinstance(data, dict) and data.get("running") is False:
+        raise ValueError(f"--run-dir {run_dir}: the testnet there is still starting (its "
+                         f"{RUN_INFO} says running: false); try again once `subnetlab up` "
+                         "shows the network running")
     ledger, keys_file, gateways = parse_run_info(data, str(path))
     try:
         keys = [k.strip() for k in Path(keys_file).read_text().splitlines() if k.strip()]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,14 +39,14 @@ from pathlib import Path
 
 import httpx
 
-from subnetlab.bench.processes import free_port
+from subnetlab.bench.errors import BenchError
+from subnetlab.bench.processes import free_port, started_server
 from subnetlab.bench.protocol_server import BENCH_VALIDATORS, miner_key, neuron_key
 from subnetlab.keys import Keypair
 from subnetlab.protocol import encode_json, sign_request, signed_post
 
 __all__ = [
     "BREAKDOWN_ROUTES",
-    "BenchError",
     "CpuBreakdown",
     "ProtocolBenchResult",
     "RatioSpread",
@@ -67,10 +66,6 @@ _ROUND_SIZE = 200  # requests per route per round: short rounds, many alternatio
 _MAX_ROUNDS = 50
 BREAKDOWN_ROUTES = ("signing", "headers")
 """The routes ``breakdown`` adds beside ``plain`` and ``signed`` (see the module docstring)."""
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not produce figures (server did not start, requests failed)."""
 
 
 @dataclass(frozen=True)
@@ -255,34 +250,10 @@ def started_protocol_server(timeout: float = 30.0) -> Iterator[str]:
     """Start the benchmark server in a child process; yield its base URL; stop it."""
     with tempfile.TemporaryDirectory(prefix="subnetlab-bench-") as tmp:
         port = free_port()
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "subnetlab.bench.protocol_server", "--port", str(port)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise BenchError(f"the bench server exited: {log.read_text()[-1000:]}")
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchError(f"the bench server did not start within {timeout:.0f}s")
-                time.sleep(0.1)
+        argv = [sys.executable, "-m", "subnetlab.bench.protocol_server", "--port", str(port)]
+        with started_server(argv, "bench server", port, Path(tmp) / "server.log",
+                            timeout) as base:
             yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 Send = Callable[[int], Awaitable[httpx.Response]]

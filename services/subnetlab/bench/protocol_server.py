@@ -108,21 +108,17 @@ def create_app(uids: int = BENCH_UIDS, validators: int = BENCH_VALIDATORS) -> Fa
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve the benchmark app on loopback until terminated."""
-    import uvicorn
+    """Serve the benchmark app on loopback until terminated (then drained like every
+    server: protocol/drain.py)."""
+    from subnetlab.protocol.drain import DEFAULT_DRAIN_SECONDS, DrainingServer
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--uids", type=int, default=BENCH_UIDS)
     parser.add_argument("--validators", type=int, default=BENCH_VALIDATORS)
     args = parser.parse_args(argv)
-    uvicorn.run(
-        create_app(args.uids, args.validators),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-    )
+    DrainingServer(create_app(args.uids, args.validators), DEFAULT_DRAIN_SECONDS,
+                   host="127.0.0.1", port=args.port).run()
 
 
 if __name__ == "__main__":

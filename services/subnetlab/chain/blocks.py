@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from subnetlab.chain.model import OWNER_CUT_PERCENT, TOKEN, ChainState, Subnet
+from subnetlab.chain.model import OWNER_CUT_PERCENT, ChainState, Subnet
 from subnetlab.chain.neurons import maybe_adjust_burn
+from subnetlab.chain.units import TOKEN
 from subnetlab.chain.yuma import EpochInputs, EpochResult, epoch, max_upscale_u16
 
 SHARE_SCALE = 2**53

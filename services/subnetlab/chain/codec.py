@@ -4,7 +4,8 @@ A snapshot is canonical JSON (UTF-8, keys sorted, no whitespace, no NaN): equal 
 serialise to equal bytes whatever the insertion order of their dicts, so the state root is
 simply ``"0x" + blake2b-256(snapshot)``. Anyone replaying the block log recomputes it.
 
-Encoding rules (format version 2; version 1 had no `weights_named`):
+Encoding rules (format version 3; version 2 had no faucet budget, block hashes or
+`allow_loopback_axons`, version 1 no `weights_named`):
 - integers and strings as JSON; dict keys that are ints (netuids, epochs) as decimal strings;
 - hyperparameters as their pydantic JSON dump (floats use Python's shortest round-trip repr);
 - numpy columns and matrices as ``{"dtype": "<f8", "shape": [...], "b64": ...}``, the
@@ -12,6 +13,8 @@ Encoding rules (format version 2; version 1 had no `weights_named`):
 - accounts equal to the default (balance 0, nonce 0, never dripped) are omitted, so an
   account that exists and one that does not are the same state;
 - a vacant uid is null in `hotkeys` and `coldkeys` (its axon is null, its columns zero);
+- the faucet's budget counters as ``[block, block_minted, window, window_minted]``; the
+  recent block hashes (kept while the faucet asks for work) by decimal block number;
 - the hotkey -> uid index is derived data and is rebuilt on load.
 """
 
@@ -33,12 +36,13 @@ from subnetlab.chain.model import (
     ChainState,
     Commit,
     FaucetConfig,
+    FaucetUsage,
     HotkeyInfo,
     Neurons,
     Subnet,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 Json = dict[str, Any]
 
@@ -145,6 +149,12 @@ def to_json(state: ChainState) -> Json:
         "sudo": state.sudo,
         "faucet": None if state.faucet is None else state.faucet.model_dump(mode="json"),
         "faucet_enabled": state.faucet_enabled,
+        "faucet_usage": [
+            state.faucet_usage.block, state.faucet_usage.block_minted,
+            state.faucet_usage.window, state.faucet_usage.window_minted,
+        ],
+        "block_hashes": {str(n): digest for n, digest in state.block_hashes.items()},
+        "allow_loopback_axons": state.allow_loopback_axons,
         "subnet_lock_cost": state.subnet_lock_cost,
         "block_emission": state.block_emission,
         "default_hyperparameters": state.default_hyperparameters.model_dump(mode="json"),
@@ -190,6 +200,9 @@ def from_json(data: Json) -> ChainState:
         total_faucet=data["total_faucet"],
         total_fees=data["total_fees"],
         fees=dict(data["fees"]),
+        allow_loopback_axons=data["allow_loopback_axons"],
+        faucet_usage=FaucetUsage(*data["faucet_usage"]),
+        block_hashes={int(n): digest for n, digest in data["block_hashes"].items()},
     )
     state.accounts = {k: Account(v[0], v[1], v[2]) for k, v in data["accounts"].items()}
     state.hotkeys = {k: HotkeyInfo(v[0], v[1]) for k, v in data["hotkeys"].items()}

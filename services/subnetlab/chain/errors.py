@@ -43,6 +43,11 @@ class ErrorCode(StrEnum):
     INVALID_PARAM = "invalid_param"
     UNKNOWN_CALL = "unknown_call"
     TOO_MANY_REGISTRATIONS = "too_many_registrations"
+    FAUCET_BUDGET_EXHAUSTED = "faucet_budget_exhausted"
+    FAUCET_POW_REQUIRED = "faucet_pow_required"
+    FAUCET_POW_EXPIRED = "faucet_pow_expired"
+    FAUCET_POW_INVALID = "faucet_pow_invalid"
+    AXON_IP_NOT_ALLOWED = "axon_ip_not_allowed"
 
 
 class ChainError(Exception):

@@ -30,6 +30,7 @@ from typing import Any
 
 from subnetlab.chain.blocks import BlockReport
 from subnetlab.chain.extrinsic import BadSignature, BadSigner, Extrinsic
+from subnetlab.chain.faucet import record_block_hash
 from subnetlab.chain.model import ChainState
 from subnetlab.chain.params import ParseMemo
 from subnetlab.chain.state import advance_block, apply_signed
@@ -108,9 +109,16 @@ class BlockOutcome:
     open_seconds: float
 
 
-def open_block(state: ChainState) -> OpenedBlock:
-    """Start the next block: the number advances, emission accrues, due epochs run."""
+def open_block(state: ChainState, parent_hash: str | None = None) -> OpenedBlock:
+    """Start the next block: the number advances, emission accrues, due epochs run.
+
+    `parent_hash`, the hash of the block just sealed (the genesis hash before block 1), is
+    remembered while the faucet asks for work over recent blocks (`faucet.record_block_hash`);
+    the live ledger and the replay pass the same one, so their state roots agree.
+    """
     started = time.perf_counter()
+    if parent_hash is not None:
+        record_block_hash(state, state.block, parent_hash)
     report = advance_block(state)
     return OpenedBlock(report, time.perf_counter() - started)
 
@@ -140,8 +148,10 @@ def execute_block(
     extrinsics: list[Extrinsic],
     hashes: list[str] | None = None,
     trusted: bool = False,
+    parent_hash: str | None = None,
 ) -> BlockOutcome:
-    """Open the next block, then apply its extrinsics: a stored block, replayed."""
-    opened = open_block(state)
+    """Open the next block, then apply its extrinsics: a stored block, replayed.
+    `parent_hash`: see `open_block`."""
+    opened = open_block(state, parent_hash)
     receipts = apply_extrinsics(state, extrinsics, hashes, trusted)
     return BlockOutcome(receipts, opened.report, opened.seconds)

@@ -5,7 +5,8 @@ Signing scheme (version 1)
 The signer signs, with sr25519, the UTF-8 bytes of the canonical JSON of exactly this
 object::
 
-    {"call": <str>, "chain_id": <str>, "nonce": <int>, "params": <object>, "signer": <ss58>}
+    {"call": <str>, "chain_id": <str>, "genesis_hash": <0x hex>, "nonce": <int>,
+     "params": <object>, "signer": <ss58>}
 
 Canonical JSON means ``json.dumps(obj, sort_keys=True, separators=(",", ":"),
 ensure_ascii=False, allow_nan=False)`` encoded as UTF-8: object keys sorted by Unicode code
@@ -22,6 +23,11 @@ Why each field is in the payload:
 - ``nonce``: the signer's per-account counter; the state machine accepts only the next one,
   which stops replay on the same chain.
 - ``chain_id``: stops replay of a dev-chain extrinsic on another chain (or vice versa).
+- ``genesis_hash``: the hash of the genesis block of the chain the signer meant (as
+  Substrate's ``CheckGenesis``). Two chains may share a chain id (a dev chain started
+  again after its store was lost, with another salt); the nonce alone would let an
+  extrinsic signed for the old one be replayed on the new one, its genesis hash does not.
+  The ledger refuses one signed for another genesis with ``wrong_genesis``.
 
 The bytes are signed directly (schnorrkel hashes them with its own transcript; we do not
 pre-hash long payloads as Substrate does). A payload always starts with ``{"call":``, so it
@@ -42,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -61,19 +68,24 @@ from subnetlab.keys.ss58 import DEFAULT_SS58_FORMAT, InvalidAddress, ss58_decode
 
 __all__ = [
     "DEFAULT_CHAIN_ID",
+    "GENESIS_HASH_PATTERN",
     "MAX_NONCE",
     "MAX_PARAMS_DEPTH",
     "BadSignature",
     "BadSigner",
+    "ChainIdentity",
     "Extrinsic",
     "MalformedExtrinsic",
     "SigningParts",
     "canonical_json",
+    "chain_identity",
     "sign_extrinsic",
     "signing_payload",
 ]
 
 DEFAULT_CHAIN_ID = "subnetlab-dev"
+GENESIS_HASH_PATTERN = r"^0x[0-9a-f]{64}$"
+"""A genesis hash as the ledger shows and signers sign it: 0x and 64 lowercase hex."""
 MAX_NONCE = 2**64 - 1
 """Nonces are u64, like Substrate's account index: the bound keeps payloads small and sane."""
 _PLACEHOLDER_SIGNATURE = "00" * 64
@@ -258,25 +270,36 @@ def _canonical_plain(obj: dict[str, Any]) -> bytes:
     return pydantic_core.to_json(plain)
 
 
+@dataclass(frozen=True, slots=True)
+class ChainIdentity:
+    """What a signer commits to besides the call: the chain's id and its genesis hash."""
+
+    chain_id: str
+    genesis_hash: str
+
+
 def signing_payload(
-    call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str
+    call: str, params: dict[str, Any], signer: str, nonce: int, chain: ChainIdentity
 ) -> bytes:
     """The exact bytes an origin signs for this call (see the module docstring).
 
     Raises ``ValueError`` if ``params`` holds a non-JSON value, so that nothing is signed
     that could not be stored and replayed byte for byte.
     """
-    obj = _payload_object(call, _normalise_params(params), signer, nonce, chain_id)
+    obj = _payload_object(call, _normalise_params(params), signer, nonce, chain.chain_id,
+                          chain.genesis_hash)
     return canonical_json(obj)
 
 
 def _payload_object(
-    call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str
+    call: str, params: dict[str, Any], signer: str, nonce: int, chain_id: str,
+    genesis_hash: str,
 ) -> dict[str, Any]:
     """The object whose canonical JSON is signed (its keys are in sorted order)."""
     return {
         "call": call,
         "chain_id": chain_id,
+        "genesis_hash": genesis_hash,
         "nonce": nonce,
         "params": params,
         "signer": signer,
@@ -316,6 +339,15 @@ class Extrinsic(BaseModel):
     chain_id: str = Field(
         DEFAULT_CHAIN_ID, min_length=1, max_length=128, description="Chain the call is for."
     )
+    genesis_hash: str = Field(
+        pattern=GENESIS_HASH_PATTERN,
+        description="Genesis hash of the chain the call is for (GET /v1/chain).",
+    )
+
+    @property
+    def chain(self) -> ChainIdentity:
+        """The chain this extrinsic was signed for."""
+        return ChainIdentity(self.chain_id, self.genesis_hash)
 
     @field_validator("params", mode="after")
     @classmethod
@@ -342,7 +374,8 @@ class Extrinsic(BaseModel):
     def payload(self) -> bytes:
         """The bytes the signer signed (see :func:`signing_payload`)."""
         return _canonical_plain(
-            _payload_object(self.call, self.params, self.signer, self.nonce, self.chain_id)
+            _payload_object(self.call, self.params, self.signer, self.nonce, self.chain_id,
+                            self.genesis_hash)
         )
 
     @property
@@ -411,7 +444,7 @@ class Extrinsic(BaseModel):
     # ---- wire form --------------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The wire/storage form: a JSON object with the six fields."""
+        """The wire/storage form: a JSON object with the seven fields."""
         return self.model_dump_json()
 
     @classmethod
@@ -454,9 +487,12 @@ def sign_extrinsic(
     call: str,
     params: dict[str, Any],
     nonce: int,
-    chain_id: str = DEFAULT_CHAIN_ID,
+    chain: ChainIdentity,
 ) -> Extrinsic:
-    """Sign ``call(params)`` as ``keypair`` with account ``nonce`` for ``chain_id``.
+    """Sign ``call(params)`` as ``keypair`` with account ``nonce`` for ``chain``.
+
+    ``chain`` comes from the ledger (``GET /v1/chain``, through :func:`chain_identity`), or
+    from the genesis for code that runs the state machine itself.
 
     The signer is the keypair's address on the default network (prefix 42), which is what
     :meth:`Extrinsic.verify` checks against by default. Raises :class:`MalformedExtrinsic`
@@ -476,8 +512,26 @@ def sign_extrinsic(
             "signer": signer,
             "nonce": nonce,
             "signature": _PLACEHOLDER_SIGNATURE,
-            "chain_id": chain_id,
+            "chain_id": chain.chain_id,
+            "genesis_hash": chain.genesis_hash,
         }
     )
     signature = keypair.sign(unsigned.payload()).hex()
     return unsigned.model_copy(update={"signature": signature})
+
+
+def chain_identity(info: object) -> ChainIdentity:
+    """The identity in a ``GET /v1/chain`` answer; every client signs through this.
+
+    ``ValueError`` naming the field when the answer lacks a valid ``chain_id`` or
+    ``genesis_hash`` (a server that is not a subnetlab ledger, or an older one).
+    """
+    if not isinstance(info, dict):
+        raise ValueError("GET /v1/chain did not answer a JSON object")
+    chain_id, genesis = info.get("chain_id"), info.get("genesis_hash")
+    if not isinstance(chain_id, str) or not chain_id:
+        raise ValueError("GET /v1/chain answered without a valid 'chain_id'")
+    if not isinstance(genesis, str) or re.fullmatch(GENESIS_HASH_PATTERN, genesis) is None:
+        raise ValueError("GET /v1/chain answered without a valid 'genesis_hash' "
+                         "(0x and 64 hex digits)")
+    return ChainIdentity(chain_id, genesis)

@@ -11,18 +11,19 @@ Units: balances, stake, burns and emissions are integers in rao (1 token = 10**9
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from subnetlab.chain.calls import CALL_NAMES
 from subnetlab.chain.hyperparameters import Hyperparameters
+from subnetlab.chain.units import TOKEN
+from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.ss58 import is_valid_ss58
-
-TOKEN = 10**9
-"""rao per token."""
 
 DEFAULT_TAKE = 0.18
 """Delegate take of a new hotkey: its owner's cut of the dividends it earns for nominators."""
@@ -54,8 +55,17 @@ every epoch (set/commit/reveal weights, serve_axon, commit_evidence) are free, a
 the faucet (an empty account must be able to drip) and the sudo and owner admin calls."""
 
 
+MAX_POW_DIFFICULTY = 24
+"""Highest faucet proof-of-work difficulty: 2**24 hashes on average, about 15 s of a core."""
+
+MAX_POW_WINDOW = 256
+"""Most recent block hashes the chain keeps for the faucet's work (bounds the state)."""
+
+
 class FaucetConfig(BaseModel):
-    """Testnet faucet: how much one drip mints and how often one account may drip."""
+    """Testnet faucet: how much one drip mints, how often one account may drip, how much
+    the faucet may pay in all per block and per interval, and the work a drip must show
+    (`chain.faucet` explains the limits)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +73,66 @@ class FaucetConfig(BaseModel):
     cooldown_blocks: int = Field(
         10, ge=0, strict=True, description="Blocks an account waits between two drips."
     )
+    block_budget: int = Field(
+        10_000 * TOKEN, gt=0, strict=True,
+        description="rao the faucet may pay in one block, all accounts together.",
+    )
+    interval_budget: int = Field(
+        100_000 * TOKEN, gt=0, strict=True,
+        description="rao the faucet may pay per interval of interval_blocks blocks.",
+    )
+    interval_blocks: int = Field(
+        100, ge=1, le=1_000_000, strict=True,
+        description="Length of the budget's interval (windows aligned on multiples).",
+    )
+    pow_difficulty: int = Field(
+        0, ge=0, le=MAX_POW_DIFFICULTY, strict=True,
+        description="Leading zero bits of the proof of work a drip must show; 0: none.",
+    )
+    pow_window_blocks: int = Field(
+        64, ge=1, le=MAX_POW_WINDOW, strict=True,
+        description="How recent the block the work is done over must be, in blocks.",
+    )
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, reason) when the limits contradict each other: a faucet whose budget
+        is below one drip could never pay. Shared by genesis validation and sudo."""
+        if self.block_budget < self.amount:
+            return "block_budget", (f"{self.block_budget} rao is below one drip "
+                                    f"(amount {self.amount} rao): the faucet could never pay")
+        if self.interval_budget < self.block_budget:
+            return "interval_budget", (f"{self.interval_budget} rao is below block_budget "
+                                       f"({self.block_budget} rao)")
+        return None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaucetConfig:
+        problem = self.problem()
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
+        return self
+
+
+@dataclass(slots=True)
+class FaucetUsage:
+    """rao the faucet minted in `block` and in the budget window starting at `window`
+    (counters of an older block or window read as zero: see `chain.faucet`)."""
+
+    block: int = -1
+    block_minted: int = 0
+    window: int = -1
+    window_minted: int = 0
+
+
+DEV_AUTHORITY = "alice"
+"""The dev key (`Keypair.dev`) that seals blocks when a genesis names no `authority`, as
+Alice is the block author of a Substrate dev chain. Its secret is public knowledge."""
+
+
+@functools.cache
+def _dev_authority() -> str:
+    """The dev authority's address (derived once: a Genesis is built often in tests)."""
+    return Keypair.dev(DEV_AUTHORITY).ss58_address
 
 
 class Genesis(BaseModel):
@@ -71,9 +141,24 @@ class Genesis(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     chain_id: str = "subnetlab-dev"
+    authority: str = Field(
+        default_factory=_dev_authority,
+        description="SS58 address of the sr25519 key that seals every block (default: the "
+        "public dev key alice, fine for a testnet and nothing of value).",
+    )
+    salt: str = Field(
+        "", max_length=128,
+        description="Any text; only changes the genesis hash, so a chain started again "
+        "on purpose is another chain and nothing signed for the old one is valid on it.",
+    )
     balances: dict[str, NonNegativeInt] = Field(default_factory=dict)
     sudo: str | None = None
     faucet: FaucetConfig | None = None
+    allow_loopback_axons: bool = Field(
+        False, strict=True,
+        description="Whether serve_axon accepts loopback addresses (127.0.0.0/8, ::1): "
+        "true only for a chain whose neurons all run on one machine (the dev genesis).",
+    )
     subnet_lock_cost: NonNegativeInt = 100 * TOKEN
     block_emission: NonNegativeInt = TOKEN
     default_hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -86,10 +171,8 @@ class Genesis(BaseModel):
     @field_validator("fees")
     @classmethod
     def _fee_calls(cls, value: dict[str, int]) -> dict[str, int]:
-        from subnetlab.chain.state import CALLS  # the call table imports this module
-
         for call in value:
-            if call not in CALLS:
+            if call not in CALL_NAMES:
                 raise ValueError(f"{call!r} is not a call of this chain")
         return value
 
@@ -101,7 +184,7 @@ class Genesis(BaseModel):
                 raise ValueError(f"{address!r} is not a valid SS58 address")
         return value
 
-    @field_validator("sudo")
+    @field_validator("sudo", "authority")
     @classmethod
     def _sudo_address(cls, value: str | None) -> str | None:
         if value is not None and not is_valid_ss58(value):
@@ -354,7 +437,9 @@ class ChainState:
     existence (free balances + stake + pending emission + subnet locks); `total_emitted`
     (block emission), `total_faucet` (faucet mints) and `total_burned` (registration burns)
     account for every change of it, with `total_fees` (transaction fees, burned). `fees` is
-    the genesis fee schedule (rao per call name).
+    the genesis fee schedule (rao per call name). `faucet_usage` and `block_hashes` hold
+    the faucet's budget counters and the recent block hashes its work is checked against
+    (`chain.faucet`); `allow_loopback_axons` comes from the genesis (`neurons.serve_axon`).
     """
 
     chain_id: str
@@ -377,6 +462,10 @@ class ChainState:
     subnets: dict[int, Subnet] = field(default_factory=dict)
     commits: dict[tuple[str, int], list[Commit]] = field(default_factory=dict)
     evidence: dict[tuple[int, str, int], str] = field(default_factory=dict)
+    allow_loopback_axons: bool = False
+    faucet_usage: FaucetUsage = field(default_factory=FaucetUsage)
+    block_hashes: dict[int, str] = field(default_factory=dict)
+    """Hashes of the last sealed blocks, kept while the faucet asks for work over them."""
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> ChainState:
@@ -394,6 +483,7 @@ class ChainState:
             total_issuance=sum(genesis.balances.values()),
             fees={call: fee for call, fee in genesis.fees.items() if fee > 0},
             accounts=accounts,
+            allow_loopback_axons=genesis.allow_loopback_axons,
         )
 
     # -- small read helpers used by every transition ------------------------------------

@@ -143,17 +143,56 @@ def maybe_adjust_burn(subnet: Subnet, block: int) -> None:
     subnet.last_adjustment_block = block
 
 
-def _parse_ip(value: str) -> str:
+METADATA_ADDRESSES = frozenset({
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack (link-local too)
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6 (a unique-local address)
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud (shared address space)
+})
+"""Cloud instance-metadata services: a validator calling one as an axon could hand its
+host's credentials to whoever published it, so they are refused wherever they fall."""
+
+
+def axon_ip_problem(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool
+) -> str | None:
+    """Why validators must not be sent to `ip`, or None when it may be served on.
+
+    Private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) stay allowed: pods and local
+    networks serve on them. Loopback is allowed only on a chain whose genesis says its
+    neurons share one machine (`allow_loopback_axons`). An IPv4-mapped IPv6 address is
+    judged as the IPv4 address it carries.
+    """
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    if mapped is not None:
+        return axon_ip_problem(mapped, allow_loopback)
+    if ip in METADATA_ADDRESSES:
+        return "is a cloud instance-metadata address"
+    if ip.is_unspecified:
+        return "is the unspecified address; publish the address clients can reach"
+    if ip.is_multicast:
+        return "is a multicast address"
+    if ip.is_link_local:
+        return "is a link-local address (169.254.0.0/16, fe80::/10)"
+    if ip.is_loopback:
+        if allow_loopback:
+            return None
+        return ("is a loopback address; this chain's genesis does not allow them "
+                "(allow_loopback_axons is for single-machine dev chains)")
+    if isinstance(ip, ipaddress.IPv4Address) and ip.is_reserved:  # ::/8 holds ::1
+        return "is a reserved address (240.0.0.0/4, broadcast)"
+    return None
+
+
+def _parse_ip(value: str, allow_loopback: bool) -> str:
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
         raise ChainError(
             ErrorCode.INVALID_PARAM, f"{value!r} is not an IPv4 or IPv6 address", "ip"
         ) from None
-    if ip.is_unspecified or ip.is_multicast:
-        raise ChainError(
-            ErrorCode.INVALID_PARAM, f"{ip} cannot be served on (unspecified or multicast)", "ip"
-        )
+    problem = axon_ip_problem(ip, allow_loopback)
+    if problem is not None:
+        raise ChainError(ErrorCode.AXON_IP_NOT_ALLOWED, f"{ip} {problem}", "ip")
     return str(ip)
 
 
@@ -217,10 +256,11 @@ def deregister(state: ChainState, origin: str, p: Params) -> Effect:
 
 
 def serve_axon(state: ChainState, origin: str, p: Params) -> Effect:
-    """Publish where a neuron serves; signed by the hotkey itself."""
+    """Publish where a neuron serves; signed by the hotkey itself. Addresses validators
+    must not be sent to are refused with axon_ip_not_allowed (see `axon_ip_problem`)."""
     subnet = get_subnet(state, p)
     hotkey = p.opt_address("hotkey")
-    ip = _parse_ip(p.str_("ip"))
+    ip = _parse_ip(p.str_("ip"), state.allow_loopback_axons)
     port = p.int_("port", lo=1, hi=65535)
     protocol = p.str_("protocol", default="http", choices=AXON_PROTOCOLS)
     p.done()

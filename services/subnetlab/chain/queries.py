@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.faucet import minted_in_block, minted_in_window, pow_active, window_start
 from subnetlab.chain.model import ChainState, Subnet
 from subnetlab.chain.weights import live_commits
 
@@ -147,3 +148,25 @@ def total_holdings(state: ChainState) -> int:
     staked = sum(sum(p.values()) for p in state.stake.values())
     subnets = sum(s.pending_emission + s.lock for s in state.subnets.values())
     return free + staked + subnets
+
+
+def faucet_info(state: ChainState) -> dict[str, Any]:
+    """The faucet's settings, what it paid in the open block and interval, and, when it
+    asks for a proof of work, the newest block to do it over (what a client solves for)."""
+    config = state.faucet
+    if config is None:
+        return {"enabled": False, "config": None, "block": state.block, "work": None}
+    usage = state.faucet_usage
+    work = None
+    if pow_active(state) and state.block_hashes:
+        newest = max(state.block_hashes)
+        work = {"block": newest, "block_hash": state.block_hashes[newest],
+                "difficulty": config.pow_difficulty, "window_blocks": config.pow_window_blocks}
+    return {
+        "enabled": state.faucet_enabled,
+        "config": config.model_dump(mode="json"),
+        "block": state.block,
+        "paid_this_block": minted_in_block(usage, state.block),
+        "paid_this_interval": minted_in_window(usage, window_start(config, state.block)),
+        "work": work,
+    }

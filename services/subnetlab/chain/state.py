@@ -18,8 +18,10 @@ Calls and their params (see the module of each for details):
 
 =========================  ============================================================
 transfer                   dest, amount
-faucet                     (none)
-sudo_set_faucet            enabled, amount?, cooldown_blocks?
+faucet                     pow_block?, pow_nonce? (when the faucet asks for work)
+sudo_set_faucet            enabled, amount?, cooldown_blocks?, block_budget?,
+                           interval_budget?, interval_blocks?, pow_difficulty?,
+                           pow_window_blocks?
 create_subnet              hyperparameters? (partial dict)
 set_hyperparameters        netuid, <name>=<value>... (owner or sudo)
 sudo_set_hyperparameters   netuid, <name>=<value>... (sudo)
@@ -48,7 +50,6 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.fees import after_fee, charge_fee, fee_for, fee_withheld, require_fee
 from subnetlab.chain.model import (
     MAX_TAKE,
-    TOKEN,
     ChainState,
     FaucetConfig,
     Genesis,
@@ -62,6 +63,7 @@ from subnetlab.chain.queries import (
     subnet_info,
     total_holdings,
 )
+from subnetlab.chain.units import TOKEN
 from subnetlab.chain.weights import weights_commit_hash
 
 account_info = account

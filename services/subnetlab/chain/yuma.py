@@ -287,24 +287,6 @@ def weight_mask(
     return keep
 
 
-def masked_weights(
-    weights_rows: Float,
-    rows: Int,
-    permit: Bool,
-    last_update: Int,
-    block_at_registration: Int,
-    owner_uid: int | None = None,
-    commit_block: Int | None = None,
-    vacant: Bool | None = None,
-) -> Float:
-    """The weight rows that count (see `weight_mask`), row-normalised."""
-    keep = weight_mask(
-        rows, weights_rows.shape[1], permit, last_update, block_at_registration, owner_uid,
-        commit_block, vacant,
-    )
-    return normalize_rows(np.where(keep, weights_rows.astype(np.float64), 0.0))
-
-
 def weighted_median_columns(stake: Float, weights: Float, kappa: float) -> Float:
     """Consensus: per column, the stake-weighted kappa-quantile of the validators' weights.
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from subnetlab.bench.epoch_bench import run_epoch_bench
-from subnetlab.cli.errors import fail
+from subnetlab.cli.errors import OneLineTyper, fail
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from subnetlab.bench.organic_run import RunInfo
     from subnetlab.bench.protocol_bench import CpuBreakdown
 
-bench_app = typer.Typer(help="Measure subnetlab's own speed.", no_args_is_help=True)
+bench_app = OneLineTyper(help="Measure subnetlab's own speed.")
 
 
 @bench_app.command("epoch")
@@ -67,19 +67,22 @@ def bench_epoch(
 def bench_ledger(
     ledger: Annotated[
         str | None,
-        typer.Option("--ledger", help="A running ledger; default: start a --fast one here."),
+        typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
+                     help="A running ledger (or $SUBNETLAB_LEDGER); default: start a --fast "
+                          "one here."),
     ] = None,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 20.0,
     rate: Annotated[float, typer.Option("--rate", help="Offered extrinsics per second.")] = 2500,
-    validators: Annotated[int, typer.Option("--validators", help="set_weights senders.")] = 8,
+    validators: Annotated[int, typer.Option("--validators", help="Weight setters.")] = 8,
     accounts: Annotated[int, typer.Option("--accounts", help="Transfer senders.")] = 64,
     batch: Annotated[int, typer.Option("--batch", help="Extrinsics per HTTP request.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sustained extrinsics/s and submission-to-inclusion time of a ledger."""
+    from subnetlab.bench.errors import BenchError
     from subnetlab.bench.ledger_bench import run_ledger_bench
     from subnetlab.bench.processes import started_ledger
-    from subnetlab.local.bootstrap import BenchError
+    from subnetlab.local.bootstrap import SetupError
 
     if not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
@@ -92,14 +95,14 @@ def bench_ledger(
     if not 1 <= batch <= 5000:
         fail(f"--batch {batch}: must be in [1, 5000]")
     console = Console(stderr=True)
-    with started_ledger(ledger) as url, console.status("starting") as status:
-        try:
+    try:
+        with started_ledger(ledger) as url, console.status("starting") as status:
             result = run_ledger_bench(
                 url, duration, rate, validators, accounts, batch,
                 progress=lambda what, _f: status.update(what),
             )
-        except BenchError as exc:
-            fail(str(exc))
+    except (BenchError, SetupError) as exc:
+        fail(str(exc))
     figures = result.as_json()
     if as_json:
         typer.echo(json.dumps(figures))
@@ -125,11 +128,8 @@ def bench_protocol(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency and throughput of signed (Epistula) vs plain requests to one handler."""
-    from subnetlab.bench.protocol_bench import (
-        BenchError,
-        run_protocol_bench,
-        started_protocol_server,
-    )
+    from subnetlab.bench.errors import BenchError
+    from subnetlab.bench.protocol_bench import run_protocol_bench, started_protocol_server
 
     if not 10 <= requests <= 1_000_000:
         fail(f"--requests {requests}: must be in [10, 1000000]")

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from subnetlab.cli.errors import OneLineCommand, OneLineGroup, checked, fail
+from subnetlab.cli.faucet_work import drip
 from subnetlab.cli.inputs import parse_hyperparameters
 from subnetlab.cli.shared import (
     DEFAULT_LEDGER_URL,
@@ -25,8 +26,6 @@ from subnetlab.cli.shared import (
     LedgerUrl,
     Netuid,
     NetuidArg,
-    WalletName,
-    ask_password,
     check_address,
     console,
     ledger_session,
@@ -36,19 +35,12 @@ from subnetlab.cli.shared import (
     report,
     submit,
 )
+from subnetlab.cli.signer import DevKey, Signer, SignerWallet, signer
 from subnetlab.cli.weights_cmds import weights_app
 from subnetlab.k8s.plan import stake_position
-from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.client import Json, LedgerClient, format_rao, parse_tokens
 from subnetlab.protocol.metagraph import is_vacant
-from subnetlab.wallet import (
-    WalletError,
-    coldkey_address,
-    hotkey_address,
-    load_coldkey,
-    wallet_info,
-)
 
 subnet_app = typer.Typer(
     cls=OneLineGroup, help="Create, list, inspect and tune subnets.", no_args_is_help=True
@@ -85,27 +77,17 @@ def add_chain_commands(app: typer.Typer) -> None:
     app.add_typer(weights_app, name="weights")
 
 
-def coldkey_signer(client: LedgerClient, name: str) -> Keypair:
-    """Wallet ``name``'s coldkey, decrypted only once the ledger has answered.
-
-    Order matters to the user: a missing wallet or a stopped ledger is reported before
-    anyone types a password for nothing.
-    """
-    checked(coldkey_address, name)
-    client.chain_id()
-    password = ask_password(confirm=False)
-    return checked(load_coldkey, name, password)
-
-
 # ---- balances ---------------------------------------------------------------------------
 
 
-def faucet(name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
-           as_json: AsJson = False) -> None:
-    """Ask the testnet faucet for tokens (to the wallet's coldkey)."""
+def faucet(name: SignerWallet = None, dev_key: DevKey = None,
+           ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
+    """Ask the testnet faucet for tokens (to the wallet's coldkey); when the faucet asks
+    for a proof of work, it is solved here, with a progress bar."""
+    who = signer(name, dev_key)
     with ledger_session(ledger, "faucet refused") as client:
-        key = coldkey_signer(client, name)
-        receipt = submit(client, key, "faucet", {})
+        key = who.coldkey(client)
+        receipt = drip(client, key)
         balance = int(client.account(key.ss58_address)["balance"])
     report(f"faucet paid {key.ss58_address}; balance now {format_rao(balance)} tokens",
            receipt, as_json, balance=balance)
@@ -114,15 +96,17 @@ def faucet(name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
 def transfer(
     dest: Annotated[str, typer.Option("--dest", help="Recipient SS58 address.")],
     amount: Amount,
-    name: WalletName = "default",
+    name: SignerWallet = None,
+    dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     as_json: AsJson = False,
 ) -> None:
-    """Send tokens from the wallet's coldkey to an address."""
+    """Send tokens from the wallet's coldkey (or a dev key) to an address."""
     check_address(dest, "--dest")
     rao = checked(parse_tokens, amount, "--amount")
+    who = signer(name, dev_key)
     with ledger_session(ledger, "transfer refused") as client:
-        key = coldkey_signer(client, name)
+        key = who.coldkey(client)
         receipt = submit(client, key, "transfer", {"dest": dest, "amount": rao})
     report(f"sent {format_rao(rao)} tokens from {key.ss58_address} to {dest}", receipt,
            as_json, dest=dest, amount=rao)
@@ -147,14 +131,16 @@ def _shown(value: object) -> str:
 @subnet_app.command("create", cls=OneLineCommand)
 def subnet_create(
     params: Params = None,
-    name: WalletName = "default",
+    name: SignerWallet = None,
+    dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     as_json: AsJson = False,
 ) -> None:
     """Create a subnet owned by the wallet's coldkey (locks the subnet lock cost)."""
     changes = checked(parse_hyperparameters, params)
-    with ledger_session(ledger, "create_subnet refused") as client:
-        key = coldkey_signer(client, name)
+    who = signer(name, dev_key)
+    with ledger_session(ledger, "subnet create refused") as client:
+        key = who.coldkey(client)
         receipt = submit(client, key, "create_subnet",
                          {"hyperparameters": changes} if changes else {})
         netuid = _created_netuid(client, key.ss58_address, receipt.get("block"))
@@ -217,16 +203,19 @@ def subnet_show(
 def subnet_set(
     netuid: NetuidArg,
     params: Params = None,
-    name: WalletName = "default",
+    name: SignerWallet = None,
+    dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     as_json: AsJson = False,
 ) -> None:
-    """Change hyperparameters of a subnet (its owner's or the sudo wallet)."""
+    """Change hyperparameters of a subnet (its owner's or the sudo key: --dev-key alice
+    on a local chain)."""
     changes = checked(parse_hyperparameters, params)
     if not changes:
         fail("--param: give at least one NAME=VALUE, e.g. --param tempo=10")
-    with ledger_session(ledger, "set_hyperparameters refused") as client:
-        key = coldkey_signer(client, name)
+    who = signer(name, dev_key)
+    with ledger_session(ledger, "subnet set refused") as client:
+        key = who.coldkey(client)
         receipt = submit(client, key, "set_hyperparameters", {"netuid": netuid, **changes})
     shown = ", ".join(f"{k}={_shown(v)}" for k, v in changes.items())
     report(f"subnet {netuid}: set {shown}", receipt, as_json, netuid=netuid, changed=changes)
@@ -242,15 +231,17 @@ def _uid_of(graph: Json, hotkey: str) -> int | None:
 
 def register(
     netuid: Netuid,
-    name: WalletName = "default",
+    name: SignerWallet = None,
     hotkey: HotkeyName = "default",
+    dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     as_json: AsJson = False,
 ) -> None:
     """Register the wallet's hotkey on a subnet (the coldkey pays the burn)."""
-    hotkey_ss58 = checked(hotkey_address, name, hotkey)
+    who = signer(name, dev_key)
+    hotkey_ss58 = who.own_hotkey_address(hotkey)
     with ledger_session(ledger, "register refused") as client:
-        key = coldkey_signer(client, name)
+        key = who.coldkey(client)
         receipt = submit(client, key, "register", {"netuid": netuid, "hotkey": hotkey_ss58})
         uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
     report(f"registered {hotkey_ss58} on subnet {netuid} as uid {uid}", receipt, as_json,
@@ -259,8 +250,9 @@ def register(
 
 def deregister(
     netuid: Netuid,
-    name: WalletName = "default",
+    name: SignerWallet = None,
     hotkey: OwnHotkey = "default",
+    dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     as_json: AsJson = False,
 ) -> None:
@@ -269,9 +261,10 @@ def deregister(
     The uid becomes vacant; when it was the hotkey's last uid, the stake on it goes back
     to the stakers' free balances in the same block (nothing to unstake first).
     """
-    hotkey_ss58 = resolve_hotkey(hotkey, name)
+    who = signer(name, dev_key)
+    hotkey_ss58 = who.any_hotkey_address(hotkey)
     with ledger_session(ledger, "deregister refused") as client:
-        key = coldkey_signer(client, name)
+        key = who.coldkey(client)
         uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
         staked_before = stake_position(client.account(key.ss58_address), hotkey_ss58)
         with progress("deregister: waiting for a block"):
@@ -333,24 +326,17 @@ def metagraph(
 # ---- stake ------------------------------------------------------------------------------
 
 
-def resolve_hotkey(value: str, wallet: str) -> str:
-    """An SS58 address as is, or the address of hotkey ``value`` of the wallet."""
-    if is_valid_ss58(value):
-        return value
-    try:
-        return hotkey_address(wallet, value)
-    except WalletError as exc:
-        fail(f"--hotkey {value!r}: neither an SS58 address nor a hotkey of wallet "
-             f"'{wallet}' ({exc})")
-
-
-def _move_stake(call: str, hotkey: str, amount: str, name: str, ledger: str,
+def _move_stake(call: str, hotkey: str, amount: str, who: Signer, ledger: str,
                 as_json: bool) -> None:
     """add_stake / remove_stake: same inputs, same checks, opposite directions."""
     rao = checked(parse_tokens, amount, "--amount")
-    target = resolve_hotkey(hotkey, name)
-    with ledger_session(ledger, f"{call} refused") as client:
-        key = coldkey_signer(client, name)
+    target = who.any_hotkey_address(hotkey)
+    command = "stake add" if call == "add_stake" else "stake remove"
+    hint = (f"register it first: `subnetlab register --netuid NETUID {who.options()} "
+            f"--hotkey {hotkey}`" if not is_valid_ss58(hotkey)
+            else "only a registered hotkey takes stake")
+    with ledger_session(ledger, f"{command} refused", {"unknown_account": hint}) as client:
+        key = who.coldkey(client)
         receipt = submit(client, key, call, {"hotkey": target, "amount": rao})
     verb = "staked" if call == "add_stake" else "unstaked"
     report(f"{verb} {format_rao(rao)} tokens on {target}", receipt, as_json, hotkey=target,
@@ -358,38 +344,38 @@ def _move_stake(call: str, hotkey: str, amount: str, name: str, ledger: str,
 
 
 @stake_app.command("add", cls=OneLineCommand)
-def stake_add(amount: Amount, hotkey: StakeHotkey = "default", name: WalletName = "default",
-              ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
+def stake_add(amount: Amount, hotkey: StakeHotkey = "default", name: SignerWallet = None,
+              dev_key: DevKey = None, ledger: LedgerUrl = DEFAULT_LEDGER_URL,
+              as_json: AsJson = False) -> None:
     """Stake free balance of the wallet's coldkey to a hotkey (yours, or a delegate)."""
-    _move_stake("add_stake", hotkey, amount, name, ledger, as_json)
+    _move_stake("add_stake", hotkey, amount, signer(name, dev_key), ledger, as_json)
 
 
 @stake_app.command("remove", cls=OneLineCommand)
 def stake_remove(amount: Amount, hotkey: StakeHotkey = "default",
-                 name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
-                 as_json: AsJson = False) -> None:
+                 name: SignerWallet = None, dev_key: DevKey = None,
+                 ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
     """Move stake from a hotkey back to the coldkey's free balance."""
-    _move_stake("remove_stake", hotkey, amount, name, ledger, as_json)
+    _move_stake("remove_stake", hotkey, amount, signer(name, dev_key), ledger, as_json)
 
 
 @stake_app.command("list", cls=OneLineCommand)
-def stake_list(name: WalletName = "default", ledger: LedgerUrl = DEFAULT_LEDGER_URL,
-               as_json: AsJson = False) -> None:
+def stake_list(name: SignerWallet = None, dev_key: DevKey = None,
+               ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False) -> None:
     """The wallet coldkey's stake positions, by hotkey."""
-    info = checked(wallet_info, name)
-    if info.coldkey is None:
-        fail(f"wallet '{name}' has no coldkey")
+    who = signer(name, dev_key)
+    coldkey = who.coldkey_address()
     with ledger_session(ledger, "stake list") as client:
-        account = client.account(info.coldkey)
+        account = client.account(coldkey)
     positions: list[Any] = list(account.get("stake", []))
     if as_json:
-        print_json({"coldkey": info.coldkey, "stake": positions})
+        print_json({"coldkey": coldkey, "stake": positions})
         return
     if not positions:
-        console.print(f"no stake held by {info.coldkey}")
+        console.print(f"no stake held by {coldkey}")
         return
-    names = {address: hk for hk, address in info.hotkeys.items()}
-    table = Table(title=f"stake of {info.coldkey} (tokens)")
+    names = who.hotkey_names()
+    table = Table(title=f"stake of {coldkey} (tokens)")
     for column in ("hotkey", "name", "amount"):
         table.add_column(column, justify="right" if column == "amount" else "left")
     for position in positions:

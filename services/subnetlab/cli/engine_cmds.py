@@ -7,7 +7,7 @@ Like vLLM it keeps its own counters at `/metrics` (requests, prompt and generate
 so what its callers account for can be checked against the engine's own figures, and like
 vLLM with `--enable-per-request-metrics` each answer carries its (modelled) time in the
 engine as `metrics` (time to first token, generation time), which callers count as engine
-seconds (`miner.backends.reported_engine_seconds`).
+seconds (`engines.reported_engine_seconds`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Annotated, Any
 
 import typer
 
-engine_app = typer.Typer(help="A simulated OpenAI-compatible engine.", no_args_is_help=True)
+from subnetlab.cli.errors import OneLineTyper
+from subnetlab.cli.server_options import DrainSeconds
+
+engine_app = OneLineTyper(help="A simulated OpenAI-compatible engine.")
 
 
 @engine_app.command("serve")
@@ -26,14 +29,15 @@ def engine_serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8200,
     accuracy: Annotated[float, typer.Option("--accuracy", min=0, max=1)] = 0.95,
+    drain_seconds: DrainSeconds = 5.0,
 ) -> None:
     """Serve /v1/chat/completions from the simulated engine (labelled simulated)."""
-    import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import Response
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-    from subnetlab.miner.backends import SimBackend, SimModel
+    from subnetlab.engines import SimBackend, SimModel
+    from subnetlab.protocol.drain import DrainingServer
 
     backend = SimBackend(SimModel(default_accuracy=accuracy), "engine")
     app = FastAPI(title="subnetlab simulated engine")
@@ -71,7 +75,7 @@ def engine_serve(
             "metrics": per_request_metrics(completion.engine_seconds, backend.model.ttft_s),
         }
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    DrainingServer(app, drain_seconds, host=host, port=port).run()
 
 
 def per_request_metrics(engine_seconds: float | None, ttft_s: float) -> dict[str, float]:

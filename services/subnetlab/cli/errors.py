@@ -7,7 +7,9 @@ is the one place where such an exception becomes ``error: ...`` on stderr and ex
 
 Click's own usage errors (a missing or unknown option, a value of the wrong type) would
 otherwise be a multi-line usage box; commands built with :class:`OneLineCommand`, in
-groups built with :class:`OneLineGroup`, report them as one line too.
+groups built with :class:`OneLineGroup`, report them as one line too. Every sub-app is a
+:class:`OneLineTyper`, which makes both the default, so a new command cannot forget it
+(tests/unit/test_cli_errors.py walks the whole command tree to keep it so).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ stderr = Console(stderr=True)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(Exception):
@@ -62,6 +65,8 @@ _USAGE_ERROR = _usage_error_class()
 
 
 def _usage(exc: Exception, ctx: Any) -> NoReturn:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as asked for
+        raise exc
     message = str(getattr(exc, "format_message", exc.__str__)()).rstrip(".")
     fail(f"{message} (see `{ctx.command_path} --help`)")
 
@@ -77,13 +82,39 @@ class OneLineCommand(TyperCommand):
 
 
 class OneLineGroup(TyperGroup):
-    """A command group whose "no such command" is one ``error:`` line.
+    """A command group whose "no such command" (or bad option of its own) is one
+    ``error:`` line.
 
     Running the group with no arguments still shows its help (``no_args_is_help``).
     """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _USAGE_ERROR as exc:
+            _usage(exc, ctx)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
             return super().resolve_command(ctx, args)
         except _USAGE_ERROR as exc:
             _usage(exc, ctx)
+
+
+class OneLineTyper(typer.Typer):
+    """A Typer app whose group and commands report usage errors as one line by default.
+
+    Typer builds each command with the class given to ``command(cls=...)``, not with the
+    group's; defaulting it here means no command of the CLI can fall back to Typer's
+    multi-line usage box by omission.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", OneLineGroup)
+        kwargs.setdefault("no_args_is_help", True)
+        super().__init__(**kwargs)
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+        """Typer's ``command``, with :class:`OneLineCommand` as the default class."""
+        kwargs.setdefault("cls", OneLineCommand)
+        return super().command(name, **kwargs)

@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,66 +18,34 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from subnetlab.cli.errors import OneLineCommand, fail
-from subnetlab.cli.neuron_cmds import LogLevel
+from subnetlab.cli.errors import OneLineCommand, OneLineTyper, fail
+from subnetlab.cli.server_options import (
+    DataDir,
+    DrainSeconds,
+    LogLevel,
+    RedisUrl,
+    owned_redis,
+)
+from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT
 
 if TYPE_CHECKING:
     from subnetlab.chain.model import Genesis
+    from subnetlab.ledger.node import LedgerNode
     from subnetlab.ledger.redis_server import EmbeddedRedis
     from subnetlab.ledger.store import BlockStore
     from subnetlab.ledger.verify import VerifyResult
 
-ledger_app = typer.Typer(help="Run and audit the chain-ledger.", no_args_is_help=True)
+ledger_app = OneLineTyper(help="Run and audit the chain-ledger.")
 
-RedisUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        help="Redis URL; default: an embedded Redis under $SUBNETLAB_HOME/ledger/ "
-        "(~/.subnetlab/ledger/).",
-    ),
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Where the embedded Redis keeps its files; default: "
-                 "$SUBNETLAB_HOME/ledger/."),
-]
 ChainId = Annotated[str, typer.Option("--chain-id", help="Chain id (namespace in Redis).")]
 DEFAULT_BLOCK_TIME = 12.0
 FAST_BLOCK_TIME = 0.25
 
 
-def resolve_redis(redis_url: str | None, data_dir: Path | None) -> str:
-    """The given URL, or an embedded Redis started (or reused) under the data dir."""
-    return owned_redis(redis_url, data_dir)[0]
-
-
-def owned_redis(redis_url: str | None, data_dir: Path | None) -> tuple[str, EmbeddedRedis | None]:
-    """`resolve_redis`, and the embedded Redis when this call started it (so the caller
-    stops it when done); None when it was given a URL or reused a running one."""
-    if redis_url:
-        return redis_url, None
-    from subnetlab.ledger.redis_server import EmbeddedRedis, EmbeddedRedisError, default_data_dir
-
-    folder = data_dir or default_data_dir()
-    flag = f"--data-dir {folder}" if data_dir else f"data dir {folder}"
-    if folder.exists() and not folder.is_dir():
-        fail(f"{flag}: exists and is not a directory")
-    embedded = EmbeddedRedis(folder)
-    started = not embedded.is_running()
-    try:
-        url = embedded.ensure_running()
-    except EmbeddedRedisError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{flag}: {exc.strerror or exc}")
-    logging.getLogger("subnetlab.ledger").info("using embedded redis at %s", embedded.socket)
-    return url, embedded if started else None
-
-
-def warn_unless_durable(store: BlockStore, url: str, require: bool) -> None:
-    """Warn (or, with `require`, refuse) when the server at `url` may lose acknowledged
-    blocks on a crash: receipts are reported once Redis acknowledged the block."""
+def refuse_unless_durable(store: BlockStore, url: str, volatile: bool) -> None:
+    """Refuse (or, with `volatile`, warn) when the server at `url` may lose acknowledged
+    blocks on a crash: receipts are reported once Redis acknowledged the block, and a
+    chain that restarts on a store that lost blocks would take its old extrinsics again."""
     from subnetlab.ledger.durability import DURABLE, check_durability
 
     problems = check_durability(store.client)
@@ -85,9 +54,10 @@ def warn_unless_durable(store: BlockStore, url: str, require: bool) -> None:
     settings = ", ".join(f"{k} {v}" for k, v in DURABLE.items())
     message = (f"redis at {url} may lose blocks on a crash, though their receipts were "
                f"reported: {'; '.join(problems)} (set {settings})")
-    if require:
-        fail(f"{message}; refused because of --require-durable-redis")
-    logging.getLogger("subnetlab.ledger").warning(message)
+    if not volatile:
+        fail(f"{message}; give --volatile-redis to run on it anyway")
+    logging.getLogger("subnetlab.ledger").warning("%s; running on it (--volatile-redis)",
+                                                  message)
 
 
 @contextmanager
@@ -140,12 +110,26 @@ def serve(
     snapshot_every: Annotated[
         int, typer.Option("--snapshot-every", help="Snapshot the state every K blocks.", min=1)
     ] = 100,
-    require_durable: Annotated[
+    volatile: Annotated[
         bool,
-        typer.Option("--require-durable-redis",
-                     help="Refuse a --redis-url server that does not fsync every write "
-                     "(appendonly yes, appendfsync always) instead of warning."),
+        typer.Option("--volatile-redis",
+                     help="Run on a --redis-url server that does not fsync every write "
+                     "(appendonly yes, appendfsync always), which can lose reported "
+                     "blocks; without it such a server is refused."),
     ] = False,
+    new_chain: Annotated[
+        bool,
+        typer.Option("--new-chain",
+                     help="Start this chain id again from block 0, on purpose: delete what "
+                     "the store and the data dir hold of it; the dev genesis gets a new "
+                     "salt (a new genesis hash, so old extrinsics are not valid on it)."),
+    ] = False,
+    authority_key: Annotated[
+        Path | None,
+        typer.Option("--authority-key",
+                     help="File with the secret (BIP-39 phrase or hex seed) of the genesis "
+                     "authority, which seals blocks; not needed when it is a dev key."),
+    ] = None,
     log_level: LogLevel = "info",
     metrics_port: Annotated[
         int | None,
@@ -153,11 +137,21 @@ def serve(
                      help="Also serve /metrics, and nothing else, on this port (for a "
                      "NetworkPolicy that admits scrapers there but not to the API)."),
     ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option("--max-body-bytes", envvar="SUBNETLAB_LEDGER_MAX_BODY_BYTES",
+                                 min=1, max=MAX_BODY_BYTES_LIMIT,
+                                 help="Largest request body, a batch of extrinsics (one "
+                                      "extrinsic is at most 65536 bytes whatever this says); "
+                                      "a bigger one is refused with 413 too_large (or "
+                                      "$SUBNETLAB_LEDGER_MAX_BODY_BYTES) \\[default: 4194304].")
+    ] = None,
+    drain_seconds: DrainSeconds = 5.0,
 ) -> None:
     """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis.
 
     A busy --port (or --metrics-port) is one `error:` line and exit code 2, before
-    anything starts. Ctrl-C and SIGTERM stop it, and the embedded Redis it started.
+    anything starts. Ctrl-C and SIGTERM stop it (after at most --drain-seconds for the
+    requests and streams in flight), and the embedded Redis it started.
     """
     from subnetlab.ledger.genesis import GenesisError, dev_genesis, load_genesis
     from subnetlab.telemetry.logs import configure_logging
@@ -184,8 +178,10 @@ def serve(
         if metrics_port is not None:  # one server, two listening sockets
             sockets.append(_listen(host, metrics_port, "--metrics-port"))
         url, started = owned_redis(redis_url, data_dir)
-        _serve(url, redis_url, genesis, sockets, host, port, metrics_port, block_time, fast,
-               snapshot_every, require_durable, log)
+        chain = _Chain(genesis, genesis_file is None, data_dir, volatile, new_chain,
+                       authority_key)
+        _serve(url, redis_url, chain, sockets, host, port, metrics_port, block_time, fast,
+               snapshot_every, log, max_body_bytes, drain_seconds)
     except _Stopped as stop:
         stopped_by = stop.signum
     finally:
@@ -213,35 +209,78 @@ def _stopped(signum: int, _frame: object) -> None:
     raise _Stopped(signum)
 
 
-def _serve(url: str, redis_url: str | None, genesis: Genesis, sockets: list[socket.socket],
-           host: str, port: int, metrics_port: int | None, block_time: float | None,
-           fast: bool, snapshot_every: int, require_durable: bool,
-           log: logging.Logger) -> None:
-    """The ledger on `sockets` (already listening) until it is stopped."""
-    import uvicorn
+@dataclass(frozen=True)
+class _Chain:
+    """Which chain `serve` runs, and what it may do to its store (see `_open_chain`)."""
 
-    from subnetlab.ledger.app import create_app, metrics_port_only
+    genesis: Genesis
+    dev: bool
+    data_dir: Path | None
+    volatile: bool
+    new_chain: bool
+    authority_key: Path | None
+
+
+def _open_chain(url: str, redis_url: str | None, chain: _Chain, block_time: float,
+                snapshot_every: int) -> LedgerNode:
+    """The node, after the store's checks: durable (or --volatile-redis), not having lost
+    blocks this data dir remembers (or --new-chain), the authority's key at hand."""
+    from subnetlab.ledger.authority import AuthorityError, authority_key
+    from subnetlab.ledger.memory import ChainMemory, dev_salt, start_new_chain
     from subnetlab.ledger.node import LedgerNode
+    from subnetlab.ledger.redis_server import default_data_dir
 
+    folder = chain.data_dir or default_data_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--data-dir {folder}: {exc.strerror or exc}")
+    genesis = chain.genesis
     store = open_store(url, genesis.chain_id)
+    memory = ChainMemory(folder, genesis.chain_id, url)
     with redis_errors(url):
         if redis_url:
-            warn_unless_durable(store, url, require_durable)
-        seconds = FAST_BLOCK_TIME if fast else (block_time or DEFAULT_BLOCK_TIME)
-        node = LedgerNode(store, genesis, block_time=seconds, snapshot_every=snapshot_every)
-    log.info("ledger %s listening on http://%s:%d (block time %.2fs)", genesis.chain_id, host,
-             port, node.block_time)
+            refuse_unless_durable(store, url, chain.volatile)
+        if chain.new_chain:
+            genesis = start_new_chain(memory, store, genesis, chain.dev)
+            logging.getLogger("subnetlab.ledger").warning(
+                "--new-chain: chain %s starts again at block 0 (salt %r)", genesis.chain_id,
+                genesis.salt)
+        elif chain.dev:
+            genesis = genesis.model_copy(update={"salt": dev_salt(memory, store.genesis())})
+        try:
+            key = authority_key(genesis, chain.authority_key)
+        except AuthorityError as exc:
+            fail(str(exc))
+        return LedgerNode(store, genesis, authority=key, memory=memory,
+                          block_time=block_time, snapshot_every=snapshot_every)
+
+
+def _serve(url: str, redis_url: str | None, chain: _Chain, sockets: list[socket.socket],
+           host: str, port: int, metrics_port: int | None, block_time: float | None,
+           fast: bool, snapshot_every: int,
+           log: logging.Logger, max_body_bytes: int | None, drain_seconds: float) -> None:
+    """The ledger on `sockets` (already listening) until it is stopped."""
+    from subnetlab.ledger.app import create_app, metrics_port_only
+    from subnetlab.ledger.node import MAX_BATCH_BYTES
+    from subnetlab.protocol.drain import DrainingServer
+
+    seconds = FAST_BLOCK_TIME if fast else (block_time or DEFAULT_BLOCK_TIME)
+    node = _open_chain(url, redis_url, chain, block_time=seconds,
+                       snapshot_every=snapshot_every)
+    log.info("ledger %s listening on http://%s:%d (block time %.2fs, genesis %s, sealed by "
+             "%s)", node.genesis.chain_id, host, port, node.block_time, node.genesis_hash,
+             node.genesis.authority)
 
     def shut_down() -> None:  # block production stopped: end the process (crash-only)
         server.should_exit = True
 
-    app = create_app(node, on_stop=shut_down)
+    app = create_app(node, on_stop=shut_down,
+                     max_body_bytes=MAX_BATCH_BYTES if max_body_bytes is None else max_body_bytes)
     if metrics_port is not None:
         log.info("metrics only on http://%s:%d/metrics", host, metrics_port)
-    server = uvicorn.Server(uvicorn.Config(
-        metrics_port_only(app, metrics_port) if metrics_port else app, host=host, port=port,
-        log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-    ))
+    server = DrainingServer(metrics_port_only(app, metrics_port) if metrics_port else app,
+                            drain_seconds, host=host, port=port)
     server.run(sockets=sockets)
     if not server.started:  # uvicorn logged why
         fail(f"could not serve on http://{host}:{port}")

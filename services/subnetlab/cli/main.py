@@ -8,7 +8,8 @@ from subnetlab import __version__
 from subnetlab.cli.bench import bench_app
 from subnetlab.cli.chain_cmds import add_chain_commands
 from subnetlab.cli.engine_cmds import engine_app
-from subnetlab.cli.errors import CliError, OneLineCommand, OneLineGroup, fail
+from subnetlab.cli.errors import CliError, OneLineTyper, fail
+from subnetlab.cli.experiment_cmds import experiment_app
 from subnetlab.cli.ledger_cmds import ledger_app
 from subnetlab.cli.neuron_cmds import audit, miner_app, validator_app
 from subnetlab.cli.operator_cmds import crds_app, operator_app
@@ -16,20 +17,19 @@ from subnetlab.cli.simulate import simulate_app
 from subnetlab.cli.up_cmds import down, up
 from subnetlab.cli.wallet_cmds import wallet_app
 
-app = typer.Typer(
+app = OneLineTyper(  # `subnetlab transferr` is one error line, like every other mistake
     name="subnetlab",
     help="Stand up, measure and attack a Bittensor-style incentive network.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=OneLineGroup,  # `subnetlab transferr` is one error line, like every other mistake
 )
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(experiment_app, name="experiment")
 app.add_typer(bench_app, name="bench")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(miner_app, name="miner")
 app.add_typer(validator_app, name="validator")
-app.command("audit", cls=OneLineCommand)(audit)
+app.command("audit")(audit)
 app.add_typer(engine_app, name="engine")
 app.command("up")(up)
 app.command("down")(down)

@@ -10,27 +10,26 @@ from typing import Annotated, Any, Literal
 import typer
 
 from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
+from subnetlab.cli.server_options import DrainSeconds, LogLevel, resolve_redis
 from subnetlab.keys.keypair import Keypair
+from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT, MAX_PROMPT_BODY_BYTES
 
 miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True, cls=OneLineGroup)
 validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True, cls=OneLineGroup)
 
 DEFAULT_LEDGER = os.environ.get("SUBNETLAB_LEDGER", "http://127.0.0.1:9944")
 
-Ledger = Annotated[str, typer.Option("--ledger", help="Ledger URL.")]
+Ledger = Annotated[str, typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
+                                     help="Ledger URL (or $SUBNETLAB_LEDGER).")]
 Netuid = Annotated[int, typer.Option("--netuid", help="Subnet.", min=1, max=65535)]
 DevKey = Annotated[
     str | None, typer.Option("--dev-key", help="Use the dev key of this name (local testnets).")
 ]
-Wallet = Annotated[str | None, typer.Option("--wallet", help="Wallet name.")]
+Wallet = Annotated[str | None, typer.Option("--wallet", "--name", metavar="NAME",
+                                            help="Wallet name (as on the chain commands).")]
 Hotkey = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
 Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
-LogLevel = Annotated[
-    Literal["debug", "info", "warning", "error"], typer.Option("--log-level", help="Log level.")
-]
-
-
 def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair:
     """The neuron's hotkey: a dev key, or a wallet's hotkey file."""
     if dev_key and wallet:
@@ -62,7 +61,8 @@ def miner_serve(
     host: Host = "127.0.0.1",
     port: Port = 8091,
     external_host: Annotated[
-        str | None, typer.Option("--external-host", help="Address published with serve_axon.")
+        str | None, typer.Option("--external-host",
+                                 help="Address published on chain for callers (default: --host).")
     ] = None,
     backend: Annotated[
         Literal["sim", "openai", "vllm"], typer.Option("--backend", help="Where answers come from.")
@@ -72,11 +72,11 @@ def miner_serve(
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="openai/vllm (or copycat's engine): model "
-                                                 "name [default: default].")
+                                                 "name \\[default: default].")
     ] = None,
     accuracy: Annotated[
         float | None, typer.Option("--accuracy", help="sim: probability of a right answer "
-                                                     "[default: 0.95].")
+                                                     "\\[default: 0.95].")
     ] = None,
     task_accuracy: Annotated[
         str | None, typer.Option("--task-accuracy", metavar="KIND=P,...",
@@ -84,11 +84,10 @@ def miner_serve(
                                       "sorting=0.5 (others keep --accuracy).")
     ] = None,
     ttft: Annotated[
-        float | None, typer.Option("--ttft", help="sim: seconds to first token [default: 0.03].")
+        float | None, typer.Option("--ttft", help="sim: seconds to first token \\[default: 0.03].")
     ] = None,
     tokens_per_s: Annotated[
-        float | None, typer.Option("--tokens-per-s", help="sim: generation speed "
-                                                         "[default: 400].")
+        float | None, typer.Option("--tokens-per-s", help="sim: generation speed \\[default: 400].")
     ] = None,
     behaviour: Annotated[
         Literal["honest", "lazy", "copycat", "passthrough", "sybil"],
@@ -111,13 +110,20 @@ def miner_serve(
     rate_limit: Annotated[
         float | None, typer.Option("--rate-limit", help="Requests/s per caller before 429 "
                                                         "rate_limited; 0 turns it off "
-                                                        "[default: 50].")
+                                                        "\\[default: 50].")
     ] = None,
     rate_burst: Annotated[
         float | None, typer.Option("--rate-burst", help="Requests per caller at once "
-                                                       "[default: 100].")
+                                                       "\\[default: 100].")
     ] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", envvar="SUBNETLAB_MINER_MAX_BODY_BYTES",
+                          min=1, max=MAX_BODY_BYTES_LIMIT,
+                          help="Largest request body; a bigger one is refused with 413 "
+                               "too_large (or $SUBNETLAB_MINER_MAX_BODY_BYTES).")
+    ] = MAX_PROMPT_BODY_BYTES,
+    drain_seconds: DrainSeconds = 5.0,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve a miner: publish the axon, follow the chain, answer signed requests."""
@@ -133,7 +139,8 @@ def miner_serve(
         backend=backend, backend_url=backend_url, model=model, accuracy=accuracy,
         task_accuracy=task_accuracy, ttft=ttft, tokens_per_s=tokens_per_s, behaviour=behaviour,
         copy_from=copy_from, sybil_keys=tuple(sybil_key or ()), blacklist=tuple(blacklist or ()),
-        rate_limit=rate_limit, rate_burst=rate_burst, concurrency=concurrency)
+        rate_limit=rate_limit, rate_burst=rate_burst, concurrency=concurrency,
+        max_body_bytes=max_body_bytes)
     keypair = load_hotkey(dev_key, wallet, hotkey)
     sybils = [load_hotkey(name, None, hotkey) if dev_key else load_hotkey(None, wallet, name)
               for name in options.sybil_keys]
@@ -161,7 +168,7 @@ def miner_serve(
     async def start() -> None:
         app.state.follow = asyncio.create_task(follower.run())
 
-    serve(app, sock)
+    serve(app, sock, drain_seconds)
 
 
 @validator_app.command("run", cls=OneLineCommand)
@@ -224,25 +231,32 @@ def validator_run(
     ] = None,
     reference_model: Annotated[
         str | None, typer.Option("--reference-model", help="openai/vllm: model name "
-                                                           "[default: default].")
+                                                           "\\[default: default].")
     ] = None,
     ledger_wait: Annotated[
         float, typer.Option("--ledger-wait", min=0.0, max=600.0,
                             help="Seconds to wait for the ledger at startup.")
     ] = 30.0,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", envvar="SUBNETLAB_GATEWAY_MAX_BODY_BYTES",
+                          min=1, max=MAX_BODY_BYTES_LIMIT,
+                          help="Gateway: largest request body; a bigger one is refused with "
+                               "413 too_large (or $SUBNETLAB_GATEWAY_MAX_BODY_BYTES).")
+    ] = MAX_PROMPT_BODY_BYTES,
+    drain_seconds: DrainSeconds = 5.0,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
     from subnetlab.cli.inputs import parse_uids
-    from subnetlab.cli.ledger_cmds import resolve_redis
     from subnetlab.neuron.listen import listen, serve
     from subnetlab.specs import cabal_problem
+    from subnetlab.tasks import parse_task_mix
     from subnetlab.telemetry.logs import configure_logging
+    from subnetlab.validator.config import MIN_INTERVAL_S, ValidatorConfig
     from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
-    from subnetlab.validator.loop import MIN_INTERVAL_S, Validator, ValidatorConfig
+    from subnetlab.validator.loop import Validator
     from subnetlab.validator.preflight import PreflightError, check_ledger, check_redis
     from subnetlab.validator.reference import reference_backend as make_reference
-    from subnetlab.validator.tasks import parse_task_mix
 
     configure_logging(log_level)
     keypair = load_hotkey(dev_key, wallet, hotkey)
@@ -263,7 +277,8 @@ def validator_run(
     try:
         reference = make_reference(reference_backend, reference_url, reference_model)
         gateway = GatewayConfig(keys, strategy, fan_out, spot_check_rate,
-                                spot_check_others=spot_check_others)
+                                spot_check_others=spot_check_others,
+                                max_body_bytes=max_body_bytes)
         sock = listen(host, port)  # before the evidence store, the ledger or the loop
     except ValueError as exc:
         fail(str(exc))
@@ -283,7 +298,7 @@ def validator_run(
     async def start() -> None:
         app.state.loop = asyncio.create_task(validator.run())
 
-    serve(app, sock)
+    serve(app, sock, drain_seconds)
 
 
 def _api_keys(path: Path | None) -> frozenset[str]:
@@ -318,7 +333,6 @@ def audit(
 
     import redis
 
-    from subnetlab.cli.ledger_cmds import resolve_redis
     from subnetlab.cli.shared import check_address
     from subnetlab.ledger.client import LedgerClient, LedgerClientError
     from subnetlab.validator.audit import audit_evidence

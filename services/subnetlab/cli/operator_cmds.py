@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from subnetlab import __version__
-from subnetlab.cli.errors import fail
+from subnetlab.cli.errors import OneLineTyper, fail
 
 if TYPE_CHECKING:
     from subnetlab.k8s.config import OperatorConfig
 
-operator_app = typer.Typer(help="Run the Kubernetes operator.", no_args_is_help=True)
-crds_app = typer.Typer(help="The Subnet and Neuron CustomResourceDefinitions.",
-                       no_args_is_help=True)
+operator_app = OneLineTyper(help="Run the Kubernetes operator.")
+crds_app = OneLineTyper(help="The Subnet and Neuron CustomResourceDefinitions.")
 
 DEFAULT_CRD_DIRS = [Path("manifests/crds"), Path("helm/subnetlab/crds")]
 """Both copies: `kubectl apply -f manifests/crds/`, and the chart's crds/ folder (Helm
@@ -38,12 +37,21 @@ def crds_generate(
     from subnetlab.k8s.crds import rendered
 
     files = rendered()
+    if out is None and not all(d.parent.is_dir() for d in DEFAULT_CRD_DIRS):
+        # Outside a checkout the default folders are not there: say so, rather than
+        # report files nobody has as stale, or create a repository layout in a random cwd.
+        fail(f"--out: {' and '.join(str(d.parent) for d in DEFAULT_CRD_DIRS)} are not in "
+             f"{Path.cwd()}: run in the repository's root, or give --out DIR")
     dirs = out or DEFAULT_CRD_DIRS
     if check:
+        missing = [str(d / name) for d in dirs for name in files if not (d / name).is_file()]
         stale = [str(d / name) for d in dirs for name, text in files.items()
-                 if not (d / name).is_file() or (d / name).read_text() != text]
-        if stale:
-            fail(f"stale CRDs: {', '.join(stale)} (run `subnetlab crds generate`)", code=1)
+                 if (d / name).is_file() and (d / name).read_text() != text]
+        if missing or stale:
+            found = [f"{label}: {', '.join(paths)}" for label, paths in
+                     (("missing CRDs", missing), ("stale CRDs", stale)) if paths]
+            again = "".join(f" --out {d}" for d in out or [])
+            fail(f"{'; '.join(found)} (run `subnetlab crds generate{again}`)", code=1)
         typer.echo(f"{len(files)} CRDs in {', '.join(map(str, dirs))} are up to date")
         return
     for d in dirs:
@@ -66,7 +74,8 @@ def operator_run(
         bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
     ] = False,
     ledger: Annotated[
-        str | None, typer.Option("--ledger", help="Ledger URL the operator uses.")
+        str | None, typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
+                                 help="Ledger URL the operator uses (or $SUBNETLAB_LEDGER).")
     ] = None,
     pod_ledger: Annotated[
         str | None, typer.Option("--pod-ledger", help="Ledger URL for neuron pods.")

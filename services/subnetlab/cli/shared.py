@@ -9,6 +9,7 @@ try/except and every refusal shows the ledger's code and message the same way.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from subnetlab.ledger.client import (
     LedgerClient,
     LedgerError,
     LedgerUnreachable,
+    format_rao,
 )
 from subnetlab.wallet import PASSWORD_ENV, password_from_env
 
@@ -119,11 +121,13 @@ def progress(message: str) -> Status:
 
 
 @contextmanager
-def ledger_session(url: str, what: str) -> Iterator[LedgerClient]:
+def ledger_session(url: str, what: str, hints: dict[str, str] | None = None
+                   ) -> Iterator[LedgerClient]:
     """A client for ``url``; any ledger failure inside the block becomes one error line.
 
     ``what`` prefixes refusals (``transfer refused: insufficient_balance: ...``); an
     unreachable ledger is reported as is, because its message already names the URL.
+    ``hints`` maps an error code to what the user can do about it (appended after `; `).
     """
     try:
         client = LedgerClient(url)
@@ -135,7 +139,28 @@ def ledger_session(url: str, what: str) -> Iterator[LedgerClient]:
     except LedgerUnreachable as exc:
         fail(str(exc))
     except LedgerError as exc:
-        fail(f"{what}: {exc}")
+        hint = (hints or {}).get(exc.code)
+        fail(f"{what}: {in_cli_words(str(exc))}" + (f"; {hint}" if hint else ""))
+
+
+# The ledger speaks its API: extrinsic names and rao. A person at the CLI typed commands
+# and tokens, so refusals are shown in those words (the error code stays as it is).
+_COMMAND_OF_CALL = {
+    "set_weights": "subnetlab weights set", "commit_weights": "subnetlab weights commit",
+    "reveal_weights": "subnetlab weights reveal", "add_stake": "subnetlab stake add",
+    "remove_stake": "subnetlab stake remove", "create_subnet": "subnetlab subnet create",
+    "set_hyperparameters": "subnetlab subnet set",
+}
+_CALL_RE = re.compile(r"\b(" + "|".join(_COMMAND_OF_CALL) + r")\b")
+_RAO_RE = re.compile(r"\b(\d+) rao\b")
+
+
+def in_cli_words(message: str) -> str:
+    """A ledger message with command names for extrinsic names and tokens for rao:
+    `use commit_weights` -> ``use `subnetlab weights commit` ``, `1500000000 rao` ->
+    `1.5 tokens`."""
+    message = _CALL_RE.sub(lambda m: f"`{_COMMAND_OF_CALL[m.group(1)]}`", message)
+    return _RAO_RE.sub(lambda m: f"{format_rao(int(m.group(1)))} tokens", message)
 
 
 def check_address(value: str, option: str) -> str:
@@ -174,7 +199,7 @@ def submit(client: LedgerClient, key: Keypair, call: str, params: dict[str, Any]
 
     A refusal or a failed receipt raises, and :func:`ledger_session` reports it.
     """
-    with progress(f"{call}: waiting for a block"):
+    with progress("waiting for the extrinsic's block"):
         return client.submit(key, call, params)
 
 

@@ -12,12 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from subnetlab.cli.errors import fail
+from subnetlab.cli.errors import OneLineTyper, fail
 from subnetlab.sim.yuma_case import CaseError, load_case, parse_case, result_record, run_case
 
-simulate_app = typer.Typer(
-    help="Run consensus experiments without a network.", no_args_is_help=True
-)
+simulate_app = OneLineTyper(help="Run consensus experiments without a network.")
 
 BUNDLED_CASE = "kappa_moves_first.json"
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from importlib import resources
@@ -16,10 +16,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from subnetlab.cli.errors import fail
+from subnetlab.cli.folders import folder_problem
+from subnetlab.ledger.client import LEDGER_ENV
 
 DEFAULT_EXAMPLE = "default.yaml"
 
@@ -73,6 +73,12 @@ def up(
         str | None, typer.Option("--redis-url", help="Redis for the chain (redis://, "
                                  "rediss:// or unix://); default: embedded.")
     ] = None,
+    volatile_redis: Annotated[
+        bool, typer.Option("--volatile-redis",
+                           help="Run on a --redis-url that may lose blocks on a crash (no "
+                           "appendonly/fsync): refused without this flag, as by `ledger "
+                           "serve`.")
+    ] = False,
     organic_rate: Annotated[
         float, typer.Option("--organic-rate", help="Organic requests/s to the gateways.", min=0)
     ] = 1.0,
@@ -101,12 +107,15 @@ def up(
     for flag, folder in (("--run-dir", run_dir), ("--report", report)):
         if folder is not None and (problem := folder_problem(folder)):
             fail(f"{flag} {folder}: {problem}")
+    if volatile_redis and redis_url is None:
+        fail("--volatile-redis: only with --redis-url (the embedded Redis is durable)")
     if redis_url is not None:
-        check_redis(redis_url)
+        check_redis(redis_url, volatile_redis)
     try:
         network = (_adhoc_network(miners, validators) if miners is not None and validators
                    else load_specs(files or [_bundled_example()]))
-        testnet = Testnet(network, run_dir, 0.25 if fast else 12.0, redis_url, organic_rate)
+        testnet = Testnet(network, run_dir, 0.25 if fast else 12.0, redis_url, organic_rate,
+                          volatile_redis=volatile_redis)
         testnet.prepare()
     except SpecError as exc:
         fail(str(exc))
@@ -116,60 +125,13 @@ def up(
     _run(testnet, duration, report)
 
 
-def folder_problem(path: Path) -> str | None:
-    """Why `path` cannot be (or become) a folder this process writes in; None: it can.
-
-    Checked before the run, so that a bad --run-dir fails in a line and a bad --report
-    does not lose the results of a whole run at its end.
-    """
-    if path.exists():
-        if not path.is_dir():
-            return "exists and is not a directory"
-        if not os.access(path, os.W_OK | os.X_OK):
-            return "is not writable"
-        return _probe(path, [])
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot be created: {parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot be created: {parent} is not writable"
-    missing = [path, *[p for p in path.parents if not p.exists()]]
-    try:
-        for folder in reversed(missing):
-            folder.mkdir()
-    except OSError as exc:
-        _remove(missing)
-        return f"cannot be created ({exc.strerror or exc})"
-    return _probe(path, missing)
-
-
-def _probe(folder: Path, created: list[Path]) -> str | None:
-    """Write and remove a file in `folder` (access() says yes to root even where nothing
-    can be written, e.g. under /proc), then remove the folders this check `created`:
-    probing leaves nothing behind."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=".subnetlab-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        return f"cannot be written ({exc.strerror or exc})"
-    finally:
-        _remove(created)
-    return None
-
-
-def _remove(created: list[Path]) -> None:
-    for folder in created:  # deepest first
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def check_redis(url: str) -> None:
-    """--redis-url: a redis/rediss/unix URL of a server that answers PING, or one line."""
+def check_redis(url: str, volatile: bool) -> None:
+    """--redis-url: a redis/rediss/unix URL of a server that answers PING and keeps what
+    it acknowledged (unless --volatile-redis), or one line: checked here, before anything
+    starts, rather than by the ledger child `up` would then restart in vain."""
     import redis
 
+    from subnetlab.ledger.durability import DURABLE, check_durability
     from subnetlab.urls import REDIS_SCHEMES, shown, url_problem
 
     if problem := url_problem(url, REDIS_SCHEMES, "redis://127.0.0.1:6379/0"):
@@ -178,14 +140,22 @@ def check_redis(url: str) -> None:
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
         try:
             client.ping()
+            problems = check_durability(client)
         finally:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
         fail(f"--redis-url {shown(url)}: no Redis answers there ({exc})")
+    if problems and not volatile:
+        settings = ", ".join(f"{k} {v}" for k, v in DURABLE.items())
+        fail(f"--redis-url {shown(url)} may lose blocks on a crash: {'; '.join(problems)} "
+             f"(set {settings}, or give --volatile-redis to run on it anyway)")
 
 
 def _detach(run_dir: Path, pidfile: Path) -> None:
-    """Re-run this command in its own session, logging to the run dir."""
+    """Re-run this command in its own session, logging to the run dir; return once its
+    ledger answers, printing the URL and the `export` line the chain commands need."""
+    from subnetlab.local.testnet import RUN_INFO
+
     if pidfile.exists():
         fail(f"a testnet is already running (pid file {pidfile}); stop it with "
              "`subnetlab down` first")
@@ -194,6 +164,7 @@ def _detach(run_dir: Path, pidfile: Path) -> None:
         args += ["--run-dir", str(run_dir)]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_INFO).unlink(missing_ok=True)  # a former run's: not this ledger
         log = (run_dir / "up.log").open("ab")
     except OSError as exc:
         fail(f"--run-dir {run_dir}: {exc.strerror or exc}")
@@ -203,20 +174,42 @@ def _detach(run_dir: Path, pidfile: Path) -> None:
                                    start_new_session=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(str(process.pid))
-    Console().print(f"testnet starting in the background (pid {process.pid}); "
-                    f"log: {run_dir / 'up.log'}; stop it with `subnetlab down`")
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"testnet starting in the background (pid {process.pid}); "
+                  f"log: {run_dir / 'up.log'}; stop it with `subnetlab down`", markup=False)
+    ledger = _await_ledger(process, run_dir / RUN_INFO)
+    if ledger is None:
+        pidfile.unlink(missing_ok=True)
+        fail(f"the testnet stopped during setup (exit code {process.returncode}); see "
+             f"{run_dir / 'up.log'}")
+    console.print(f"ledger: {ledger}", markup=False)
+    console.print(f"export {LEDGER_ENV}={ledger}", markup=False)
+
+
+def _await_ledger(process: subprocess.Popen[bytes], run_info: Path) -> str | None:
+    """The detached run's ledger URL, once its ledger answers (it writes `run_info` then);
+    None when the run stopped first. No time limit of its own: a run that hangs in setup
+    is the log's story, and Ctrl-C leaves the background run going."""
+    from subnetlab.cli.shared import progress
+
+    with progress("waiting for the ledger of the background testnet"):
+        while process.poll() is None:
+            if run_info.exists():
+                return str(json.loads(run_info.read_text())["ledger_url"])
+            time.sleep(0.2)
+    return None
 
 
 def _run(testnet: Any, duration: float | None, report: Path | None) -> None:
     import httpx
 
-    from subnetlab.cli.up_view import Steps, render
+    from subnetlab.cli.up_view import LiveView, Steps
     from subnetlab.local.bootstrap import SetupError
     from subnetlab.local.processes import NeuronProcessError
     from subnetlab.local.report import write_report
     from subnetlab.local.testnet import install_stop_signals, pid_file
 
-    # A pipe or a log file has no width: give the metagraph table room for its ten columns.
+    # A pipe or a log file has no width: give the metagraph table room for all its columns.
     console = Console() if sys.stdout.isatty() else Console(width=140)
     install_stop_signals(testnet)
     running_since = time.monotonic()
@@ -228,15 +221,10 @@ def _run(testnet: Any, duration: float | None, report: Path | None) -> None:
         console.print(f"testnet up: ledger {testnet.ledger_url}, logs in "
                       f"{testnet.run_dir / 'logs'}")
         running_since = time.monotonic()  # --duration counts from here
-        shown = len(testnet.events)
-        with Live(render(testnet, running_since), console=console, refresh_per_second=2,
-                  transient=False) as live:
+        with LiveView(console, testnet, running_since) as view:
             while duration is None or time.monotonic() - running_since < duration:
                 testnet.poll()
-                for event in testnet.events[shown:]:  # as lines too: logs keep them
-                    live.console.print(Text(event, style="yellow"))
-                shown = len(testnet.events)
-                live.update(render(testnet, running_since))
+                view.refresh()
                 time.sleep(1.0)
     except KeyboardInterrupt:
         console.print("stopping")

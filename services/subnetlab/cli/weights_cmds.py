@@ -32,7 +32,6 @@ from subnetlab.cli.shared import (
     HotkeyName,
     LedgerUrl,
     Netuid,
-    WalletName,
     check_address,
     console,
     ledger_session,
@@ -43,9 +42,9 @@ from subnetlab.cli.shared import (
     submit,
     whole_number,
 )
+from subnetlab.cli.signer import DevKey, SignerWallet, signer
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import Json, LedgerClient, LedgerClientError, LedgerError
-from subnetlab.wallet import load_hotkey
 
 weights_app = typer.Typer(
     cls=OneLineGroup, help="Set weights, or commit and later reveal them.", no_args_is_help=True
@@ -64,20 +63,16 @@ _POLL_S = 1.0
 """Longest sleep between two looks at the chain while waiting for an epoch."""
 
 
-def _hotkey_signer(name: str, hotkey: str) -> Keypair:
-    return checked(load_hotkey, name, hotkey)
-
-
 @weights_app.command("set", cls=OneLineCommand)
 def weights_set(
     netuid: Netuid, uids: Uids, weights: Weights, version_key: VersionKey = 0,
-    name: WalletName = "default", hotkey: HotkeyName = "default",
+    name: SignerWallet = None, hotkey: HotkeyName = "default", dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False,
 ) -> None:
     """Set the hotkey's weights on a subnet (floats are max-upscaled to u16)."""
     uid_list, values = checked(weight_vector, uids, weights)
-    key = _hotkey_signer(name, hotkey)
-    with ledger_session(ledger, "set_weights refused") as client:
+    key = signer(name, dev_key).hotkey(hotkey)
+    with ledger_session(ledger, "weights set refused") as client:
         receipt = submit(client, key, "set_weights", {
             "netuid": netuid, "uids": uid_list, "weights": values, "version_key": version_key})
     report(f"set weights of {key.ss58_address} on subnet {netuid}: "
@@ -103,13 +98,13 @@ def _reveal_epoch(client: LedgerClient, netuid: int, block: int) -> int:
 @weights_app.command("commit", cls=OneLineCommand)
 def weights_commit(
     netuid: Netuid, uids: Uids, weights: Weights, version_key: VersionKey = 0,
-    name: WalletName = "default", hotkey: HotkeyName = "default",
+    name: SignerWallet = None, hotkey: HotkeyName = "default", dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False,
 ) -> None:
     """Commit a hash of weights (commit-reveal subnets); the salt is saved for the reveal."""
     uid_list, values = checked(weight_vector, uids, weights)
-    key = _hotkey_signer(name, hotkey)
-    with ledger_session(ledger, "commit_weights refused") as client:
+    key = signer(name, dev_key).hotkey(hotkey)
+    with ledger_session(ledger, "weights commit refused") as client:
         record = new_commit(client.genesis_hash(), key.ss58_address, netuid, uid_list, values,
                             version_key)
         # Saved before submitting: a commit whose salt is lost can never be revealed.
@@ -169,13 +164,13 @@ def _reveal(client: LedgerClient, key: Keypair, record: SavedCommit,
         except LedgerError as exc:
             if exc.code == "reveal_too_late":
                 discard(record)
-                fail(f"reveal_weights refused: {exc}; the saved commit can never be revealed "
+                fail(f"weights reveal refused: {exc}; the saved commit can never be revealed "
                      "now and was removed")
             if exc.code != "reveal_too_early" or deadline is None:
                 raise
             if time.monotonic() > deadline:
                 fail(f"--wait: still too early to reveal when the wait timed out: {exc}")
-            with progress("reveal_weights: too early, waiting for the next block"):
+            with progress("weights reveal: too early, waiting for the next block"):
                 time.sleep(min(float(client.chain()["block_time"]), _POLL_S))
 
 
@@ -193,12 +188,12 @@ def weights_reveal(
         typer.Option("--timeout", help="Seconds --wait may take (default: from the "
                      "subnet's schedule).", min=0),
     ] = None,
-    name: WalletName = "default", hotkey: HotkeyName = "default",
+    name: SignerWallet = None, hotkey: HotkeyName = "default", dev_key: DevKey = None,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL, as_json: AsJson = False,
 ) -> None:
     """Reveal weights committed earlier with `weights commit` (in the reveal epoch)."""
-    key = _hotkey_signer(name, hotkey)
-    with ledger_session(ledger, "reveal_weights refused") as client:
+    key = signer(name, dev_key).hotkey(hotkey)
+    with ledger_session(ledger, "weights reveal refused") as client:
         saved = saved_commits(client.genesis_hash(), key.ss58_address, netuid)
         record = checked(pick, saved, commit, netuid)
         deadline = None

@@ -3,6 +3,9 @@
 Pure modules (no I/O, unit-tested directly): `schema` (pydantic -> structural OpenAPI),
 `crds` (the CustomResourceDefinitions), `status` (conditions and status bodies),
 `resources` (Secret, Deployment and Service bodies), `keys` (hotkeys in Secrets), `plan`
-(what to change on the ledger). I/O: `ledger` (the chain, through `LedgerClient`), `kube`
-(the API server), `reconcile` (the steps, in order), `handlers` (kopf wiring).
+(what to change on the ledger). Settings: `config` (flags or
+the environment). I/O: `ledger` (the chain, through `LedgerClient`), `kube` (the API
+server), `gateway` (the organic gateway's key Secrets), `logs` and `metrics`; the steps,
+in order: `context` (what they share: clients, outcomes, status writes), `subnets` and
+`neurons`; `handlers` (kopf wiring).
 """

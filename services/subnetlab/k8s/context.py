@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from subnetlab.k8s.config import OperatorConfig
 from subnetlab.k8s.gateway import (
@@ -74,10 +74,24 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def meta(body: Body) -> tuple[str, str, str, int]:
-    """(name, namespace, uid, generation) of an object."""
+class Meta(NamedTuple):
+    """The identity of a stored object: what every step reads from its metadata.
+
+    Named fields, because `meta(body).uid` says what `meta(body)[2]` hides; a tuple still,
+    so `name, namespace, _, _ = meta(body)` reads the same.
+    """
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+
+def meta(body: Body) -> Meta:
+    """The name, namespace, uid and generation of an object."""
     m = body["metadata"]
-    return str(m["name"]), str(m["namespace"]), str(m["uid"]), int(m.get("generation") or 0)
+    return Meta(str(m["name"]), str(m["namespace"]), str(m["uid"]),
+                int(m.get("generation") or 0))
 
 
 def parse_resource(model: type[ResourceT], body: Body) -> ResourceT:

@@ -107,7 +107,7 @@ def _settled_failure(body: Mapping[str, Any]) -> bool:
     status = body.get("status") or {}
     ready = condition(status.get("conditions", []), "Ready") or {}
     return (ready.get("reason") in FAILED_REASONS
-            and status.get("observedGeneration") == meta(body)[3])
+            and status.get("observedGeneration") == meta(body).generation)
 
 
 def _idle(body: Mapping[str, Any]) -> bool:
@@ -126,7 +126,7 @@ async def subnet_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: i
                          memo: kopf.Memo, **_: Any) -> None:
     op: Operator = memo["op"]
     include_burn = reason == "update" and touches(diff, BURN_PATH)
-    async with op.lock(meta(body)[2]):
+    async with op.lock(meta(body).uid):
         await _run(op, "Subnet", reconcile_subnet(op, body, include_burn, retry))
 
 
@@ -139,7 +139,7 @@ async def subnet_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.delete(*SUBNETS, id="subnet-release")
 async def subnet_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     op: Operator = memo["op"]
-    async with op.lock(meta(body)[2]):
+    async with op.lock(meta(body).uid):
         await _run(op, "Subnet", delete_subnet(op, body))
 
 
@@ -153,7 +153,7 @@ async def neuron_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: i
                          memo: kopf.Memo, **_: Any) -> None:
     op: Operator = memo["op"]
     exact_stake = reason == "update" and touches(diff, STAKE_PATH)
-    async with op.lock(meta(body)[2]):
+    async with op.lock(meta(body).uid):
         await _run(op, "Neuron", reconcile_neuron(op, body, retry, exact_stake))
 
 
@@ -167,7 +167,7 @@ async def neuron_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def neuron_deleted(body: kopf.Body, retry: int, runtime: Any, memo: kopf.Memo,
                          **_: Any) -> None:
     op: Operator = memo["op"]
-    async with op.lock(meta(body)[2]):
+    async with op.lock(meta(body).uid):
         await _run(op, "Neuron", delete_neuron(op, body, retry, runtime.total_seconds()))
 
 
@@ -199,4 +199,4 @@ async def _sync(op: Operator, body: Mapping[str, Any], kind: str) -> None:
         try:
             await _run(op, kind, step)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            log.debug("sync of %s %s: %s", kind, meta(body)[0], exc)
+            log.debug("sync of %s %s: %s", kind, meta(body).name, exc)

@@ -16,9 +16,14 @@ from typing import Any, TypeVar
 
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerClient, LedgerError
+from subnetlab.ledger.faucet_work import faucet_params
 
 T = TypeVar("T")
 Json = dict[str, Any]
+
+FAUCET_LATER = frozenset({"rate_limited", "faucet_disabled", "faucet_budget_exhausted",
+                          "faucet_pow_expired"})
+"""Faucet refusals that pass by themselves (a later block, a later interval, new work)."""
 
 
 class Ledger:
@@ -81,14 +86,16 @@ class Ledger:
         return await self._run(self._submit, keypair, call, params)
 
     async def faucet(self, payer: Keypair) -> bool:
-        """Ask the chain's faucet for a drip to `payer`; False when there is no faucet or
-        its cooldown has not passed (the caller retries later)."""
+        """Ask the chain's faucet for a drip to `payer`, doing the proof of work when the
+        faucet asks for one; False when there is no faucet, or its cooldown or budget
+        has not passed, or the work expired (the caller retries later)."""
         if not (await self.chain()).get("faucet"):
             return False
         try:
-            await self.submit(payer, "faucet", {})
+            params = await self._run(faucet_params, self.client, payer.ss58_address)
+            await self.submit(payer, "faucet", params)
         except LedgerError as exc:
-            if exc.code in ("rate_limited", "faucet_disabled"):
+            if exc.code in FAUCET_LATER:
                 return False
             raise
         return True

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from subnetlab.chain.units import rao
 from subnetlab.k8s.context import Body, Fail, Operator, Retry, meta, parse_resource
 from subnetlab.k8s.gateway import MISSING_REASON, gateway_secret_name
 from subnetlab.k8s.keys import KeyMaterialError, neuron_secret_name, stored_sybil_keys
@@ -32,7 +33,6 @@ from subnetlab.k8s.logs import log_deleted
 from subnetlab.k8s.plan import (
     cluster_backend_problem,
     is_temporary,
-    rao,
     stake_change,
     stake_position,
     uid_of,

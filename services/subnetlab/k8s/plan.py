@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from subnetlab.chain.hyperparameters import Hyperparameters
-from subnetlab.ledger.client import TOKEN, LedgerError
+from subnetlab.ledger.client import LedgerError
 from subnetlab.specs import LOCAL_SIM_ENGINE, NeuronSpec
 
 DYNAMIC_HYPERPARAMETERS = frozenset({"burn"})
@@ -40,11 +40,6 @@ def hyperparameter_changes(
 
 
 BURN_PATH = ("spec", "hyperparameters", "burn")
-
-
-def rao(tokens: float) -> int:
-    """Tokens from a spec as integer rao (the spec's float has at most rao precision)."""
-    return round(tokens * TOKEN)
 
 
 def stake_position(account: Mapping[str, Any], hotkey: str) -> int:

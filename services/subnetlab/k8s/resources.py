@@ -32,6 +32,7 @@ moves), with its model cache, `$HOME` and `/dev/shm` on emptyDirs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ from subnetlab.k8s.keys import (
     sybil_secret_keys,
 )
 from subnetlab.neuron.command import key_args, role_args
+from subnetlab.protocol.drain import DEFAULT_DRAIN_SECONDS, stop_bound
 from subnetlab.specs import VLLM_METRICS_FLAG, KeySource, NeuronSpec, TaskMix, VllmBackendSpec
 
 Body = dict[str, Any]
@@ -71,6 +73,10 @@ GATEWAY_PORT = 8092
 VLLM_PORT = 8000
 VLLM_STARTUP_BUDGET_S = 1800
 """How long vLLM may take to download and load a model before the pod is restarted."""
+TERMINATION_GRACE_S = math.ceil(stop_bound(DEFAULT_DRAIN_SECONDS)) + 20
+"""The pods' terminationGracePeriodSeconds: the neuron drains its requests in flight and
+exits within `stop_bound` of SIGTERM (protocol/drain.py), well before the kubelet's
+SIGKILL; the rest is for vLLM's own shutdown beside it."""
 
 
 def owner_reference(owner: Mapping[str, Any]) -> Body:
@@ -228,6 +234,7 @@ def deployment(w: NeuronWorkload) -> Body:
         {"name": "tmp", "emptyDir": {}},
     ]
     pod: Body = {"automountServiceAccountToken": False, "enableServiceLinks": False,
+                 "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                  "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT,
                                      "runAsGroup": NON_ROOT, "fsGroup": NON_ROOT,
                                      "seccompProfile": {"type": "RuntimeDefault"}}}

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from subnetlab.ledger.client import TOKEN
+from subnetlab.chain import units
 from subnetlab.protocol.metagraph import occupied
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -169,8 +169,8 @@ def phase_of(conditions: Iterable[Mapping[str, Any]], deleting: bool = False) ->
 
 
 def tokens(rao: int | float | None) -> float | None:
-    """Rao as tokens, for display in status (the ledger's rao stay exact on the ledger)."""
-    return None if rao is None else round(float(rao) / TOKEN, 9)
+    """Rao as tokens for status; None (not yet known) stays None."""
+    return None if rao is None else units.tokens(rao)
 
 
 def metagraph_fields(row: Mapping[str, Any] | None) -> dict[str, Any]:

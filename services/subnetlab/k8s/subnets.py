@@ -43,7 +43,7 @@ def parse_subnet(body: Body) -> Subnet:
 
 async def reconcile_subnet(op: Operator, body: Body, include_burn: bool, retry: int) -> None:
     """One pass; raises Retry or Fail after writing a status that says why."""
-    generation = meta(body)[3]
+    generation = meta(body).generation
     conditions = Conditions((body.get("status") or {}).get("conditions", []), generation,
                             op.now, SUBNET_CONDITIONS)
     try:
@@ -108,7 +108,7 @@ async def _owner_key(op: Operator, body: Body, subnet: Subnet, retry: int) -> Ke
 
 async def _claimed_netuids(op: Operator, body: Body) -> set[int]:
     """Netuids other Subnet resources already hold or bind (any namespace)."""
-    uid = meta(body)[2]
+    uid = meta(body).uid
     claimed: set[int] = set()
     for other in await op.kube.list("Subnet"):
         if other["metadata"]["uid"] != uid:

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from subnetlab.chain.extrinsic import Extrinsic
+from subnetlab.chain.queries import faucet_info
 from subnetlab.chain.state import account_info, metagraph, pending_commits, subnet_info
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.node import (
@@ -32,7 +33,7 @@ from subnetlab.ledger.node import (
     LedgerNode,
     Refused,
 )
-from subnetlab.ledger.verifier import SignatureWorker
+from subnetlab.ledger.signature_worker import SignatureWorker
 from subnetlab.ledger.views import NeuronQueryError, weight_rows
 from subnetlab.protocol.bodies import MAX_JSON_DEPTH, BodyError, check_depth
 from subnetlab.protocol.bodies import read_capped as read_body
@@ -74,15 +75,20 @@ class ApiError(Exception):
 
 def create_app(
     node: LedgerNode, produce_blocks: bool = True, on_stop: Callable[[], None] | None = None,
-    signature_worker: bool = True,
+    signature_worker: bool = True, max_body_bytes: int = MAX_BATCH_BYTES,
 ) -> FastAPI:
     """The API around one node; with `produce_blocks` the app's lifespan runs the chain.
 
     `on_stop` is called once block production has stopped for good (the node failed);
     the server uses it to shut down, so that the process exits and is restarted. With
     `signature_worker` the lifespan also runs the worker process that checks batches'
-    signatures (`ledger/verifier.py`), so the writer's loop keeps its core for the rest.
+    signatures (`ledger/signature_worker.py`), so the writer's loop keeps its core for the rest.
+    `max_body_bytes` caps every request body (`ledger serve --max-body-bytes`): a batch's
+    whole, and a single extrinsic's up to its own `MAX_EXTRINSIC_BYTES`.
     """
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+    extrinsic_cap = min(MAX_EXTRINSIC_BYTES, max_body_bytes)
 
     async def produce() -> None:
         await node.run()  # returns only when block production stopped
@@ -181,7 +187,7 @@ def create_app(
     ) -> JSONResponse:
         """Submit one signed extrinsic (the body is `Extrinsic` JSON)."""
         try:
-            body = checked_depth(await read_capped(request, MAX_EXTRINSIC_BYTES))
+            body = checked_depth(await read_capped(request, extrinsic_cap))
             _, digest = await node.admit_in_turn(body)
             if wait == "inclusion":
                 receipt = await node.wait_for(digest, WAIT_TIMEOUT_S)
@@ -202,14 +208,15 @@ def create_app(
     async def submit_batch(request: Request) -> JSONResponse:
         """Submit many signed extrinsics at once; each gets its own result, in order.
 
-        At most `MAX_BATCH` extrinsics and `MAX_BATCH_BYTES` of body (413 `too_large`
-        otherwise). The body is decoded by hand, a slice at a time (see
-        `LedgerNode.admit_batch`): validating thousands of weight lists through a pydantic
-        body model would cost more than checking the extrinsics themselves. Each item is
-        held to the single-extrinsic size limit (`too_large` in its result).
+        At most `MAX_BATCH` extrinsics and `max_body_bytes` of body (`MAX_BATCH_BYTES`
+        unless `--max-body-bytes` says otherwise; 413 `too_large` past it). The body is
+        decoded by hand, a slice at a time (see `LedgerNode.admit_batch`): validating
+        thousands of weight lists through a pydantic body model would cost more than
+        checking the extrinsics themselves. Each item is held to the single-extrinsic size
+        limit (`too_large` in its result).
         """
         try:
-            raw = await read_capped(request, MAX_BATCH_BYTES)
+            raw = await read_capped(request, max_body_bytes)
             outcomes = await node.admit_batch(raw)
         except Refused as exc:
             return refuse(exc)
@@ -244,8 +251,15 @@ def create_app(
             "block_time": node.block_time,
             "faucet": node.state.faucet_enabled,
             "sudo": node.genesis.sudo,
+            "authority": node.genesis.authority,
             "fees": dict(sorted(node.state.fees.items())),
         }
+
+    @app.get("/v1/faucet", tags=["chain"])
+    async def faucet() -> dict[str, Any]:
+        """The faucet: settings (budgets, proof of work), what it paid in the open block
+        and interval, and `work`: the block a proof of work is to be done over (or null)."""
+        return faucet_info(node.state)
 
     @app.get("/v1/accounts/{address}", tags=["chain"], responses={400: {}})
     async def account(address: str) -> dict[str, Any]:

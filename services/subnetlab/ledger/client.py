@@ -25,14 +25,14 @@ from urllib.parse import quote
 
 import httpx
 
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, chain_identity, sign_extrinsic
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
     "LEDGER_ENV",
     "MAX_RAO",
-    "TOKEN",
     "LedgerClient",
     "LedgerClientError",
     "LedgerError",
@@ -46,8 +46,6 @@ Json = dict[str, Any]
 
 DEFAULT_LEDGER_URL = "http://127.0.0.1:9944"
 LEDGER_ENV = "SUBNETLAB_LEDGER"
-TOKEN = 10**9
-"""rao per token."""
 MAX_RAO = 2**64 - 1
 """Largest amount accepted from a user: balances are u64 rao on the real chain."""
 TOKEN_DECIMALS = 9
@@ -161,7 +159,7 @@ class LedgerClient:
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
             headers={"accept": "application/json"},
         )
-        self._identity: tuple[str, str] | None = None
+        self._identity: ChainIdentity | None = None
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -248,10 +246,15 @@ class LedgerClient:
         """``GET /v1/chain``: chain id, height, genesis hash, faucet, sudo, block time."""
         info = self._expect(self._get("/v1/chain"), "/v1/chain",
                             chain_id=str, genesis_hash=str, block=int, block_time=(int, float))
-        self._identity = (info["chain_id"], info["genesis_hash"])
+        try:
+            self._identity = chain_identity(info)
+        except ValueError as exc:
+            raise LedgerError("bad_response", f"{exc}; is {self.url} a subnetlab ledger?"
+                              ) from None
         return info
 
-    def _chain_identity(self) -> tuple[str, str]:
+    def identity(self) -> ChainIdentity:
+        """The chain extrinsics are signed for: id and genesis hash (fetched once)."""
         if self._identity is None:
             self.chain()
         assert self._identity is not None
@@ -259,16 +262,20 @@ class LedgerClient:
 
     def chain_id(self) -> str:
         """The chain id extrinsics must be signed for (fetched once, then cached)."""
-        return self._chain_identity()[0]
+        return self.identity().chain_id
 
     def genesis_hash(self) -> str:
         """The genesis hash: names this chain among all chains that share a chain id."""
-        return self._chain_identity()[1]
+        return self.identity().genesis_hash
 
     def account(self, address: str) -> Json:
         """``GET /v1/accounts/{ss58}``: balance and nonce (rao), stake positions."""
         path = f"/v1/accounts/{quote(address, safe='')}"
         return self._expect(self._get(path), path, balance=int, nonce=int, stake=list)
+
+    def faucet(self) -> Json:
+        """``GET /v1/faucet``: settings, what it paid lately, the work asked for (or null)."""
+        return self._expect(self._get("/v1/faucet"), "/v1/faucet", block=int)
 
     def nonce(self, address: str) -> int:
         """The account's next on-chain nonce."""
@@ -368,7 +375,7 @@ class LedgerClient:
 
     def sign(self, keypair: Keypair, call: str, params: dict[str, Any], nonce: int) -> Extrinsic:
         """Sign ``call(params)`` as ``keypair`` for this ledger's chain."""
-        return sign_extrinsic(keypair, call, params, nonce, self.chain_id())
+        return sign_extrinsic(keypair, call, params, nonce, self.identity())
 
     def submit(
         self, keypair: Keypair, call: str, params: dict[str, Any], wait: bool = True
@@ -379,15 +386,23 @@ class LedgerClient:
         Raises :class:`LedgerError` when the ledger refuses the extrinsic or includes it as
         failed (``code`` is the chain's). The on-chain nonce does not count this signer's
         extrinsics still waiting for a block, so a ``stale_nonce`` refusal is retried with
-        the next nonce a few times. Without ``wait``, returns ``{"hash", "status"}``.
+        the next nonce a few times. A ``wrong_genesis`` refusal (the ledger started a new
+        chain since this client read its identity) is retried once, signed for the chain
+        the ledger names now. Without ``wait``, returns ``{"hash", "status"}``.
         """
         nonce = self.nonce(keypair.ss58_address)
         attempts_left = _NONCE_ATTEMPTS
+        identity_read_again = False
         while True:
             extrinsic = self.sign(keypair, call, params, nonce)
             try:
                 result = self.submit_extrinsic(extrinsic, wait=wait)
             except LedgerError as exc:
+                if exc.code == "wrong_genesis" and not identity_read_again:
+                    identity_read_again = True
+                    self._identity = None
+                    nonce = self.nonce(keypair.ss58_address)
+                    continue
                 attempts_left -= 1
                 if exc.code != "stale_nonce" or attempts_left == 0:
                     raise

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from subnetlab.chain.model import TOKEN, FaucetConfig, Genesis
+from subnetlab.chain.model import FaucetConfig, Genesis
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
 
 DEV_ACCOUNTS = ("alice", "bob", "charlie", "dave", "eve", "ferdie")
@@ -24,12 +25,15 @@ class GenesisError(ValueError):
 
 
 def dev_genesis(chain_id: str = "subnetlab-dev") -> Genesis:
-    """Six funded dev accounts, alice as sudo, a faucet of 1,000 tokens per 10 blocks."""
+    """Six funded dev accounts, alice as sudo, a faucet of 1,000 tokens per 10 blocks
+    (10,000 per block and 100,000 per 100 blocks in all, no proof of work), and loopback
+    axons allowed: a dev chain's neurons run on the machine of its ledger."""
     return Genesis(
         chain_id=chain_id,
         balances={Keypair.dev(name).ss58_address: DEV_BALANCE for name in DEV_ACCOUNTS},
         sudo=Keypair.dev("alice").ss58_address,
         faucet=FaucetConfig(),
+        allow_loopback_axons=True,
     )
 
 

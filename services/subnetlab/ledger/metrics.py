@@ -14,8 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from subnetlab.chain.model import TOKEN, ChainState
+from subnetlab.chain.model import ChainState
 from subnetlab.chain.state import metagraph
+from subnetlab.chain.units import TOKEN
 from subnetlab.protocol.metagraph import occupied
 from subnetlab.telemetry.concentration import gini, nakamoto
 

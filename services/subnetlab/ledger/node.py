@@ -15,8 +15,12 @@ node and `ledger verify` compute the same state roots.
 
 Work per extrinsic is done once: the door's dry run keeps what it parsed (`Queued.memo`)
 for the block's plan of the same extrinsic, which re-checks everything that reads the
-state; a batch's signatures are checked in a worker process (`verifier.py`, started by
+state; a batch's signatures are checked in a worker process (`signature_worker.py`, started by
 `create_app`), the one piece of door work that runs beside the writer's loop.
+
+Every block is sealed with the genesis authority's key (`chain/seal.py`) and, when the
+node was given a `ChainMemory`, its height is remembered beside the store before its
+receipts are reported, so a restart on a store that lost it is refused (`memory.py`).
 
 Crash-only: when a block cannot be persisted (or block production fails in any other way),
 the in-memory state is ahead of the store and cannot be trusted. The node stops: it
@@ -40,14 +44,18 @@ from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, op
 from subnetlab.chain.extrinsic import BadSigner, Extrinsic, MalformedExtrinsic, SigningParts
 from subnetlab.chain.model import ChainState, Genesis
 from subnetlab.chain.params import ParseMemo
+from subnetlab.chain.seal import seal_block
 from subnetlab.chain.state import CALLS, check_signed
+from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.keypair import verify as verify_signature
+from subnetlab.ledger.authority import authority_key
 from subnetlab.ledger.batch import MalformedBatchError, iter_items
+from subnetlab.ledger.memory import ChainMemory
 from subnetlab.ledger.metrics import LedgerMetrics
+from subnetlab.ledger.signature_worker import SignatureWorker, verify_all
 from subnetlab.ledger.store import BlockStore, Snapshot, StoreError
 from subnetlab.ledger.turns import Turns
-from subnetlab.ledger.verifier import SignatureWorker, verify_all
-from subnetlab.ledger.verify import block_hash, check_block, genesis_hash
+from subnetlab.ledger.verify import ChainKeys, block_hash, check_block
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +120,8 @@ class BlockHeader:
     state_root: str
     extrinsics_count: int
     timestamp: float
+    seal: str
+    """The authority's signature of the header (`chain/seal.py`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +131,7 @@ class BlockHeader:
             "state_root": self.state_root,
             "extrinsics_count": self.extrinsics_count,
             "timestamp": self.timestamp,
+            "seal": self.seal,
         }
 
 
@@ -128,14 +139,15 @@ def replay(store: BlockStore, genesis: Genesis) -> tuple[ChainState, str, int]:
     """Rebuild the sealed state from the newest snapshot plus the blocks after it.
 
     Returns the state, the newest block's hash and the height. Every replayed block is
-    checked as the audit checks it (`check_block`: state root, receipts, hash chain); a
-    mismatch means the store was tampered with or the code changed its rules, and is
+    checked as the audit checks it (`check_block`: seal, state root, receipts, hash chain);
+    a mismatch means the store was tampered with or the code changed its rules, and is
     refused.
     """
+    keys = ChainKeys.of(genesis)
     snapshot = store.latest_snapshot()
     if snapshot is None:
         state = ChainState.from_genesis(genesis)
-        parent = genesis_hash(genesis)
+        parent = keys.genesis_hash
         height = 0
     else:
         state = from_snapshot(snapshot.data)
@@ -148,7 +160,7 @@ def replay(store: BlockStore, genesis: Genesis) -> tuple[ChainState, str, int]:
         height = snapshot.number
     for block in store.blocks(height + 1):
         height += 1
-        reason = check_block(state, block, height, parent)
+        reason = check_block(state, block, height, parent, keys)
         if reason is not None:
             raise StoreError(f"block {height}: {reason}")
         parent = block["hash"]
@@ -157,7 +169,13 @@ def replay(store: BlockStore, genesis: Genesis) -> tuple[ChainState, str, int]:
 
 @dataclass
 class LedgerNode:
-    """The single writer of one chain."""
+    """The single writer of one chain.
+
+    `authority` seals its blocks: the genesis authority's key (by default the dev key the
+    genesis names, see `ledger/authority.py`). `memory`, when given, is what the ledger
+    remembers of the chain beside the store: a store that lost blocks is refused
+    (`LostStoreError`) before anything is written to it.
+    """
 
     store: BlockStore
     genesis: Genesis
@@ -165,6 +183,8 @@ class LedgerNode:
     snapshot_every: int = 100
     max_block_extrinsics: int = 10_000
     metrics: LedgerMetrics = field(default_factory=LedgerMetrics)
+    authority: Keypair | None = None
+    memory: ChainMemory | None = None
     state: ChainState = field(init=False)
     parent_hash: str = field(init=False)
     pending: list[Queued] = field(default_factory=list, init=False)
@@ -193,14 +213,23 @@ class LedgerNode:
     default; `create_app` starts one for a served ledger)."""
 
     def __post_init__(self) -> None:
+        self.sealer = self.authority or authority_key(self.genesis)
+        if self.sealer.ss58_address != self.genesis.authority:
+            raise ValueError(f"the authority key {self.sealer.ss58_address} is not the "
+                             f"genesis authority {self.genesis.authority}")
+        self.genesis_hash = ChainKeys.of(self.genesis).genesis_hash
+        if self.memory is not None:  # before anything is written to the store
+            self.memory.check(self.genesis_hash, self.store.height())
         self.store.write_genesis(self.genesis.model_dump(mode="json"))
-        self.genesis_hash = genesis_hash(self.genesis)
         self.state, self.parent_hash, self.height = replay(self.store, self.genesis)
+        if self.memory is not None:
+            self.memory.start(self.genesis_hash, self.genesis.salt)
+            self.memory.record(self.height)
         if self.height:
             stored = self.store.block(self.height)
             if stored is not None:
                 self.latest = _header(stored)
-        self._observe_opening(open_block(self.state))
+        self._observe_opening(open_block(self.state, self.parent_hash))
         self.metrics.observe_state(self.state, self.height)
         log.info("ledger at block %d (chain %s)", self.height, self.genesis.chain_id)
 
@@ -247,6 +276,12 @@ class LedgerNode:
             raise Refused(400, "wrong_chain",
                           f"signed for chain '{ext.chain_id}', this is '{self.genesis.chain_id}'",
                           "chain_id")
+        if ext.genesis_hash != self.genesis_hash:
+            raise Refused(400, "wrong_genesis",
+                          f"signed for the chain with genesis {ext.genesis_hash}, this chain's "
+                          f"genesis is {self.genesis_hash} (GET /v1/chain): an extrinsic of "
+                          "another chain, or of this chain id before it started again",
+                          "genesis_hash")
         if ext.call not in CALLS:
             raise Refused(400, "unknown_call",
                           f"'{ext.call}' is not a call of this chain; known: "
@@ -395,7 +430,10 @@ class LedgerNode:
         number = self.state.block
         root = state_root(self.state)
         digest = block_hash(number, self.parent_hash, root, hashes)
-        header = BlockHeader(number, digest, self.parent_hash, root, len(batch), time.time())
+        sealed_at = time.time()
+        seal = seal_block(self.sealer, self.genesis_hash, number, digest, sealed_at)
+        header = BlockHeader(number, digest, self.parent_hash, root, len(batch), sealed_at,
+                             seal)
         head = json.dumps({**header.to_dict(), "receipts": [r.to_dict() for r in receipts]},
                           separators=(",", ":"))
         encoded = (head[:-1] + ',"extrinsics":['
@@ -405,6 +443,8 @@ class LedgerNode:
             snapshot = Snapshot(number, root, to_snapshot(self.state))  # the sealed state
         # durable before anything is reported
         self.store.append_block(number, encoded, hashes, snapshot)
+        if self.memory is not None:  # remembered before any receipt is reported
+            self.memory.record(number)
         self._persisted_at(number, time.time())  # the earliest a receipt can be reported
         self.height = number
 
@@ -429,7 +469,7 @@ class LedgerNode:
         self.parent_hash = digest
         self.latest = header
         # before any waiter or request runs again: they all see block number + 1 open
-        self._observe_opening(open_block(self.state))
+        self._observe_opening(open_block(self.state, self.parent_hash))
         self.metrics.block(self.height, time.perf_counter() - started)
         for queue in list(self.subscribers):
             if queue.full():
@@ -559,6 +599,8 @@ _STATUS = {
     ErrorCode.NOT_OWNER: 403,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TOO_MANY_REGISTRATIONS: 429,
+    ErrorCode.FAUCET_BUDGET_EXHAUSTED: 429,
+    ErrorCode.FAUCET_POW_EXPIRED: 409,
     ErrorCode.STALE_NONCE: 409,
     ErrorCode.FUTURE_NONCE: 409,
     ErrorCode.ALREADY_REGISTERED: 409,
@@ -588,5 +630,5 @@ def _header(block: dict[str, Any]) -> BlockHeader:
     return BlockHeader(
         number=block["number"], hash=block["hash"], parent_hash=block["parent_hash"],
         state_root=block["state_root"], extrinsics_count=block["extrinsics_count"],
-        timestamp=block["timestamp"],
+        timestamp=block["timestamp"], seal=block["seal"],
     )

@@ -158,7 +158,7 @@ class BlockStore:
         return Snapshot(number=int(meta["number"]), state_root=meta["state_root"], data=blob)
 
     def wipe(self) -> None:
-        """Delete this chain's keys (tests and `ledger reset` only)."""
+        """Delete this chain's keys (`ledger serve --new-chain`, and tests)."""
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         if keys:
             self.client.delete(*keys)

@@ -2,7 +2,8 @@
 
 A stored block claims a state root, a receipt per extrinsic (what `GET /v1/extrinsics`
 reports, its fee included) and a place in the hash chain (its parent's hash, and its own
-hash over number, parent, root and extrinsic hashes). Replaying its extrinsics from the
+hash over number, parent, root and extrinsic hashes), and a seal: the genesis authority's
+signature of its header (`chain/seal.py`). Replaying its extrinsics from the
 previous block's state must reproduce all of them; the first block where one differs is
 the one reported.
 
@@ -22,8 +23,9 @@ from pydantic import ValidationError
 
 from subnetlab.chain.codec import state_root
 from subnetlab.chain.execution import Receipt, execute_block
-from subnetlab.chain.extrinsic import Extrinsic, MalformedExtrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, MalformedExtrinsic
 from subnetlab.chain.model import ChainState, Genesis
+from subnetlab.chain.seal import seal_problem
 from subnetlab.ledger.store import BlockStore, StoreError
 
 
@@ -33,10 +35,28 @@ def genesis_hash(genesis: Genesis) -> str:
     return "0x" + hashlib.blake2b(encoded, digest_size=32).hexdigest()
 
 
+def identity(genesis: Genesis) -> ChainIdentity:
+    """What an extrinsic for this genesis's chain is signed for (`GET /v1/chain` says the
+    same); for code that signs without asking a ledger (tests, simulations)."""
+    return ChainIdentity(genesis.chain_id, genesis_hash(genesis))
+
+
 def block_hash(number: int, parent_hash: str, root: str, ext_hashes: list[str]) -> str:
     """Hash of a block header: number, parent, state root and the ordered extrinsics."""
     body = json.dumps([number, parent_hash, root, ext_hashes], separators=(",", ":")).encode()
     return "0x" + hashlib.blake2b(body, digest_size=32).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainKeys:
+    """What checking a block's place and seal takes from the genesis."""
+
+    genesis_hash: str
+    authority: str
+
+    @classmethod
+    def of(cls, genesis: Genesis) -> ChainKeys:
+        return cls(genesis_hash(genesis), genesis.authority)
 
 
 @dataclass(frozen=True)
@@ -47,19 +67,21 @@ class VerifyResult:
     reason: str | None = None
 
 
-def check_block(state: ChainState, block: dict[str, Any], number: int, parent: str) -> str | None:
+def check_block(state: ChainState, block: dict[str, Any], number: int, parent: str,
+                keys: ChainKeys) -> str | None:
     """Replay stored block `number` on `state` (sealed at number - 1); say why it differs.
 
     Returns None when the block is exactly what replaying it produces. `state` has then
     advanced to the block; after a mismatch it is in no state worth keeping.
     """
     try:
-        return _differences(state, block, number, parent)
+        return _differences(state, block, number, parent, keys)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return f"malformed block record: {type(exc).__name__}: {exc}"
 
 
-def _differences(state: ChainState, block: dict[str, Any], number: int, parent: str) -> str | None:
+def _differences(state: ChainState, block: dict[str, Any], number: int, parent: str,
+                 keys: ChainKeys) -> str | None:
     if block["number"] != number:
         return f"record says it is block {block['number']}"
     if block["parent_hash"] != parent:
@@ -68,7 +90,7 @@ def _differences(state: ChainState, block: dict[str, Any], number: int, parent: 
         extrinsics = [Extrinsic.from_dict(e) for e in block["extrinsics"]]
     except MalformedExtrinsic as exc:
         return f"a stored extrinsic is malformed: {exc}"
-    replayed = execute_block(state, extrinsics).receipts
+    replayed = execute_block(state, extrinsics, parent_hash=parent).receipts
     root = state_root(state)
     if root != block["state_root"]:
         return f"state root {root} differs from the stored {block['state_root']}"
@@ -84,7 +106,10 @@ def _differences(state: ChainState, block: dict[str, Any], number: int, parent: 
     expected = block_hash(number, parent, root, [r.hash for r in replayed])
     if block["hash"] != expected:
         return f"block hash {block['hash']} differs from the replayed {expected}"
-    return None
+    # last: what the replay cannot check (the timestamp, the seal itself, a block rewritten
+    # consistently) only the authority's signature vouches for
+    return seal_problem(keys.authority, keys.genesis_hash, number, block["hash"],
+                        block["timestamp"], block.get("seal"))
 
 
 def _outcome(receipt: Receipt) -> str:
@@ -104,10 +129,11 @@ def verify_chain(
     except ValidationError as exc:
         raise StoreError(f"the stored genesis is not a valid genesis: {exc}") from None
     state = ChainState.from_genesis(genesis)
-    parent = genesis_hash(genesis)
+    keys = ChainKeys.of(genesis)
+    parent = keys.genesis_hash
     height = store.height()
     for number, block in enumerate(store.blocks(1, height), start=1):
-        reason = check_block(state, block, number, parent)
+        reason = check_block(state, block, number, parent, keys)
         if reason is not None:
             return VerifyResult(number - 1, False, number, reason)
         parent = block["hash"]

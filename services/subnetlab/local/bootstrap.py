@@ -13,16 +13,12 @@ from typing import Any
 
 import httpx
 
-from subnetlab.chain.extrinsic import Extrinsic, sign_extrinsic
+from subnetlab.chain.extrinsic import Extrinsic, chain_identity, sign_extrinsic
 from subnetlab.keys.keypair import Keypair
 
 
 class SetupError(RuntimeError):
     """The ledger refused the setup, or could not be reached."""
-
-
-BenchError = SetupError
-"""The benchmarks' name for the same failure."""
 
 
 class SetupClient:
@@ -32,9 +28,11 @@ class SetupClient:
         self.http = httpx.Client(base_url=url, timeout=60)
         try:
             info = self.http.get("/v1/chain").json()
+            self.chain = chain_identity(info)
         except httpx.HTTPError as exc:
             raise SetupError(f"cannot reach the ledger at {url}: {exc}") from exc
-        self.chain_id: str = info["chain_id"]
+        except ValueError as exc:
+            raise SetupError(f"the ledger at {url}: {exc}") from exc
         self.block_time: float = float(info["block_time"])
         self.nonces: dict[str, int] = {}
 
@@ -47,7 +45,7 @@ class SetupClient:
         return value
 
     def sign(self, key: Keypair, call: str, params: dict[str, Any]) -> Extrinsic:
-        return sign_extrinsic(key, call, params, self.nonce(key), self.chain_id)
+        return sign_extrinsic(key, call, params, self.nonce(key), self.chain)
 
     def send(self, batch: list[Extrinsic]) -> list[dict[str, Any]]:
         body = {"extrinsics": [e.model_dump(mode="json") for e in batch]}

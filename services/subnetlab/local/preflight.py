@@ -61,14 +61,15 @@ def sybil_keys_of(source: KeySource, default_name: str, count: int) -> list[Keyp
 
 def preflight(network: Network) -> Prepared:
     """Resolve every key and check every local model server; SpecError naming the file,
-    the resource and the field on the first problem."""
+    the resource and the field of every problem found (all of them, in one error)."""
+    problems: list[str] = []
     owners: dict[str, Keypair] = {}
     for subnet in network.subnets:
         try:
             owners[subnet.metadata.name] = key_of(subnet.spec.owner,
                                                   f"{subnet.metadata.name}-owner")
         except (OSError, ValueError) as exc:
-            raise network.error(subnet, "spec.owner", str(exc)) from None
+            problems.append(str(network.error(subnet, "spec.owner", str(exc))))
     hotkeys: dict[str, Keypair] = {}
     sybils: dict[str, list[Keypair]] = {}
     holders: dict[tuple[str, str], Neuron] = {}
@@ -77,29 +78,36 @@ def preflight(network: Network) -> Prepared:
         try:
             key = key_of(neuron.spec.wallet, dev_key_name(neuron))
         except (OSError, ValueError) as exc:
-            raise network.error(neuron, "spec.wallet", str(exc)) from None
+            problems.append(str(network.error(neuron, "spec.wallet", str(exc))))
+            continue
         if count := sybil_count(neuron.spec):
             try:
                 sybils[name] = sybil_keys_of(neuron.spec.wallet, dev_key_name(neuron), count)
             except (OSError, ValueError) as exc:
                 wallet = neuron.spec.wallet.wallet
-                raise network.error(neuron, "spec.miner.sybilHotkeys", (
+                problems.append(str(network.error(neuron, "spec.miner.sybilHotkeys", (
                     f"{exc}; a sybil's further hotkeys are the hotkeys "
                     f"{', '.join(sybil_key_names(neuron.spec.wallet.hotkey, count))} of wallet "
                     f"{wallet}: add them with `subnetlab wallet new-hotkey --name {wallet} "
-                    "--hotkey NAME`")) from None
+                    "--hotkey NAME`"))))
         for i, held in enumerate([key, *sybils.get(name, [])]):
             slot = (neuron.spec.subnet, held.ss58_address)
             if other := holders.get(slot):
                 what = f"sybil hotkey {i}" if i else "hotkey"
                 whose = ("another hotkey of this neuron" if other is neuron
                          else f"a hotkey of {network.where(other)}")
-                raise network.error(neuron, "spec.miner.sybilHotkeys" if i else "spec.wallet", (
+                problems.append(str(network.error(
+                    neuron, "spec.miner.sybilHotkeys" if i else "spec.wallet",
                     f"{what} {held.ss58_address} is also {whose}; one hotkey holds one uid "
-                    "of a subnet"))
+                    "of a subnet")))
             holders[slot] = neuron
         hotkeys[name] = key
-        _check_backend(network, neuron)
+        try:
+            _check_backend(network, neuron)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(*problems)
     return Prepared(owners, hotkeys, sybils)
 
 

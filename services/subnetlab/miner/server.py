@@ -42,7 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from subnetlab.miner.backends import (
+from subnetlab.engines import (
     Backend,
     Completion,
     OpenAIBackend,

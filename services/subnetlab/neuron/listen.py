@@ -38,9 +38,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Any, sock: socket.socket) -> None:
-    """Serve the ASGI `app` on the socket :func:`listen` bound, quietly (no access log)."""
-    import uvicorn
+def serve(app: Any, sock: socket.socket, drain_seconds: float) -> None:
+    """Serve the ASGI `app` on the socket :func:`listen` bound, quietly (no access log);
+    on SIGTERM or Ctrl-C drain for at most `drain_seconds`, then exit (protocol/drain.py)."""
+    from subnetlab.protocol.drain import DrainingServer
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    DrainingServer(app, drain_seconds).run(sockets=[sock])

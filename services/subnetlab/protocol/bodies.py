@@ -28,6 +28,7 @@ from typing import Any
 from starlette.requests import Request
 
 __all__ = [
+    "MAX_BODY_BYTES_LIMIT",
     "MAX_JSON_DEPTH",
     "MAX_PROMPT_BODY_BYTES",
     "BodyError",
@@ -47,6 +48,11 @@ schema while staying far below the decoder's own recursion limit."""
 MAX_PROMPT_BODY_BYTES = 1024 * 1024
 """The body cap of a chat request (the miner's and the gateway's ``/v1/chat/completions``):
 1 MiB, room for a prompt of well over 100,000 tokens of context."""
+
+MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+"""The largest body cap a server's ``--max-body-bytes`` may set: 64 MiB. A cap is read
+into memory whole before it is decoded, so one far above any honest request (a chat
+prompt, a batch of extrinsics) only widens what a flood of large bodies can cost."""
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")

@@ -2,29 +2,29 @@
 
 The chain's own state machine runs every block, epoch and extrinsic (set_weights, or
 commit_weights then reveal_weights); only the validators are scripted, so the result is
-exact and reproducible. Miners' quality drifts: the best miner changes every
-`rotate_every` epochs. Honest validators weight the quality they observe now. The copier
-does no work: it sets the chain's last consensus as its weights. Without commit-reveal
-that consensus is one epoch old; with commit-reveal, honest weights only become visible
-when revealed, and the copier's own weights must be committed too, so what it copies is
-older still. Its dividends per unit of stake, relative to the honest validators', measure
-what copying earns.
+exact and reproducible from the seed (the honest validators' noise, the churn and the
+commit salts all come from seeded generators). Miners' quality drifts: the best miner
+changes every `rotate_every` epochs, and with `churn` also at random in between (a
+newcomer displacing the leader). Honest validators weight the quality they observe now.
+The copiers do no work: each sets the chain's last consensus as its weights. Without
+commit-reveal that consensus is one epoch old; with commit-reveal, honest weights only
+become visible when revealed, `reveal_period` epochs later, and the copiers' own weights
+must be committed too, so what they copy is older still. Their dividends per unit of
+stake, relative to the honest validators', measure what copying earns; the miner
+evaluations they skipped measure the work it saves.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
 
-from subnetlab.chain.blocks import advance_block
-from subnetlab.chain.model import TOKEN, ChainState, Genesis
-from subnetlab.chain.queries import metagraph
-from subnetlab.chain.state import apply
-from subnetlab.chain.weights import weights_commit_hash
-from subnetlab.chain.yuma import max_upscale_u16
+from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
+from subnetlab.sim.scripted import WeightSubmitter, hyperparameters, new_subnet
+
+HONEST_STAKE_TOKENS = 1_000.0  # each honest validator's stake
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,15 @@ class CopierResult:
     commit_reveal: bool
     epochs: int
     copier_dividends: float
+    """Mean over copiers of dividends per copier, scaled to an honest validator's stake."""
     honest_dividends: float
+    """Mean dividends of one honest validator."""
+    copiers: int = 1
+    copier_stake_share: float = 0.25
+    reveal_period: int = 1
+    churn: float = 0.0
+    work_saved: int = 0
+    """Miner evaluations the copiers skipped (an honest validator's evaluations, per copier)."""
 
     @property
     def relative_yield(self) -> float:
@@ -46,74 +54,61 @@ class CopierResult:
                 "relative_yield": round(self.relative_yield, 4)}
 
 
-class _Chain:
-    """The state machine plus nonces: submit calls as signed origins would."""
-
-    def __init__(self, genesis: Genesis) -> None:
-        self.state = ChainState.from_genesis(genesis)
-
-    def call(self, key: Keypair, call: str, params: dict[str, object]) -> None:
-        apply(self.state, key.ss58_address, self.state.nonce(key.ss58_address), call, params)
-
-    def until_epoch(self, netuid: int, epochs_run: int) -> None:
-        while self.state.subnets[netuid].epochs_run < epochs_run:
-            advance_block(self.state)
-
-
 def run_copier_experiment(
     commit_reveal: bool, epochs: int = 40, miners: int = 4, honest: int = 3,
-    rotate_every: int = 3, tempo: int = 10, seed: int = 0,
+    rotate_every: int = 3, tempo: int = 10, seed: int = 0, *, reveal_period: int = 1,
+    copiers: int = 1, copier_stake_share: float | None = None, churn: float = 0.0,
+    evaluations_per_miner: int = 1,
 ) -> CopierResult:
-    """Run one subnet for `epochs` epochs; return the copier's and honest dividends."""
-    rng = np.random.default_rng(seed)
-    owner = Keypair.dev("copier-experiment-owner")
-    genesis = Genesis(balances={owner.ss58_address: 10**7 * TOKEN})
-    chain = _Chain(genesis)
-    chain.call(owner, "create_subnet", {"hyperparameters": {
-        "tempo": tempo, "weights_rate_limit": 0, "immunity_period": 10_000,
-        "max_registrations_per_block": 64, "target_registrations_per_interval": 64,
-        "commit_reveal_weights_enabled": commit_reveal, "commit_reveal_period": 1,
-    }})
-    netuid = max(chain.state.subnets)
-    honest_keys = [Keypair.dev(f"copier-exp-honest-{i}") for i in range(honest)]
-    copier = Keypair.dev("copier-exp-copier")
-    miner_keys = [Keypair.dev(f"copier-exp-miner-{i}") for i in range(miners)]
-    for key in [*honest_keys, copier, *miner_keys]:
-        chain.call(owner, "register", {"netuid": netuid, "hotkey": key.ss58_address})
-    for key in [*honest_keys, copier]:
-        chain.call(owner, "add_stake", {"hotkey": key.ss58_address, "amount": 1_000 * TOKEN})
-    uid_of = {n["hotkey"]: n["uid"] for n in metagraph(chain.state, netuid)}
-    miner_uids = [uid_of[k.ss58_address] for k in miner_keys]
+    """Run one subnet for `epochs` epochs; return the copiers' and honest dividends.
 
-    pending: dict[str, tuple[list[int], list[int], list[int]]] = {}
-    earned = {k.ss58_address: 0.0 for k in [*honest_keys, copier]}
-    chain.until_epoch(netuid, 1)  # permits are granted by the first epoch
+    `copier_stake_share` is the copiers' joint share of validator stake (default: each
+    copier staked like one honest validator); `reveal_period` applies with commit-reveal.
+    """
+    if copier_stake_share is None:
+        copier_stake_share = copiers / (copiers + honest)
+    if not 0 < copier_stake_share < 1:
+        raise ValueError(f"copier_stake_share: {copier_stake_share} is not in (0, 1)")
+    period = reveal_period if commit_reveal else 0
+    noise = np.random.default_rng(seed)
+    churn_rng = np.random.default_rng([seed, 1])
+    name = f"copier-exp-{seed}"
+    subnet = new_subnet(name, hyperparameters(tempo, reveal_period=period))
+    honest_keys = [Keypair.dev(f"{name}-honest-{i}") for i in range(honest)]
+    copier_keys = [Keypair.dev(f"{name}-copier-{i}") for i in range(copiers)]
+    miner_keys = [Keypair.dev(f"{name}-miner-{i}") for i in range(miners)]
+    subnet.register([*honest_keys, *copier_keys])
+    miner_uids = subnet.register(miner_keys)
+    honest_total = HONEST_STAKE_TOKENS * honest
+    copier_each = honest_total * copier_stake_share / (1 - copier_stake_share) / copiers
+    stake = {k.ss58_address: subnet.stake(k, HONEST_STAKE_TOKENS) for k in honest_keys}
+    stake.update({k.ss58_address: subnet.stake(k, copier_each) for k in copier_keys})
+    submitter = WeightSubmitter(subnet, period, np.random.default_rng([seed, 2]))
+
+    earned = dict.fromkeys(stake, 0.0)
+    subnet.chain.until_epoch(subnet.netuid, 1)  # permits are granted by the first epoch
+    best = 0
     for epoch in range(1, epochs + 1):
-        best = (epoch // rotate_every) % miners
+        if epoch % rotate_every == 0:
+            best = (best + 1) % miners
+        if churn > 0 and churn_rng.random() < churn:
+            best = (best + 1 + int(churn_rng.integers(0, miners - 1))) % miners
         quality = np.full(miners, 0.2)
         quality[best] = 1.0
-        consensus = {n["uid"]: n["consensus"] for n in metagraph(chain.state, netuid)}
-        plans = {k.ss58_address: (k, quality * rng.uniform(0.9, 1.1, miners)) for k in honest_keys}
-        plans[copier.ss58_address] = (copier, np.array([consensus[u] for u in miner_uids]))
-        for hotkey, (key, values) in plans.items():
-            if commit_reveal and hotkey in pending:
-                uids, weights, salt = pending.pop(hotkey)
-                chain.call(key, "reveal_weights", {"netuid": netuid, "uids": uids,
-                                                   "weights": weights, "salt": salt})
-            if not np.any(values > 0):
-                continue
-            weights = [int(w) for w in max_upscale_u16(values)]
-            if commit_reveal:
-                salt = [secrets.randbelow(256) for _ in range(8)]
-                digest = weights_commit_hash(hotkey, netuid, miner_uids, weights, salt)
-                chain.call(key, "commit_weights", {"netuid": netuid, "commit_hash": digest})
-                pending[hotkey] = (miner_uids, weights, salt)
-            else:
-                chain.call(key, "set_weights", {"netuid": netuid, "uids": miner_uids,
-                                                "weights": weights})
-        chain.until_epoch(netuid, epoch + 1)
-        for neuron in metagraph(chain.state, netuid):
+        consensus = {n["uid"]: n["consensus"] for n in subnet.rows()}
+        copied = [consensus[u] for u in miner_uids]
+        plans = [(k, quality * noise.uniform(0.9, 1.1, miners)) for k in honest_keys]
+        plans += [(k, np.array(copied)) for k in copier_keys]
+        for key, values in plans:
+            submitter.reveal_due(key)
+            submitter.submit(key, miner_uids, values)
+        subnet.chain.until_epoch(subnet.netuid, epoch + 1)
+        for neuron in subnet.rows():
             if neuron["hotkey"] in earned:
                 earned[neuron["hotkey"]] += neuron["emission"] / TOKEN
-    honest_mean = sum(earned[k.ss58_address] for k in honest_keys) / honest
-    return CopierResult(commit_reveal, epochs, earned[copier.ss58_address], honest_mean)
+    per_stake = {k: earned[k] / stake[k] * HONEST_STAKE_TOKENS * TOKEN for k in earned}
+    honest_mean = sum(per_stake[k.ss58_address] for k in honest_keys) / honest
+    copier_mean = sum(per_stake[k.ss58_address] for k in copier_keys) / copiers
+    return CopierResult(commit_reveal, epochs, copier_mean, honest_mean, copiers,
+                        copier_stake_share, period, churn,
+                        copiers * epochs * miners * evaluations_per_miner)

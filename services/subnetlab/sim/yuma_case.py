@@ -25,10 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
 from subnetlab.chain.yuma import EpochInputs, EpochResult, epoch, max_upscale_u16
+from subnetlab.problems import ProblemsError, pydantic_reason
 
 
-class CaseError(ValueError):
-    """A case file that cannot be run; the message names the file, the field and why."""
+class CaseError(ProblemsError):
+    """A case file that cannot be run: every problem, each naming the file, the field and
+    why (all at once, so one run shows everything to fix)."""
+
+    what = "the case"
 
 
 class CaseEpoch(BaseModel):
@@ -64,17 +68,17 @@ class YumaCase(BaseModel):
                 raise ValueError(f"stake of uid {uid} is {s}; must be finite and >= 0")
         return value
 
-    def check_uids(self) -> None:
-        """Every uid named in weights must exist (pydantic cannot see across fields)."""
+    def uid_problems(self) -> list[str]:
+        """Every uid named in weights that does not exist (pydantic cannot see across
+        fields), one problem per epoch and uid."""
         n = len(self.stakes)
+        problems: list[str] = []
         for index, ep in enumerate(self.epochs):
-            for validator, row in (ep.weights or {}).items():
-                for uid in (validator, *row):
-                    if not 0 <= uid < n:
-                        raise CaseError(
-                            f"epochs.{index}.weights: uid {uid} does not exist "
-                            f"(the case has {n} uids, 0..{n - 1})"
-                        )
+            missing = sorted({uid for validator, row in (ep.weights or {}).items()
+                              for uid in (validator, *row) if not 0 <= uid < n})
+            problems.extend(f"epochs.{index}.weights: uid {uid} does not exist "
+                            f"(the case has {n} uids, 0..{n - 1})" for uid in missing)
+        return problems
 
 
 def load_case(path: Path) -> YumaCase:
@@ -95,18 +99,16 @@ def load_case(path: Path) -> YumaCase:
 
 
 def parse_case(raw: object, source: str = "case") -> YumaCase:
-    """Validate a decoded case object."""
+    """Validate a decoded case object; every problem is reported, each at its field."""
     try:
         case = YumaCase.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise CaseError(f"{source}: {where}: {first['msg']}{more}") from exc
-    try:
-        case.check_uids()
-    except CaseError as exc:
-        raise CaseError(f"{source}: {exc}") from exc
+        raise CaseError(*(
+            f"{source}: {'.'.join(str(p) for p in e['loc']) or '(top level)'}: "
+            f"{pydantic_reason(e)}"
+            for e in exc.errors())) from exc
+    if problems := case.uid_problems():
+        raise CaseError(*(f"{source}: {problem}" for problem in problems))
     return case
 
 

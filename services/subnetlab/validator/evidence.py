@@ -23,9 +23,9 @@ import redis
 
 from subnetlab.chain.yuma import max_upscale_u16
 from subnetlab.protocol.metagraph import occupied
+from subnetlab.tasks import OPEN, generate, with_reference
 from subnetlab.validator.scoring import task_score
 from subnetlab.validator.spotcheck import DEFAULT_THRESHOLD, caught, similarities
-from subnetlab.validator.tasks import OPEN, generate, with_reference
 from subnetlab.validator.weights import honest_weights, update_moving_scores
 
 U16_TOLERANCE = 1

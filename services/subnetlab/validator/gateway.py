@@ -50,7 +50,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from subnetlab.miner.backends import Completion, prompt_text
+from subnetlab.engines import Completion, prompt_text
 from subnetlab.protocol.bodies import (
     MAX_PROMPT_BODY_BYTES,
     BodyError,
@@ -60,7 +60,8 @@ from subnetlab.protocol.bodies import (
 )
 from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
 from subnetlab.validator.health import one_line
-from subnetlab.validator.loop import MinerAnswer, Validator, ask, miners_of, sample
+from subnetlab.validator.miners import MinerAnswer, sample
+from subnetlab.validator.organic import OrganicService
 from subnetlab.validator.scoring import token_f1
 from subnetlab.validator.spotcheck import DEFAULT_THRESHOLD, caught, similarities
 
@@ -204,8 +205,9 @@ def authorised(authorization: str, digests: Sequence[bytes]) -> bool:
     return bool(key) and any(matches)
 
 
-def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
-    """The validator's customer-facing app (its Prometheus metrics live here too)."""
+def create_gateway_app(validator: OrganicService, config: GatewayConfig) -> FastAPI:
+    """The validator's customer-facing app (its Prometheus metrics live here too); it
+    reaches the validator only through `OrganicService`."""
     app = FastAPI(title="subnetlab validator gateway", version="1")
     metrics = validator.metrics
     digests = key_digests(config.api_keys)
@@ -249,7 +251,7 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
             metrics.organic_requests.labels(strategy=strategy,
                                             outcome="reference_unavailable").inc()
             log.warning("organic request failed: strategy=%s outcome=reference_unavailable "
-                        "reference=%s error=%s", strategy, validator.reference.name, exc)
+                        "reference=%s error=%s", strategy, validator.reference_name, exc)
             return _error(503, "reference_unavailable", "the validator's reference model "
                           "failed, so no answer could be graded; retry later")
         if served is None:
@@ -266,7 +268,7 @@ def create_gateway_app(validator: Validator, config: GatewayConfig) -> FastAPI:
             "simulated": answer.simulated,
             # simulated: the backend always is (a sim oracle), or the engine labelled
             # the answer it graded by so (an OpenAI-compatible URL serving a sim engine)
-            "reference": {"backend": validator.reference.name,
+            "reference": {"backend": validator.reference_name,
                           "simulated": validator.reference_simulated or bool(
                               served.reference is not None and served.reference.simulated),
                           "used": served.reference_used},
@@ -350,7 +352,7 @@ def penalty_record(caught_uid: int, graded: Sequence[MinerAnswer], reference: Co
                         for a in graded if a.ok]}
 
 
-async def grade(validator: Validator, body: dict[str, Any], purpose: str) -> Completion:
+async def grade(validator: OrganicService, body: dict[str, Any], purpose: str) -> Completion:
     """The reference model's answer to grade by, its tokens counted under `purpose`.
 
     Any failure of the reference becomes ReferenceUnavailableError (one line, the cause
@@ -363,17 +365,16 @@ async def grade(validator: Validator, body: dict[str, Any], purpose: str) -> Com
 
 
 async def serve(
-    validator: Validator, config: GatewayConfig, strategy: str, body: dict[str, Any]
+    validator: OrganicService, config: GatewayConfig, strategy: str, body: dict[str, Any]
 ) -> Served | None:
     """Answer one organic request with `strategy`; None when no miner answered,
     ReferenceUnavailableError when the reference model failed to grade."""
-    pool = miners_of(validator.follower.metagraph or {}, validator.hotkey)
+    pool = validator.miners()
     if not pool:
         return None
-    timeout = validator.config.timeout_s
 
     def ask_one(miner: dict[str, Any]) -> Awaitable[MinerAnswer]:
-        return ask(validator.http, validator.config.keypair, miner, body, timeout)
+        return validator.ask(miner, body)
 
     if strategy == "spot-check":
         return await _spot_check(validator, config, body, pool, ask_one)
@@ -391,10 +392,10 @@ async def serve(
 
 
 async def _spot_check(
-    validator: Validator, config: GatewayConfig, body: dict[str, Any],
+    validator: OrganicService, config: GatewayConfig, body: dict[str, Any],
     pool: list[dict[str, Any]], ask_one: Callable[[dict[str, Any]], Awaitable[MinerAnswer]],
 ) -> Served | None:
-    ranked = sorted(pool, key=lambda n: validator.moving.get(n["uid"], 0.0), reverse=True)
+    ranked = sorted(pool, key=lambda n: validator.moving_score(n["uid"]), reverse=True)
     answers = await first_to_answer(ranked, config.fan_out, ask_one)
     if not answers[-1].ok:
         return None

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import redis
 
-from subnetlab.miner.backends import EngineError
+from subnetlab.engines import EngineError
 from subnetlab.neuron.chain_writer import ExtrinsicError
 
 MAX_BACKOFF_S = 10.0

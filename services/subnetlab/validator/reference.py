@@ -9,9 +9,20 @@ labelled simulated wherever its answers count (evidence, the gateway's `subnetla
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
-from subnetlab.miner.backends import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
+from subnetlab.engines import (
+    Backend,
+    Completion,
+    OpenAIBackend,
+    SimBackend,
+    SimModel,
+    VllmBackend,
+)
 from subnetlab.urls import check_http_url
+from subnetlab.validator.health import Health
+from subnetlab.validator.metrics import ValidatorMetrics
 
 REFERENCE_BACKENDS = ("sim", "openai", "vllm")
 
@@ -46,3 +57,35 @@ def reference_backend(kind: str, url: str | None = None, model: str | None = Non
     if kind == "vllm":
         return VllmBackend(url, model or "default")
     return OpenAIBackend(url, model or "default", os.environ.get("OPENAI_API_KEY"))
+
+
+@dataclass
+class Grader:
+    """The reference model as the validator uses it: every answer it gives counted and its
+    health kept, whether a scoring round (open tasks) or the gateway (organic strategies)
+    asked. The one place either asks it."""
+
+    backend: Backend
+    health: Health
+    metrics: ValidatorMetrics
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def simulated(self) -> bool:
+        return is_simulated(self.backend)
+
+    async def complete(self, body: dict[str, Any], purpose: str) -> Completion:
+        """The reference model's answer to `body`, its completion tokens counted under
+        `purpose` (`open_task`, or an organic strategy). A failure is re-raised as it came,
+        with the reference marked unreachable until it answers again."""
+        try:
+            completion = await self.backend.complete(body)
+        except Exception:
+            self.health.reference = "unreachable"
+            raise
+        self.health.reference = "ok"
+        self.metrics.reference_tokens.labels(purpose=purpose).inc(completion.completion_tokens)
+        return completion

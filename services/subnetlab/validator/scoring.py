@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from typing import Protocol
 
-from subnetlab.validator.tasks import OPEN, Task, is_correct
+from subnetlab.tasks import OPEN, Task, is_correct
 
 CORRECTNESS_WEIGHT = 0.7
 

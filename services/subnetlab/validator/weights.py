@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from subnetlab.chain.yuma import max_upscale_u16
 from subnetlab.protocol.metagraph import occupied
+from subnetlab.validator.miners import miners_of
 
 BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
 DEFAULT_ALPHA = 0.1
@@ -67,3 +69,31 @@ def lazy_weights(miner_uids: list[int], rng: random.Random) -> dict[int, int]:
     """Random weights over the miners: no queries, no information."""
     values = max_upscale_u16([rng.random() for _ in miner_uids])
     return {u: int(v) for u, v in zip(sorted(miner_uids), values, strict=True)}
+
+
+@dataclass(frozen=True)
+class WeightPolicy:
+    """A validator's `--behaviour` as one rule from moving scores (and the metagraph) to
+    weights: the one place the behaviours are told apart, so the loop only asks "what now".
+
+    `rng` is the validator's own (seeded) generator, shared with its rounds, so a seeded
+    run draws the same numbers in the same order whoever draws them.
+    """
+
+    behaviour: str
+    own_hotkey: str
+    rng: random.Random
+    cabal: frozenset[int] = frozenset()
+
+    def __call__(self, moving: Mapping[int, float], metagraph: dict[str, Any]) -> dict[int, int]:
+        """The weights this behaviour sets now."""
+        if self.behaviour == "honest":
+            return honest_weights(moving)
+        if self.behaviour == "cabal":
+            return cabal_weights(moving, set(self.cabal))
+        if self.behaviour == "weight-copier":
+            consensus = {n["uid"]: float(n["consensus"])
+                         for n in occupied(metagraph.get("neurons", []))}
+            return copier_weights(consensus) or honest_weights(moving)
+        uids = [n["uid"] for n in miners_of(metagraph, self.own_hotkey)]
+        return lazy_weights(uids, self.rng)

@@ -8,7 +8,7 @@ dry-running and sealing blocks meanwhile, and admits the batch in its turn once 
 verdicts are back. Nothing is trusted that the worker did not check: a triple that is not
 a valid signature is `False`, exactly as `keys.keypair.verify` answers in process.
 
-The worker is `python -m subnetlab.ledger.verifier`, talking over its stdin and stdout
+The worker is `python -m subnetlab.ledger.signature_worker`, talking over its stdin and stdout
 (frames below), answering in order; it exits when its stdin closes, so it never outlives
 the ledger, even one killed with SIGKILL. It holds no state, so losing it loses nothing:
 a batch whose worker died is checked in process, and so is everything after (logged
@@ -107,7 +107,7 @@ class SignatureWorker:
         wait in its pipe while it starts. None started means checking in process."""
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "subnetlab.ledger.verifier",
+                sys.executable, "-m", "subnetlab.ledger.signature_worker",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         except OSError as exc:
             log.warning("no signature worker (%s); checking signatures in process", exc)

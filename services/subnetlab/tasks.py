@@ -1,4 +1,9 @@
-"""The validator's tasks: verifiable synthetic ones, and open prompts.
+"""The task catalogue: verifiable synthetic tasks, and open prompts.
+
+Validators ask these tasks and grade the answers; simulated engines answer them; specs
+and the organic load name their kinds. So the catalogue sits on the floor beneath miner
+and validator (see the import contract in pyproject.toml), imported by both and importing
+neither.
 
 Verifiable kinds (`KINDS`) generate a prompt and its ground truth from a seed, so a task
 is reproducible from its evidence record (kind + seed) alone: an auditor regenerates it

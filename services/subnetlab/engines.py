@@ -1,5 +1,9 @@
-"""Where a miner's answers come from: a vLLM server, any OpenAI-compatible endpoint, or a
+"""Where answers come from: a vLLM server, any OpenAI-compatible endpoint, or a
 simulated engine.
+
+Miners serve their answers from these engines and validators ask them for reference
+answers, so the engine clients sit on the floor beneath both (see the import contract in
+pyproject.toml).
 
 Every backend returns a `Completion` with the text and the compute it cost (generated
 tokens, and engine seconds where the engine itself reports them), because the N+V
@@ -20,7 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from subnetlab.validator.tasks import KINDS, solve
+from subnetlab.tasks import KINDS, solve
 
 
 @dataclass(frozen=True)
