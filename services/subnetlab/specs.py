@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from subnetlab.chain.hyperparameters import U16_MAX, Hyperparameters
+from subnetlab.engines import SimModel
 from subnetlab.problems import ProblemsError, pydantic_reason
 from subnetlab.tasks import TASK_KINDS as VALIDATOR_TASK_KINDS
 from subnetlab.urls import HTTP_SCHEMES, url_problem
@@ -243,11 +244,15 @@ class Subnet(_Model):
     spec: SubnetSpec = Field(default_factory=SubnetSpec)
 
 
+_SIM = SimModel()
+"""The simulated engine's own defaults: a sim backend's, written once (in `engines`)."""
+
+
 class SimBackendSpec(_Model):
     type: Literal["sim"] = "sim"
-    accuracy: float = Field(0.95, ge=0, le=1)
-    ttft_seconds: float = Field(0.03, ge=0, le=60)
-    tokens_per_second: float = Field(400.0, gt=0, le=1e6)
+    accuracy: float = Field(_SIM.default_accuracy, ge=0, le=1)
+    ttft_seconds: float = Field(_SIM.ttft_s, ge=0, le=60)
+    tokens_per_second: float = Field(_SIM.tokens_per_s, gt=0, le=1e6)
 
 
 class Toleration(_Model):
@@ -320,12 +325,20 @@ class MinerSpec(_Model):
     concurrency: int = Field(8, ge=1, le=1024)
 
 
+GatewayStrategy = Literal["broadcast", "best-of-n", "spot-check"]
+"""How the validator's gateway answers an organic request (docs/protocol.md)."""
+
+
 class GatewaySpec(_Model):
-    strategy: Literal["broadcast", "best-of-n", "spot-check"] = "broadcast"
+    strategy: GatewayStrategy = "broadcast"
     fan_out: int = Field(3, ge=1, le=256)
     spot_check_rate: float = Field(0.1, ge=0, le=1)
     spot_check_others: int = Field(
         2, ge=1, le=8, description="spot-check: other miners a re-check asks.")
+
+
+ReferenceBackend = Literal["sim", "openai", "vllm"]
+"""What a validator's reference model runs on: a simulated oracle or a real server."""
 
 
 class ReferenceSpec(_Model):
@@ -340,7 +353,7 @@ class ReferenceSpec(_Model):
         cel("self.backend == 'sim' || has(self.url)",
             "backend openai or vllm needs url (its server's base URL)", ".url")))
 
-    backend: Literal["sim", "openai", "vllm"] = "sim"
+    backend: ReferenceBackend = "sim"
     url: HttpUrl | None = None
     model: str | None = Field(None, min_length=1, max_length=256)
 
@@ -472,8 +485,11 @@ class ResourcesSpec(_Model):
                 "limits": self.limits.model_dump(exclude_none=True)}
 
 
-MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
-VALIDATOR_BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
+MinerBehaviour = Literal["honest", "lazy", "copycat", "passthrough", "sybil"]
+ValidatorBehaviour = Literal["honest", "weight-copier", "cabal", "lazy"]
+MINER_BEHAVIOURS: tuple[str, ...] = get_args(MinerBehaviour)
+VALIDATOR_BEHAVIOURS: tuple[str, ...] = get_args(ValidatorBehaviour)
+"""The behaviours of each role (docs/protocol.md): the spec's, the CLI's and the neurons'."""
 
 
 def _one_of(values: Iterable[str]) -> str:

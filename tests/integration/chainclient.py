@@ -1,7 +1,10 @@
-"""A small HTTP client for the ledger's API, used by the integration tests.
+"""The integration tests' view of a real ledger process: the project's `LedgerClient`
+for reads and signing, plus raw HTTP for what the tests examine byte by byte.
 
-It signs with the project's own `sign_extrinsic` and speaks plain HTTP to a real ledger
-process; nothing here reaches into the ledger's memory.
+Reads, identity and nonces go through `subnetlab.ledger.client.LedgerClient` (the one
+client). Submissions and receipts stay raw `httpx.Response`s on purpose: the ledger tests
+check status codes, bodies and headers of the HTTP surface itself, including bodies no
+client would send. Nothing here reaches into the ledger's memory.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, chain_identity, sign_extrinsic
+from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import EXTRINSICS_ROUTE, METRICS_ROUTE, LedgerClient, receipt_route
 from subnetlab.ledger.genesis import dev_genesis
 from subnetlab.ledger.verify import identity
 
@@ -37,59 +41,58 @@ def address(who: Keypair | str) -> str:
 
 
 class ChainClient:
-    """The ledger API over HTTP: queries, signed submissions, waiting for blocks."""
+    """The ledger API: queries, signed submissions, waiting for blocks."""
 
     def __init__(self, base_url: str, timeout: float = 40.0) -> None:
         self.base_url = base_url
+        self.ledger = LedgerClient(base_url, timeout=timeout)
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
-        self._identity: ChainIdentity | None = None
 
     def close(self) -> None:
+        self.ledger.close()
         self.http.close()
 
     # --- queries -------------------------------------------------------------------------
 
     def get_json(self, path: str) -> Any:
+        """A raw GET that must answer 200: for tests of a route's exact answer."""
         response = self.http.get(path)
         assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
         return response.json()
 
     def account(self, who: Keypair | str) -> dict[str, Any]:
-        return dict(self.get_json(f"/v1/accounts/{address(who)}"))
+        return self.ledger.account(address(who))
 
     def nonce(self, who: Keypair | str) -> int:
-        return int(self.account(who)["nonce"])
+        return self.ledger.nonce(address(who))
 
     def balance(self, who: Keypair | str) -> int:
         return int(self.account(who)["balance"])
 
     def identity(self) -> ChainIdentity:
-        """The chain this ledger's extrinsics are signed for (GET /v1/chain, once)."""
-        if self._identity is None:
-            self._identity = chain_identity(self.get_json("/v1/chain"))
-        return self._identity
+        """The chain this ledger's extrinsics are signed for (read once)."""
+        return self.ledger.identity()
 
     def height(self) -> int:
-        return int(self.get_json("/v1/chain")["block"])
+        return int(self.ledger.chain()["block"])
 
     def subnet(self, netuid: int) -> dict[str, Any]:
-        return dict(self.get_json(f"/v1/subnets/{netuid}"))
+        return self.ledger.subnet(netuid)
 
     def metagraph(self, netuid: int) -> list[dict[str, Any]]:
-        return list(self.get_json(f"/v1/subnets/{netuid}/metagraph")["neurons"])
+        return list(self.ledger.metagraph(netuid)["neurons"])
 
     def block(self, number: int) -> dict[str, Any]:
-        return dict(self.get_json(f"/v1/blocks/{number}"))
+        return self.ledger.block(number)
 
     def receipt(self, digest: str) -> httpx.Response:
-        return self.http.get(f"/v1/extrinsics/{digest}")
+        """The raw answer of the receipt route (tests check its status codes)."""
+        return self.http.get(receipt_route(digest))
 
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """Every sample of /metrics, keyed by (sample name, labels)."""
-        response = self.http.get("/metrics")
-        assert response.status_code == 200, response.text
         samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-        for family in text_string_to_metric_families(response.text):
+        for family in text_string_to_metric_families(self.ledger.text(METRICS_ROUTE)):
             for sample in family.samples:
                 samples[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
         return samples
@@ -99,17 +102,16 @@ class ChainClient:
     def sign(
         self, keypair: Keypair, call: str, params: dict[str, Any], nonce: int | None = None
     ) -> Extrinsic:
-        """Sign with the account's current on-chain nonce unless one is given."""
-        return sign_extrinsic(
-            keypair, call, params, self.nonce(keypair) if nonce is None else nonce,
-            self.identity(),
-        )
+        """Sign with the account's current on-chain nonce unless one is given (tests of
+        nonce refusals choose theirs, so the client's local counter is not used here)."""
+        return self.ledger.sign(keypair, call, params,
+                                self.nonce(keypair) if nonce is None else nonce)
 
     def post(self, body: bytes | str, wait: bool = False) -> httpx.Response:
-        path = "/v1/extrinsics?wait=inclusion" if wait else "/v1/extrinsics"
+        """POST raw bytes to the submission route: the HTTP surface under test."""
         content = body.encode() if isinstance(body, str) else body
-        return self.http.post(path, content=content,
-                              headers={"content-type": "application/json"})
+        return self.http.post(EXTRINSICS_ROUTE, params={"wait": "inclusion"} if wait else None,
+                              content=content, headers={"content-type": "application/json"})
 
     def submit(self, ext: Extrinsic, wait: bool = True) -> httpx.Response:
         return self.post(ext.to_json(), wait=wait)
@@ -127,7 +129,7 @@ class ChainClient:
     def create_subnet(self, owner: Keypair, hyperparameters: dict[str, Any]) -> int:
         """create_subnet and return the new netuid (the one `owner` created in that block)."""
         receipt = self.call(owner, "create_subnet", {"hyperparameters": hyperparameters})
-        created = [s["netuid"] for s in self.get_json("/v1/subnets")["subnets"]
+        created = [s["netuid"] for s in self.ledger.subnets()
                    if s["owner"] == owner.ss58_address and s["created_at"] == receipt["block"]]
         assert len(created) == 1, created
         return int(created[0])
@@ -172,6 +174,11 @@ class ChainClient:
                         event = None
 
             yield headers()
+
+
+def read_ledger(url: str) -> LedgerClient:
+    """A short-lived client for tests that only look at the chain (use with ``with``)."""
+    return LedgerClient(url, timeout=10)
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None,

@@ -265,9 +265,9 @@ def test_bad_miner_urls_are_one_line(env: dict[str, str], args: list[str], line:
     (["audit", "1", "--validator", "X", "--epoch", "-1"],
      "error: Invalid value for '--epoch': Input should be greater than or equal to 0"),
     (["audit", "abc", "--validator", ALICE, "--epoch", "0"],
-     "error: Invalid value for 'netuid': Input should be a valid integer"),
-    (["audit", "0", "--validator", ALICE, "--epoch", "0"],
-     "error: Invalid value for 'netuid': Input should be greater than or equal to 1"),
+     "error: NETUID 'abc': must be a whole number in [0, 65535]"),
+    (["audit", "65536", "--validator", ALICE, "--epoch", "0"],
+     "error: NETUID '65536': must be a whole number in [0, 65535]"),
     (["validator", "runn"], "error: No such command 'runn'. Did you mean 'run'"),
     (["validator", "run", "--cabl", "1"], "error: No such option: --cabl"),
 ])

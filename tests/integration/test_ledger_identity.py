@@ -166,7 +166,8 @@ def test_long_running_clients_follow_a_new_chain(tmp_path: Path, system_redis: R
         receipt = loop.run_until_complete(writer.submit("transfer", {
             "dest": ALICE.ss58_address, "amount": 2}))
         assert receipt["status"] == "included"
-        assert writer.chain is not None and writer.chain.genesis_hash == client.genesis_hash()
+        assert writer.client.known_identity is not None
+        assert writer.client.known_identity.genesis_hash == client.genesis_hash()
     finally:
         loop.run_until_complete(writer.aclose())
         loop.close()

@@ -20,6 +20,7 @@ import pytest
 
 from subnetlab.chain.extrinsic import ChainIdentity, Extrinsic, chain_identity, sign_extrinsic
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.edge import status_of
 from subnetlab.ledger.genesis import dev_genesis
 from subnetlab.ledger.node import WORKER_MIN_BATCH, LedgerNode, Refused
 from subnetlab.ledger.redis_server import EmbeddedRedis
@@ -103,7 +104,7 @@ def _batch(extrinsics: list[Extrinsic]) -> bytes:
 
 def _outcome(outcome: tuple[Extrinsic, str] | Refused) -> tuple[Any, ...]:
     if isinstance(outcome, Refused):
-        return ("refused", outcome.status, outcome.code, outcome.field)
+        return ("refused", status_of(outcome.code), outcome.code, outcome.field)
     return ("queued", outcome[1])
 
 

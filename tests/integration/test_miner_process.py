@@ -42,6 +42,7 @@ from subnetlab.keys.keypair import Keypair
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child, Supervisor
 from subnetlab.protocol.epistula import sign_request
+from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import LedgerProcess, free_port, wait_until
 from tests.integration.test_cli_offline import one_error_line
 
@@ -198,7 +199,8 @@ def net(module_ledger: LedgerProcess, tmp_path_factory: pytest.TempPathFactory
         validators=[(k, 1_000 * TOKEN) for k in (VALIDATOR, BLACKLISTED, LIMITED)])
 
     def permits() -> bool:
-        rows = httpx.get(f"{ledger}/v1/subnets/{netuid}/metagraph", timeout=10).json()
+        with read_ledger(ledger) as client:
+            rows = client.metagraph(netuid)
         held = {n["hotkey"] for n in rows["neurons"] if n["validator_permit"]}
         return {k.ss58_address for k in (VALIDATOR, BLACKLISTED, LIMITED)} <= held
 
@@ -343,7 +345,8 @@ def test_each_refusal_answers_its_own_exact_status(net: Net) -> None:
 
 
 def test_a_sybil_answers_for_each_of_its_hotkeys_from_one_engine(net: Net) -> None:
-    graph = httpx.get(f"{net.ledger_url}/v1/subnets/{net.netuid}/metagraph", timeout=10).json()
+    with read_ledger(net.ledger_url) as ledger:
+        graph = ledger.metagraph(net.netuid)
     axons = {n["hotkey"]: n["axon"]["url"] for n in graph["neurons"] if n["axon"]}
     assert axons[SYBIL_A.ss58_address] == axons[SYBIL_B.ss58_address]  # one address, two uids
     health = httpx.get(net.url("sybil", "/healthz"), timeout=10).json()

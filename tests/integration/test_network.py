@@ -45,6 +45,7 @@ from subnetlab.protocol.epistula import sign_request
 from subnetlab.tasks import OPEN, generate
 from subnetlab.validator.evidence import final_moving, load_evidence, store_evidence
 from subnetlab.validator.weights import honest_weights
+from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import (
     free_port,
     miner_child,
@@ -151,20 +152,18 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 def metagraph(net: Net, netuid: int) -> dict[str, Any]:
-    response = httpx.get(f"{net.ledger_url}/v1/subnets/{netuid}/metagraph", timeout=10)
-    response.raise_for_status()
-    result: dict[str, Any] = response.json()
-    return result
+    with read_ledger(net.ledger_url) as ledger:
+        return ledger.metagraph(netuid)
 
 
 def epochs_run(net: Net, netuid: int) -> int:
-    return int(httpx.get(f"{net.ledger_url}/v1/subnets/{netuid}", timeout=10).json()["epochs_run"])
+    with read_ledger(net.ledger_url) as ledger:
+        return int(ledger.subnet(netuid)["epochs_run"])
 
 
 def evidence(net: Net, netuid: int) -> list[dict[str, Any]]:
-    digests: list[dict[str, Any]] = httpx.get(f"{net.ledger_url}/v1/evidence/{netuid}",
-                                              timeout=10).json()["digests"]
-    return digests
+    with read_ledger(net.ledger_url) as ledger:
+        return ledger.evidence(netuid)
 
 
 def wait_for_epochs(net: Net, epochs: int, timeout: float = 180.0) -> None:

@@ -34,6 +34,7 @@ from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child
 from subnetlab.protocol.drain import STOP_GRACE_S
 from subnetlab.protocol.epistula import sign_request
+from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import LedgerProcess, free_port, start_ledger, wait_until
 from tests.integration.test_cli_offline import one_error_line
 from tests.integration.test_miner_process import HOLD, FaultyUpstream
@@ -63,7 +64,8 @@ def net(module_ledger: LedgerProcess, tmp_path_factory: pytest.TempPathFactory
                               validators=[(VALIDATOR, 1_000 * TOKEN)])
 
     def permit() -> bool:
-        rows = httpx.get(f"{ledger}/v1/subnets/{netuid}/metagraph", timeout=10).json()
+        with read_ledger(ledger) as client:
+            rows = client.metagraph(netuid)
         return any(n["hotkey"] == VALIDATOR.ss58_address and n["validator_permit"]
                    for n in rows["neurons"])
 

@@ -41,6 +41,7 @@ from subnetlab.local.tiny_model import SERVED_NAME, BuiltModel, ensure_model
 from subnetlab.local.vllm_env import cache_root, ensure_env
 from subnetlab.protocol.epistula import sign_request
 from subnetlab.specs import load_specs
+from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import wait_until
 
 SPEC = """\
@@ -134,8 +135,8 @@ def net(tmp_path_factory: pytest.TempPathFactory, tiny_model: BuiltModel) -> Ite
 
 def _permits_and_axons(net: Net) -> bool:
     run = net.testnet.subnets[0]
-    graph = httpx.get(f"{net.testnet.ledger_url}/v1/subnets/{run.netuid}/metagraph",
-                      timeout=10).json()
+    with read_ledger(net.testnet.ledger_url) as ledger:
+        graph = ledger.metagraph(run.netuid)
     rows = {n["hotkey"]: n for n in graph["neurons"]}
     validators = [n for n in run.neurons if n.spec.spec.role == "validator"]
     miners = [n for n in run.neurons if n.spec.spec.role == "miner"]

@@ -156,3 +156,56 @@ def test_a_dev_key_and_a_wallet_together_are_one_line(words: str) -> None:
 def test_ledger_refusals_are_shown_in_the_words_of_the_cli(ledger_says: str,
                                                            user_reads: str) -> None:
     assert in_cli_words(ledger_says) == user_reads
+
+
+# ---- one dialect (issue 14): the same option is declared once, so it behaves the same ----
+
+NETUIDS = [(path, param) for path, command in LEAVES for param in command.params
+           if param.name == "netuid"]
+
+
+def _netuid_refusal(path: tuple[str, ...], param: Any, text: str) -> str:
+    words = [*path, "--netuid", text] if param.param_type_name == "option" else [*path, text]
+    line = _one_error_line(words)
+    hint = f" (see `subnetlab {' '.join(path)} --help`)"
+    assert line.endswith(hint), line  # the same hint as every other usage error
+    return line.removesuffix(hint).replace("--netuid", "NETUID")
+
+
+def test_every_netuid_takes_the_same_range() -> None:
+    """A subnet id is a u16 wherever a command takes one (option or argument), refused in
+    the same words: the same declaration everywhere, not look-alikes with other bounds."""
+    assert len(NETUIDS) > 8
+    refusals = {text: {_netuid_refusal(path, param, text) for path, param in NETUIDS}
+                for text in ("65536", "x")}
+    assert {text: len(found) for text, found in refusals.items()} == {"65536": 1, "x": 1}
+    assert "0" in next(iter(refusals["65536"])) and "65535" in next(iter(refusals["65536"]))
+
+
+def test_every_wallet_option_is_spelled_both_ways() -> None:
+    """`--name` and `--wallet` are one option everywhere; `--dev-key` only ever names a
+    dev key, next to a wallet option."""
+    names = [(path, param) for path, param in OPTIONS
+             if {"--name", "--wallet"} & set(param.opts)]
+    assert len(names) > 15
+    assert [" ".join(path) for path, param in names
+            if sorted(param.opts) != ["--name", "--wallet"]] == []
+    commands = {path: {opt for param in command.params for opt in param.opts}
+                for path, command in LEAVES}
+    dev_keys = [path for path, param in OPTIONS if "--dev-key" in param.opts]
+    assert len(dev_keys) >= len(SIGNING)
+    assert [" ".join(path) for path in dev_keys if "--name" not in commands[path]] == []
+
+
+def test_options_of_one_name_share_one_declaration() -> None:
+    """Every `--ledger`, `--json` and `--netuid` is the one declaration of cli/shared.py
+    (same spellings, envvar and metavar): a copy with a small variation shows up here as
+    a second shape."""
+    shapes: dict[str, set[tuple[Any, ...]]] = {}
+    for _, param in OPTIONS:
+        for opt in ("--ledger", "--json", "--netuid"):
+            if opt in param.opts:
+                shapes.setdefault(opt, set()).add(
+                    (tuple(param.opts), param.envvar, param.metavar, param.is_flag))
+    assert {opt: len(found) for opt, found in shapes.items()} == {
+        "--ledger": 1, "--json": 1, "--netuid": 1}

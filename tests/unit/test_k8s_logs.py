@@ -115,7 +115,7 @@ class FakeLedger:
             raise LedgerError(self.deregister_error, "gone", status=400)
         return {"block": 1}
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.calls.append("close")
 
 

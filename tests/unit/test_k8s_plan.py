@@ -14,9 +14,7 @@ from subnetlab.k8s.plan import (
     hyperparameter_changes,
     is_temporary,
     stake_change,
-    stake_position,
     touches,
-    uid_of,
 )
 from subnetlab.ledger.client import LedgerError
 from subnetlab.local.bootstrap import created_subnet
@@ -38,14 +36,6 @@ def test_stake_tops_up_routinely_and_is_set_exactly_on_a_spec_change() -> None:
     assert stake_change(rao(10), rao(12), exact=True) == StakeChange("remove_stake", 2 * TOKEN)
     assert stake_change(rao(10), rao(10), exact=True) is None
     assert rao(0.1) == 100_000_000
-
-
-def test_reading_positions_and_rows() -> None:
-    account = {"stake": [{"hotkey": "a", "amount": 5}, {"hotkey": "b", "amount": 7}]}
-    assert stake_position(account, "b") == 7 and stake_position(account, "c") == 0
-    metagraph = {"neurons": [{"uid": 0, "hotkey": "a"}, {"uid": 1, "hotkey": "b"}]}
-    assert uid_of(metagraph, "b") == {"uid": 1, "hotkey": "b"}
-    assert uid_of(metagraph, "z") is None
 
 
 def test_an_interrupted_creation_is_found_not_repeated() -> None:

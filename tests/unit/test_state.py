@@ -24,7 +24,7 @@ from subnetlab.chain.state import (
     weights_commit_hash,
 )
 from subnetlab.chain.units import TOKEN
-from tests.unit.test_state_support import (
+from tests.unit.state_support import (
     ALICE,
     BOB,
     CAROL,
@@ -40,11 +40,6 @@ from tests.unit.test_state_support import (
 
 E = ErrorCode
 HK = [addr(f"hotkey-{i}") for i in range(12)]
-
-
-@pytest.fixture
-def chain() -> Chain:
-    return Chain()
 
 
 @pytest.fixture

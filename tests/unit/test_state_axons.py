@@ -13,7 +13,7 @@ from subnetlab.chain.errors import ErrorCode
 from subnetlab.chain.model import Genesis
 from subnetlab.chain.queries import metagraph
 from subnetlab.ledger.genesis import dev_genesis
-from tests.unit.test_state_support import ALICE, Chain, addr, make_genesis
+from tests.unit.state_support import ALICE, Chain, addr, make_genesis
 
 HOTKEY = addr("axon-hotkey")
 

@@ -37,7 +37,7 @@ from subnetlab.ledger.verify import identity
 from subnetlab.protocol.metagraph import StaticMetagraph, occupied
 from subnetlab.validator.miners import miners_of
 from subnetlab.validator.weights import held_scores
-from tests.unit.test_state_support import (
+from tests.unit.state_support import (
     ALICE,
     BOB,
     CAROL,
@@ -50,11 +50,6 @@ from tests.unit.test_state_support import (
 
 E = ErrorCode
 HK = [addr(f"dereg-hotkey-{i}") for i in range(8)]
-
-
-@pytest.fixture
-def chain() -> Chain:
-    return Chain()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from subnetlab.chain.state import (
     weights_commit_hash,
 )
 from subnetlab.chain.units import TOKEN
-from tests.unit.test_state_support import (
+from tests.unit.state_support import (
     ALICE,
     BOB,
     CAROL,

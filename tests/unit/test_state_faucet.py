@@ -23,7 +23,7 @@ from subnetlab.chain.queries import faucet_info
 from subnetlab.chain.state import state_root
 from subnetlab.chain.units import TOKEN
 from subnetlab.ledger.genesis import GenesisError, load_genesis
-from tests.unit.test_state_support import (
+from tests.unit.state_support import (
     ALICE,
     BOB,
     CAROL,

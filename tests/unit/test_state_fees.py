@@ -21,7 +21,7 @@ from subnetlab.chain.state import CALLS, check_signed, genesis_state, state_root
 from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.verify import identity
-from tests.unit.test_state_support import TEST_HP, check_conservation
+from tests.unit.state_support import TEST_HP, check_conservation
 
 E = ErrorCode
 RICH, POOR, DEST, HOTKEY = (Keypair.dev(f"fees-{n}") for n in ("rich", "poor", "dest", "hk"))

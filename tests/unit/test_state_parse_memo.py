@@ -18,15 +18,10 @@ from subnetlab.chain.errors import ChainError, ErrorCode
 from subnetlab.chain.params import Params, ParseMemo
 from subnetlab.chain.state import apply_signed, check_signed, state_root
 from subnetlab.chain.weights import weights_commit_hash
-from tests.unit.test_state_support import ALICE, Chain, addr, weights_subnet
+from tests.unit.state_support import ALICE, Chain, addr, weights_subnet
 
 E = ErrorCode
 HK = [addr(f"memo-hk{i}") for i in range(8)]
-
-
-@pytest.fixture
-def chain() -> Chain:
-    return Chain()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from subnetlab.engines import Completion, SimBackend, SimModel, sum_metric
 from subnetlab.keys.keypair import Keypair
-from subnetlab.neuron.chain_writer import ExtrinsicError
+from subnetlab.ledger.client import LedgerError
 from subnetlab.tasks import (
     KINDS,
     OPEN,
@@ -252,8 +252,12 @@ def _config(**kwargs: Any) -> ValidatorConfig:
 def test_validator_config_refuses_negative_weights_and_short_intervals() -> None:
     with pytest.raises(ValueError, match="task weights must be >= 0: sorting"):
         _config(task_weights={"open": 1.0, "sorting": -1.0})
-    with pytest.raises(ValueError, match="round_interval_s must be at least"):
+    with pytest.raises(ValueError, match=r"round_interval_s 0.0: must be at least 0.05"):
         _config(round_interval_s=0.0)
+    with pytest.raises(ValueError, match=r"sample_size 0: must be at least 1"):
+        _config(sample_size=0)
+    with pytest.raises(ValueError, match=r"timeout_s 0.0: must be above 0"):
+        _config(timeout_s=0.0)
     assert _config(task_weights={"open": 1.0}).task_weights == {"open": 1.0}
 
 
@@ -403,7 +407,7 @@ def test_health_backs_off_and_reports_degraded_while_a_dependency_is_down() -> N
     health.failed("store_evidence", redis_lib.ConnectionError("down"))
     assert health.redis == "unreachable" and health.backoff_s(0.5) == 2.0
     for _ in range(20):
-        health.failed("weights", ExtrinsicError("set_weights", "rate_limited", "wait"))
+        health.failed("weights", LedgerError("rate_limited", "wait", status=400))
     assert health.backoff_s(0.5) == 10.0 and health.ledger == "unreachable"
     health.succeeded()
     health.ledger, health.redis = "ok", "ok"

@@ -30,9 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from subnetlab.ledger.client import LedgerClient, LedgerClientError
 from subnetlab.specs import DEFAULT_REQUESTS, quantity_value
 
 Progress = Callable[[str], None]
@@ -131,10 +131,9 @@ def _subnet_netuid(kubectl: Kubectl, namespace: str) -> int:
 def epochs_run(ledger: str, netuid: int) -> int:
     """The ledger's `epochs_run` of subnet `netuid`."""
     try:
-        response = httpx.get(f"{ledger.rstrip('/')}/v1/subnets/{netuid}", timeout=10.0)
-        response.raise_for_status()
-        return int(response.json()["epochs_run"])
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        with LedgerClient(ledger, timeout=10.0) as client:
+            return int(client.subnet(netuid)["epochs_run"])
+    except (LedgerClientError, ValueError) as exc:
         raise KubeBenchError(f"ledger {ledger}: subnet {netuid}: {exc}") from None
 
 

@@ -28,12 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from subnetlab.bench.errors import BenchError
 from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.chain.units import TOKEN
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import METRICS_ROUTE, LedgerClient, LedgerError, encode_batch
 from subnetlab.local.bootstrap import SetupClient
 
 WEIGHTS_PER_SET = 256
@@ -52,8 +51,7 @@ def encode_batches(stream: list[Extrinsic], batch: int) -> list[EncodedBatch]:
     out: list[EncodedBatch] = []
     for offset in range(0, len(stream), batch):
         chunk = stream[offset : offset + batch]
-        body = '{"extrinsics":[' + ",".join(e.model_dump_json() for e in chunk) + "]}"
-        out.append(EncodedBatch(body.encode(), [e.hash for e in chunk]))
+        out.append(EncodedBatch(encode_batch(chunk), [e.hash for e in chunk]))
     return out
 
 
@@ -115,12 +113,12 @@ _CPU_SERIES = "process_cpu_seconds_total "
 _WORKER_CPU_SERIES = "subnetlab_signature_worker_cpu_seconds "
 
 
-def ledger_cpu_seconds(http: httpx.Client) -> tuple[float, float] | None:
+def ledger_cpu_seconds(ledger: LedgerClient) -> tuple[float, float] | None:
     """The ledger process's and its signature worker's CPU seconds so far, from its
     /metrics (None without the process series; a ledger without a worker has 0)."""
     main: float | None = None
     worker = 0.0
-    for line in http.get("/metrics").text.splitlines():
+    for line in ledger.text(METRICS_ROUTE).splitlines():
         if line.startswith(_CPU_SERIES):
             main = float(line[len(_CPU_SERIES):])
         elif line.startswith(_WORKER_CPU_SERIES):
@@ -137,7 +135,12 @@ def wait_until_processed(chain: SetupClient, digests: list[str], timeout: float)
     deadline = time.monotonic() + timeout
     for digest in digests:
         while time.monotonic() < deadline:
-            status = chain.http.get(f"/v1/extrinsics/{digest}").json().get("status")
+            try:
+                status = chain.ledger.receipt(digest).get("status")
+            except LedgerError as exc:
+                if exc.status != 404:
+                    raise
+                status = "unknown"
             if status != "pending":
                 break
             time.sleep(chain.block_time / 5)
@@ -155,17 +158,16 @@ def _send_paced(
     sent_at: dict[str, float] = {}
     refused = 0
     offset = 0
-    with httpx.Client(base_url=url, timeout=60,
-                      headers={"content-type": "application/json"}) as http:
+    with LedgerClient(url, timeout=60) as ledger:
         for encoded in batches:
             pause = start + offset / rate - time.time()
             if pause > 0:
                 time.sleep(pause)
             stamp = time.time()
-            response = http.post("/v1/extrinsics/batch", content=encoded.body)
-            if response.status_code != 200:
-                raise BenchError(f"batch refused: {response.status_code} {response.text[:500]}")
-            results = response.json()["results"]
+            try:
+                results = ledger.submit_encoded_batch(encoded.body)
+            except LedgerError as exc:
+                raise BenchError(f"batch refused: {exc.status} {str(exc)[:500]}") from None
             for digest, result in zip(encoded.hashes, results, strict=True):
                 if "error" in result:
                     refused += 1
@@ -202,7 +204,7 @@ def run_ledger_bench(
         "min_burn": 1, "burn": 1, "max_burn": TOKEN, "immunity_period": 65535,
     }})
     chain.run_setup([create], "create_subnet")
-    netuid = max(s["netuid"] for s in chain.http.get("/v1/subnets").json()["subnets"])
+    netuid = max(s["netuid"] for s in chain.subnets())
 
     say("registering 256 miners and the validators", 0.1)
     chain.run_setup(
@@ -245,7 +247,7 @@ def run_ledger_bench(
 
     say("sending", 0.6)
     first_block = chain.latest_block() + 1
-    ledger_cpu_start = ledger_cpu_seconds(chain.http)
+    ledger_cpu_start = ledger_cpu_seconds(chain.ledger)
     start = time.time()
     cpu_start = time.process_time()
     # Sender i starts i batches' worth of time late: together they offer one batch every
@@ -261,7 +263,7 @@ def run_ledger_bench(
     refused = sum(r for _, r in outcomes)
     wait_until_processed(chain, [list(stamps)[-1] for stamps, _ in outcomes if stamps],
                          60 + duration)
-    ledger_cpu_end = ledger_cpu_seconds(chain.http)
+    ledger_cpu_end = ledger_cpu_seconds(chain.ledger)
     ledger_cpu, worker_cpu = None, 0.0
     if ledger_cpu_start is not None and ledger_cpu_end is not None:
         worker_cpu = ledger_cpu_end[1] - ledger_cpu_start[1]
@@ -275,7 +277,7 @@ def run_ledger_bench(
     while len(included_at) + failed < len(sent_at) and time.monotonic() < deadline:
         latest = chain.latest_block()
         for number in range(scanned, latest + 1):
-            block = chain.http.get(f"/v1/blocks/{number}").json()
+            block = chain.ledger.block(number)
             stored_at = block.get("persisted_at")
             for receipt in block["receipts"]:
                 if receipt["hash"] in sent_at:

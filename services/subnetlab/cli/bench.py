@@ -14,6 +14,7 @@ from rich.console import Console
 
 from subnetlab.bench.epoch_bench import run_epoch_bench
 from subnetlab.cli.errors import OneLineTyper, fail
+from subnetlab.cli.shared import ledger_option
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,9 +68,8 @@ def bench_epoch(
 def bench_ledger(
     ledger: Annotated[
         str | None,
-        typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
-                     help="A running ledger (or $SUBNETLAB_LEDGER); default: start a --fast "
-                          "one here."),
+        ledger_option("A running ledger (or $SUBNETLAB_LEDGER); default: start a --fast "
+                      "one here."),
     ] = None,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 20.0,
     rate: Annotated[float, typer.Option("--rate", help="Offered extrinsics per second.")] = 2500,
@@ -309,8 +309,7 @@ def organic_table(result: OrganicResult) -> Table:
 def bench_kubernetes(
     ledger: Annotated[
         str | None,
-        typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
-                     help="The cluster's ledger, reachable from here (cluster.sh prints it)."),
+        ledger_option("The cluster's ledger, reachable from here (cluster.sh prints it)."),
     ] = None,
     repeats: Annotated[
         int, typer.Option("--repeats", help="Applies of the default example (0: skip).")

@@ -37,9 +37,9 @@ from subnetlab.cli.shared import (
 )
 from subnetlab.cli.signer import DevKey, Signer, SignerWallet, signer
 from subnetlab.cli.weights_cmds import weights_app
-from subnetlab.k8s.plan import stake_position
 from subnetlab.keys.ss58 import is_valid_ss58
-from subnetlab.ledger.client import Json, LedgerClient, format_rao, parse_tokens
+from subnetlab.ledger.client import LedgerClient, format_rao, parse_tokens
+from subnetlab.ledger.documents import stake_position, uid_of
 from subnetlab.protocol.metagraph import is_vacant
 
 subnet_app = typer.Typer(
@@ -224,11 +224,6 @@ def subnet_set(
 # ---- registration and metagraph ---------------------------------------------------------
 
 
-def _uid_of(graph: Json, hotkey: str) -> int | None:
-    return next((int(n["uid"]) for n in graph.get("neurons", []) if n["hotkey"] == hotkey),
-                None)
-
-
 def register(
     netuid: Netuid,
     name: SignerWallet = None,
@@ -243,7 +238,7 @@ def register(
     with ledger_session(ledger, "register refused") as client:
         key = who.coldkey(client)
         receipt = submit(client, key, "register", {"netuid": netuid, "hotkey": hotkey_ss58})
-        uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
+        uid = uid_of(client.metagraph(netuid), hotkey_ss58)
     report(f"registered {hotkey_ss58} on subnet {netuid} as uid {uid}", receipt, as_json,
            netuid=netuid, hotkey=hotkey_ss58, uid=uid)
 
@@ -265,7 +260,7 @@ def deregister(
     hotkey_ss58 = who.any_hotkey_address(hotkey)
     with ledger_session(ledger, "deregister refused") as client:
         key = who.coldkey(client)
-        uid = _uid_of(client.metagraph(netuid), hotkey_ss58)
+        uid = uid_of(client.metagraph(netuid), hotkey_ss58)
         staked_before = stake_position(client.account(key.ss58_address), hotkey_ss58)
         with progress("deregister: waiting for a block"):
             receipt = client.deregister(key, netuid, hotkey_ss58)

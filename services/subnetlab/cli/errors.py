@@ -64,6 +64,12 @@ def _usage_error_class() -> type[Exception]:
 _USAGE_ERROR = _usage_error_class()
 
 
+def usage_error(message: str) -> Exception:
+    """A usage error with exactly `message`, for parsers of option values to raise: the
+    command reports it as one line with the same `(see ... --help)` hint as click's own."""
+    return _USAGE_ERROR(message)
+
+
 def _usage(exc: Exception, ctx: Any) -> NoReturn:
     if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as asked for
         raise exc

@@ -4,32 +4,60 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import BaseModel
 
 from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
 from subnetlab.cli.server_options import DrainSeconds, LogLevel, resolve_redis
+from subnetlab.cli.shared import DEFAULT_LEDGER_URL, LedgerUrl, Netuid, NetuidArg
+from subnetlab.cli.signer import DevKey
 from subnetlab.keys.keypair import Keypair
+from subnetlab.neuron.flags import VALIDATOR_FLAGS, default_of, from_flags, range_text
 from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT, MAX_PROMPT_BODY_BYTES
+from subnetlab.specs import (
+    GatewayStrategy,
+    MinerBehaviour,
+    MinerSpec,
+    ReferenceBackend,
+    SimBackendSpec,
+    ValidatorBehaviour,
+    ValidatorSpec,
+)
 
 miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True, cls=OneLineGroup)
 validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True, cls=OneLineGroup)
 
-DEFAULT_LEDGER = os.environ.get("SUBNETLAB_LEDGER", "http://127.0.0.1:9944")
-
-Ledger = Annotated[str, typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
-                                     help="Ledger URL (or $SUBNETLAB_LEDGER).")]
-Netuid = Annotated[int, typer.Option("--netuid", help="Subnet.", min=1, max=65535)]
-DevKey = Annotated[
-    str | None, typer.Option("--dev-key", help="Use the dev key of this name (local testnets).")
-]
 Wallet = Annotated[str | None, typer.Option("--wallet", "--name", metavar="NAME",
                                             help="Wallet name (as on the chain commands).")]
 Hotkey = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
 Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+
+_MINER, _VALIDATOR = MinerSpec(), ValidatorSpec()
+"""The specs' defaults: the commands' defaults for the flags that spell spec fields."""
+
+
+def _spec_help(model: type[BaseModel], path: tuple[str, ...], text: str) -> str:
+    """A flag's help with the spec field's range, read from the model (written there once)."""
+    bounds = range_text(model, path)
+    return f"{text} ({bounds})." if bounds else text
+
+
+def _sim_help(field: str, text: str) -> str:
+    """A sim flag's help: its range and default, both `SimBackendSpec`'s."""
+    return _spec_help(SimBackendSpec, (field,), f"{text} \\[default: "
+                      f"{default_of(SimBackendSpec, (field,)):g}]")
+
+
+def _v_help(path: str | tuple[str, ...], text: str) -> str:
+    """A `validator run` flag's help with the `ValidatorSpec` field's range."""
+    return _spec_help(ValidatorSpec, (path,) if isinstance(path, str) else path, text)
+
+
 def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair:
     """The neuron's hotkey: a dev key, or a wallet's hotkey file."""
     if dev_key and wallet:
@@ -37,12 +65,8 @@ def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair
     if dev_key:
         return Keypair.dev(dev_key)
     if wallet:
-        try:
-            from subnetlab.wallet import (  # type: ignore[import-not-found,unused-ignore]
-                load_hotkey as load_wallet_hotkey,
-            )
-        except ImportError:
-            fail("wallets are not available in this build; use --dev-key")
+        from subnetlab.wallet import load_hotkey as load_wallet_hotkey
+
         try:
             key: Keypair = load_wallet_hotkey(wallet, hotkey)
         except (OSError, ValueError) as exc:
@@ -54,7 +78,7 @@ def load_hotkey(dev_key: str | None, wallet: str | None, hotkey: str) -> Keypair
 @miner_app.command("serve", cls=OneLineCommand)
 def miner_serve(
     netuid: Netuid = 1,
-    ledger: Ledger = DEFAULT_LEDGER,
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     dev_key: DevKey = None,
     wallet: Wallet = None,
     hotkey: Hotkey = "default",
@@ -75,8 +99,8 @@ def miner_serve(
                                                  "name \\[default: default].")
     ] = None,
     accuracy: Annotated[
-        float | None, typer.Option("--accuracy", help="sim: probability of a right answer "
-                                                     "\\[default: 0.95].")
+        float | None, typer.Option("--accuracy", help=_sim_help(
+            "accuracy", "sim: probability of a right answer"))
     ] = None,
     task_accuracy: Annotated[
         str | None, typer.Option("--task-accuracy", metavar="KIND=P,...",
@@ -84,14 +108,15 @@ def miner_serve(
                                       "sorting=0.5 (others keep --accuracy).")
     ] = None,
     ttft: Annotated[
-        float | None, typer.Option("--ttft", help="sim: seconds to first token \\[default: 0.03].")
+        float | None, typer.Option("--ttft", help=_sim_help("ttft_seconds",
+                                                            "sim: seconds to first token"))
     ] = None,
     tokens_per_s: Annotated[
-        float | None, typer.Option("--tokens-per-s", help="sim: generation speed \\[default: 400].")
+        float | None, typer.Option("--tokens-per-s", help=_sim_help(
+            "tokens_per_second", "sim: generation speed, tokens/s"))
     ] = None,
     behaviour: Annotated[
-        Literal["honest", "lazy", "copycat", "passthrough", "sybil"],
-        typer.Option("--behaviour", help="What the miner does (docs/protocol.md)."),
+        MinerBehaviour, typer.Option("--behaviour", help="What the miner does (docs/protocol.md)."),
     ] = "honest",
     copy_from: Annotated[
         str | None, typer.Option("--copy-from", help="copycat: the engine URL it copies.")
@@ -116,7 +141,10 @@ def miner_serve(
         float | None, typer.Option("--rate-burst", help="Requests per caller at once "
                                                        "\\[default: 100].")
     ] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help=_spec_help(MinerSpec, ("concurrency",),
+                                                           "Requests served at once"))
+    ] = _MINER.concurrency,
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", envvar="SUBNETLAB_MINER_MAX_BODY_BYTES",
                           min=1, max=MAX_BODY_BYTES_LIMIT,
@@ -174,7 +202,7 @@ def miner_serve(
 @validator_app.command("run", cls=OneLineCommand)
 def validator_run(
     netuid: Netuid = 1,
-    ledger: Ledger = DEFAULT_LEDGER,
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     dev_key: DevKey = None,
     wallet: Wallet = None,
     hotkey: Hotkey = "default",
@@ -184,35 +212,39 @@ def validator_run(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Gateway port.", min=1, max=65535)] = 8092,
     behaviour: Annotated[
-        Literal["honest", "weight-copier", "cabal", "lazy"],
+        ValidatorBehaviour,
         typer.Option("--behaviour", help="What the validator does (docs/protocol.md)."),
     ] = "honest",
-    sample_size: Annotated[int, typer.Option("--sample-size", min=1)] = 4,
+    sample_size: Annotated[
+        int, typer.Option("--sample-size", help=_v_help("sample_size", "Miners per round"))
+    ] = _VALIDATOR.sample_size,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Per query, seconds.", min=0.01)
-    ] = 5.0,
+        float, typer.Option("--timeout", help=_v_help("timeout_seconds", "Per query, seconds"))
+    ] = _VALIDATOR.timeout_seconds,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between rounds (at least 0.05).")
-    ] = 1.0,
+        float, typer.Option("--interval", help=_v_help("interval_seconds",
+                                                       "Seconds between rounds"))
+    ] = _VALIDATOR.interval_seconds,
     cabal: Annotated[
         str | None, typer.Option("--cabal", metavar="UIDS",
                                  help="cabal (required there): miner uids to boost, 1,2,3.")
     ] = None,
     strategy: Annotated[
-        Literal["broadcast", "best-of-n", "spot-check"],
-        typer.Option("--strategy", help="Gateway: the default strategy."),
-    ] = "broadcast",
+        GatewayStrategy, typer.Option("--strategy", help="Gateway: the default strategy."),
+    ] = _VALIDATOR.gateway.strategy,
     fan_out: Annotated[
-        int, typer.Option("--fan-out", help="Gateway: miners per request.", min=1)
-    ] = 3,
+        int, typer.Option("--fan-out", help=_v_help(("gateway", "fan_out"),
+                                                    "Gateway: miners per request"))
+    ] = _VALIDATOR.gateway.fan_out,
     spot_check_rate: Annotated[
-        float, typer.Option("--spot-check-rate", min=0.0, max=1.0,
-                            help="Gateway, spot-check: share of answers re-checked.")
-    ] = 0.1,
+        float, typer.Option("--spot-check-rate", help=_v_help(
+            ("gateway", "spot_check_rate"), "Gateway, spot-check: share of answers re-checked"))
+    ] = _VALIDATOR.gateway.spot_check_rate,
     spot_check_others: Annotated[
-        int, typer.Option("--spot-check-others", min=1, max=8,
-                          help="Gateway, spot-check: other miners a re-check asks.")
-    ] = 2,
+        int, typer.Option("--spot-check-others", help=_v_help(
+            ("gateway", "spot_check_others"), "Gateway, spot-check: other miners a re-check "
+                                              "asks."))
+    ] = _VALIDATOR.gateway.spot_check_others,
     api_keys_file: Annotated[
         Path | None, typer.Option("--api-keys-file", help="One key per line.")
     ] = None,
@@ -221,7 +253,7 @@ def validator_run(
                                           "arithmetic=1,open=2.")
     ] = "arithmetic=1,string=1,sorting=1,extraction=1,open=1",
     reference_backend: Annotated[
-        Literal["sim", "openai", "vllm"],
+        ReferenceBackend,
         typer.Option("--reference-backend", help="The reference model grading open prompts "
                                                  "and organic answers; sim is a simulated "
                                                  "oracle."),
@@ -247,12 +279,11 @@ def validator_run(
     log_level: LogLevel = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
-    from subnetlab.cli.inputs import parse_uids
     from subnetlab.neuron.listen import listen, serve
     from subnetlab.specs import cabal_problem
     from subnetlab.tasks import parse_task_mix
     from subnetlab.telemetry.logs import configure_logging
-    from subnetlab.validator.config import MIN_INTERVAL_S, ValidatorConfig
+    from subnetlab.validator.config import ValidatorConfig
     from subnetlab.validator.gateway import GatewayConfig, create_gateway_app
     from subnetlab.validator.loop import Validator
     from subnetlab.validator.preflight import PreflightError, check_ledger, check_redis
@@ -260,14 +291,18 @@ def validator_run(
 
     configure_logging(log_level)
     keypair = load_hotkey(dev_key, wallet, hotkey)
-    if not interval >= MIN_INTERVAL_S:
-        fail(f"--interval {interval}: must be at least {MIN_INTERVAL_S} s")
     try:
-        cabal_uids = frozenset(parse_uids(cabal, "--cabal", distinct=False)
-                               if cabal is not None else ())
+        # The reference flags' own checks first: their errors name the flag combination.
+        reference = make_reference(reference_backend, reference_url, reference_model)
+        spec = validator_spec({
+            "sample_size": sample_size, "timeout": timeout, "interval": interval,
+            "strategy": strategy, "fan_out": fan_out, "spot_check_rate": spot_check_rate,
+            "spot_check_others": spot_check_others, "cabal": cabal,
+            "reference_backend": reference_backend, "reference_url": reference_url,
+            "reference_model": reference_model})
     except ValueError as exc:
         fail(str(exc))
-    if problem := cabal_problem(behaviour, cabal_uids, "--behaviour"):
+    if problem := cabal_problem(behaviour, spec.cabal, "--behaviour"):
         fail(f"--cabal: {problem}")
     keys = _api_keys(api_keys_file)
     try:
@@ -275,17 +310,14 @@ def validator_run(
     except ValueError as exc:
         fail(f"--tasks {tasks!r}: {exc}")
     try:
-        reference = make_reference(reference_backend, reference_url, reference_model)
-        gateway = GatewayConfig(keys, strategy, fan_out, spot_check_rate,
-                                spot_check_others=spot_check_others,
-                                max_body_bytes=max_body_bytes)
+        gateway = GatewayConfig.from_spec(spec.gateway, keys, max_body_bytes=max_body_bytes)
         sock = listen(host, port)  # before the evidence store, the ledger or the loop
     except ValueError as exc:
         fail(str(exc))
     store = resolve_redis(redis_url, None)
     try:
-        config = ValidatorConfig(keypair, netuid, ledger, store, behaviour, sample_size,
-                                 timeout, interval, cabal=cabal_uids, task_weights=task_weights)
+        config = ValidatorConfig.from_spec(spec, keypair, netuid, ledger, store, behaviour,
+                                           task_weights)
         asyncio.run(check_ledger(ledger, netuid, ledger_wait))
         check_redis(store)
     except (ValueError, PreflightError) as exc:
@@ -299,6 +331,19 @@ def validator_run(
         app.state.loop = asyncio.create_task(validator.run())
 
     serve(app, sock, drain_seconds)
+
+
+def validator_spec(params: Mapping[str, Any]) -> ValidatorSpec:
+    """The `ValidatorSpec` that `validator run`'s flags spell, by parameter name: the inverse
+    of `neuron.command.role_args`, checked by the model alone (a `ValueError` names the flag)."""
+    from subnetlab.cli.inputs import parse_uids
+
+    cabal = params["cabal"]
+    reference = {name: params[f"reference_{name}"] for name in ("backend", "url", "model")
+                 if params[f"reference_{name}"] is not None}
+    return from_flags(ValidatorSpec, VALIDATOR_FLAGS, params, {
+        "cabal": parse_uids(cabal, "--cabal", distinct=False) if cabal is not None else [],
+        "reference": reference})
 
 
 def _api_keys(path: Path | None) -> frozenset[str]:
@@ -318,10 +363,10 @@ def _api_keys(path: Path | None) -> frozenset[str]:
 
 
 def audit(
-    netuid: Annotated[int, typer.Argument(help="Subnet.", min=1, max=65535)],
+    netuid: NetuidArg,
     validator: Annotated[str, typer.Option("--validator", help="The validator's hotkey (SS58).")],
     epoch: Annotated[int, typer.Option("--epoch", help="Epoch index of the evidence.", min=0)],
-    ledger: Ledger = DEFAULT_LEDGER,
+    ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     redis_url: Annotated[
         str | None, typer.Option("--redis-url", help="Evidence store; default: embedded.")
     ] = None,

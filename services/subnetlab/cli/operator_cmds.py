@@ -10,6 +10,7 @@ import typer
 
 from subnetlab import __version__
 from subnetlab.cli.errors import OneLineTyper, fail
+from subnetlab.cli.shared import ledger_option
 
 if TYPE_CHECKING:
     from subnetlab.k8s.config import OperatorConfig
@@ -74,8 +75,7 @@ def operator_run(
         bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
     ] = False,
     ledger: Annotated[
-        str | None, typer.Option("--ledger", envvar="SUBNETLAB_LEDGER",
-                                 help="Ledger URL the operator uses (or $SUBNETLAB_LEDGER).")
+        str | None, ledger_option("Ledger URL the operator uses (or $SUBNETLAB_LEDGER).")
     ] = None,
     pod_ledger: Annotated[
         str | None, typer.Option("--pod-ledger", help="Ledger URL for neuron pods.")

@@ -1,7 +1,9 @@
 """What every wallet and chain command shares: options, output, the ledger session, passwords.
 
-One definition of `--name`, `--hotkey`, `--ledger` and `--json` keeps the commands
-consistent; one :func:`ledger_session` is the only place where a ledger failure (refused
+One definition of `--name`/`--wallet`, `--hotkey`, `--ledger` (read from
+`$SUBNETLAB_LEDGER` by Typer, never at import), `--netuid`/NETUID (0..65535) and `--json`
+keeps the commands one dialect (tests/unit/test_cli_errors.py walks every command for
+it); one :func:`ledger_session` is the only place where a ledger failure (refused
 extrinsic, unreachable URL) becomes an ``error: ...`` line, so no command needs its own
 try/except and every refusal shows the ledger's code and message the same way.
 """
@@ -21,7 +23,7 @@ from rich.measure import Measurement
 from rich.status import Status
 from rich.table import Table
 
-from subnetlab.cli.errors import checked, fail
+from subnetlab.cli.errors import fail, usage_error
 from subnetlab.cli.inputs import U16_MAX, parse_whole
 from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.ss58 import InvalidAddress, ss58_decode
@@ -47,6 +49,7 @@ __all__ = [
     "ask_password",
     "check_address",
     "console",
+    "ledger_option",
     "ledger_session",
     "print_json",
     "print_table",
@@ -64,9 +67,16 @@ WalletName = Annotated[
                       help="Wallet name (a folder under $SUBNETLAB_HOME/wallets).")
 ]
 HotkeyName = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
-LedgerUrl = Annotated[
-    str, typer.Option("--ledger", envvar=LEDGER_ENV, help="Ledger URL (or $SUBNETLAB_LEDGER).")
-]
+
+
+def ledger_option(help_text: str = "Ledger URL (or $SUBNETLAB_LEDGER).") -> Any:
+    """The one `--ledger` option (`$SUBNETLAB_LEDGER` when not given); only its help may
+    differ between commands (what the URL is for there, what happens without one)."""
+    return typer.Option("--ledger", envvar=LEDGER_ENV, help=help_text)
+
+
+LedgerUrl = Annotated[str, ledger_option()]
+
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts, not tables.")]
 
 
@@ -80,7 +90,10 @@ def whole_number(option: str, lo: int, hi: int) -> Callable[[str | int], int]:
     def parse(text: str | int) -> int:
         if isinstance(text, int):  # typer passes defaults through the parser as they are
             return text
-        return checked(parse_whole, text, option, lo, hi)
+        try:
+            return parse_whole(text, option, lo, hi)
+        except ValueError as exc:
+            raise usage_error(str(exc)) from None
 
     return parse
 

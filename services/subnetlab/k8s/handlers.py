@@ -72,7 +72,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     operator writes none, which is how the two are told apart in the log)."""
     op: Operator | None = memo.get("op")
     if op is not None:
-        op.ledger.close()
+        await op.ledger.aclose()
         await op.kube.aclose()
         log_stopped(op.ledger.url, op.tracked)
 

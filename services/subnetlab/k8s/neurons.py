@@ -34,8 +34,6 @@ from subnetlab.k8s.plan import (
     cluster_backend_problem,
     is_temporary,
     stake_change,
-    stake_position,
-    uid_of,
 )
 from subnetlab.k8s.resources import (
     NeuronWorkload,
@@ -54,6 +52,7 @@ from subnetlab.k8s.status import (
 from subnetlab.k8s.subnets import parse_subnet
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import LedgerError, LedgerUnreachable, format_rao
+from subnetlab.ledger.documents import neuron_row, stake_position
 from subnetlab.neuron.command import sybil_count
 from subnetlab.specs import Neuron, Subnet
 
@@ -107,7 +106,7 @@ async def _ensure_registered(op: Operator, body: Body, netuid: int, owner: Keypa
                              hotkey: Keypair, label: str = "") -> Json:
     """The hotkey's metagraph row, registering it (paid by the owner) when it has none;
     `label` ("sybil hotkey 2: ") begins the event's message."""
-    row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address)
+    row = neuron_row(await _metagraph(op, netuid), hotkey.ss58_address)
     if row is not None:
         return row
     try:
@@ -115,7 +114,7 @@ async def _ensure_registered(op: Operator, body: Body, netuid: int, owner: Keypa
     except LedgerError as exc:
         if exc.code != "already_registered":
             raise
-    row = uid_of(await _metagraph(op, netuid), hotkey.ss58_address)
+    row = neuron_row(await _metagraph(op, netuid), hotkey.ss58_address)
     if row is None:
         raise Retry("RegistrationPending", "register was included but the hotkey has no uid "
                     "in the metagraph yet", 1.0)
@@ -199,8 +198,8 @@ async def reconcile_neuron(op: Operator, body: Body, retry: int, exact_stake: bo
         conditions.set("Staked", "True", "Staked",
                        f"{format_rao(staked)} tokens staked by {owner.ss58_address}")
         metagraph = await _metagraph(op, netuid)
-        row = uid_of(metagraph, hotkey.ss58_address) or row
-        sybil_uids = [int((uid_of(metagraph, key.ss58_address) or ensured)["uid"])
+        row = neuron_row(metagraph, hotkey.ss58_address) or row
+        sybil_uids = [int((neuron_row(metagraph, key.ss58_address) or ensured)["uid"])
                       for key, ensured in zip(sybils.keys, sybil_rows, strict=True)]
         op.metrics.ledger_up.set(1)
         workload = NeuronWorkload(name, namespace, spec.subnet, spec, subnet.spec.tasks, netuid,

@@ -42,14 +42,6 @@ def hyperparameter_changes(
 BURN_PATH = ("spec", "hyperparameters", "burn")
 
 
-def stake_position(account: Mapping[str, Any], hotkey: str) -> int:
-    """Rao the account has staked on `hotkey` (0 when it holds no position there)."""
-    for position in account.get("stake", []):
-        if position.get("hotkey") == hotkey:
-            return int(position.get("amount", 0))
-    return 0
-
-
 @dataclass(frozen=True)
 class StakeChange:
     call: Literal["add_stake", "remove_stake"]
@@ -81,12 +73,6 @@ def touches(diff: Iterable[tuple[Any, ...]], target: tuple[str, ...]) -> bool:
         if path[:common] == target[:common]:
             return True
     return False
-
-
-def uid_of(metagraph: Mapping[str, Any], hotkey: str) -> dict[str, Any] | None:
-    """The metagraph row of `hotkey`, None when it holds no uid."""
-    return next((dict(n) for n in metagraph.get("neurons", []) if n.get("hotkey") == hotkey),
-                None)
 
 
 def is_temporary(error: LedgerError) -> bool:

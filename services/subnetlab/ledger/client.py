@@ -1,7 +1,11 @@
-"""A synchronous client of the ledger's HTTP API, for the CLI and scripts.
+"""The one client of the ledger's HTTP API: a sync face for the CLI, scripts, bench and
+bootstrap, an async face for the neurons and the operator.
 
-One ``httpx.Client`` is reused for every request (keep-alive: a ``submit`` is three or four
-requests). Failures come out as two exception types a caller can act on:
+Both faces share one core, so the ledger is spoken to one way everywhere: the routes
+(``*_route`` functions), the decoding of answers (:func:`decode`, :func:`expect`), the
+errors, and one :class:`NoncePolicy` for every signer. Each face is a thin transport over
+one reused ``httpx`` client (keep-alive: a ``submit`` is three or four requests). Failures
+come out as two exception types a caller can act on:
 
 - :class:`LedgerError`: the ledger answered and said no: an extrinsic refused at the door
   (4xx) or included as failed, an unknown subnet, ... ``code`` is the ledger's stable
@@ -16,8 +20,11 @@ Amounts on the wire are integer rao (1 token = 10**9 rao); :func:`parse_tokens` 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any
@@ -33,10 +40,12 @@ __all__ = [
     "DEFAULT_LEDGER_URL",
     "LEDGER_ENV",
     "MAX_RAO",
+    "AsyncLedgerClient",
     "LedgerClient",
     "LedgerClientError",
     "LedgerError",
     "LedgerUnreachable",
+    "NoncePolicy",
     "default_ledger_url",
     "format_rao",
     "parse_tokens",
@@ -55,7 +64,8 @@ DEFAULT_TIMEOUT_S = 45.0
 CONNECT_TIMEOUT_S = 5.0
 INCLUSION_TIMEOUT_S = 120.0
 """How long :meth:`LedgerClient.submit` waits for a block before giving up."""
-_NONCE_ATTEMPTS = 8
+NONCE_ATTEMPTS = 8
+"""Tries per submission before a nonce refusal is given up (see :class:`NoncePolicy`)."""
 
 
 class LedgerClientError(Exception):
@@ -142,23 +152,229 @@ def _check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-# ---- the client -------------------------------------------------------------------------
+# ---- the core: routes, decoding, nonces ----------------------------------------------------
+# Pure functions and one state object, shared by both faces: the faces only move bytes.
+
+
+def account_route(address: str) -> str:
+    """``/v1/accounts/{ss58}`` (quoted: an address is user input)."""
+    return f"/v1/accounts/{quote(address, safe='')}"
+
+
+def subnet_route(netuid: int, tail: str = "") -> str:
+    """``/v1/subnets/{netuid}`` and its sub-resources (``/metagraph``, ``/weights``, ...)."""
+    return f"/v1/subnets/{int(netuid)}{tail}"
+
+
+def receipt_route(extrinsic_hash: str) -> str:
+    """``/v1/extrinsics/{hash}``: pending, included or failed (with code)."""
+    return f"/v1/extrinsics/{quote(extrinsic_hash, safe='')}"
+
+
+CHAIN_ROUTE = "/v1/chain"
+SUBNETS_ROUTE = "/v1/subnets"
+FAUCET_ROUTE = "/v1/faucet"
+LATEST_BLOCK_ROUTE = "/v1/blocks/latest"
+EXTRINSICS_ROUTE = "/v1/extrinsics"
+BATCH_ROUTE = "/v1/extrinsics/batch"
+BLOCK_STREAM_ROUTE = "/v1/stream/blocks"
+METRICS_ROUTE = "/metrics"
+
+
+def block_route(number: int) -> str:
+    """``/v1/blocks/{n}``: a header plus its extrinsics and receipts."""
+    return f"/v1/blocks/{int(number)}"
+
+
+def evidence_route(netuid: int) -> str:
+    """``/v1/evidence/{netuid}``: committed evidence digests."""
+    return f"/v1/evidence/{int(netuid)}"
+
+
+def filters(**values: Any) -> dict[str, Any] | None:
+    """Query parameters without the ones left out (None), or None when none is left."""
+    kept = {name: value for name, value in values.items() if value is not None}
+    return kept or None
+
+
+def unreachable(url: str, method: str, path: str, timeout: float | None,
+                exc: httpx.HTTPError) -> LedgerUnreachable:
+    """The one sentence for "no answer": names the URL, because the fix is usually there."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return LedgerUnreachable(
+            f"cannot reach the ledger at {url}: {_reason(exc)} "
+            "(is `subnetlab ledger serve` running? set --ledger or SUBNETLAB_LEDGER)"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        limit = "" if timeout is None else f" within {timeout:g} s"
+        return LedgerUnreachable(f"the ledger at {url} did not answer {method} {path}{limit}")
+    return LedgerUnreachable(f"cannot talk to the ledger at {url}: {_reason(exc)}")
+
+
+def decode(url: str, method: str, path: str, response: httpx.Response) -> Json:
+    """The JSON object an answer carries, or :class:`LedgerError` with the ledger's code.
+
+    Every ledger answer, success or refusal, is a JSON object; anything else means the URL
+    does not point at a subnetlab ledger, which is said in the error.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise LedgerError(
+            "bad_response",
+            f"{method} {path} answered HTTP {response.status_code} without a JSON object; "
+            f"is {url} a subnetlab ledger?",
+            status=response.status_code,
+        )
+    if response.status_code >= 400:
+        error = body.get("error")
+        error = error if isinstance(error, dict) else {}
+        raise LedgerError(
+            str(error.get("code") or f"http_{response.status_code}"),
+            str(error.get("message") or response.reason_phrase),
+            error.get("field") if isinstance(error.get("field"), str) else None,
+            response.status_code,
+        )
+    return body
+
+
+def expect(url: str, body: Json, path: str, **fields: type | tuple[type, ...]) -> Json:
+    """``body`` if it has these fields with these types, else LedgerError bad_response.
+
+    Callers index these fields directly; a server that is not a subnetlab ledger (or
+    another version of it) must fail with a sentence, not a KeyError traceback.
+    """
+    for name, kind in fields.items():
+        value = body.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise LedgerError(
+                "bad_response",
+                f"GET {path} answered without a valid {name!r}; is {url} a subnetlab ledger?",
+            )
+    return body
+
+
+def identity_of(url: str, info: Json) -> ChainIdentity:
+    """The chain identity in a ``GET /v1/chain`` answer, checked."""
+    expect(url, info, CHAIN_ROUTE, chain_id=str, genesis_hash=str, block=int,
+           block_time=(int, float))
+    try:
+        return chain_identity(info)
+    except ValueError as exc:
+        raise LedgerError("bad_response", f"{exc}; is {url} a subnetlab ledger?") from None
+
+
+def raise_if_failed(receipt: Json) -> Json:
+    """``receipt`` if its extrinsic succeeded; LedgerError with the chain's code if not."""
+    if receipt.get("status") == "failed":
+        field = receipt.get("field")
+        raise LedgerError(
+            str(receipt.get("code") or "failed"),
+            str(receipt.get("message") or "the extrinsic failed in its block"),
+            field if isinstance(field, str) else None,
+        )
+    return receipt
+
+
+def encode_batch(extrinsics: list[Extrinsic]) -> bytes:
+    """The body of ``POST /v1/extrinsics/batch``: encoded once, so a bench can prepare its
+    load before the clock starts and send the bytes as they are."""
+    return ('{"extrinsics":[' + ",".join(e.model_dump_json() for e in extrinsics)
+            + "]}").encode()
+
+
+RESYNC_CODES = frozenset({"stale_nonce", "future_nonce"})
+
+
+class NoncePolicy:
+    """The one nonce policy of every signer: a local counter, seeded from the chain.
+
+    A signer numbers its extrinsics itself after one look-up, so a burst of submissions
+    (a bootstrap batch, a neuron's weights and evidence) costs no extra request each. A
+    refusal that says the counter is wrong re-syncs it from the chain: ``future_nonce``
+    takes the chain's nonce; ``stale_nonce`` takes the larger of the chain's nonce and the
+    refused one plus one (the chain's nonce does not count the signer's extrinsics still
+    waiting for a block). ``wrong_genesis`` (the ledger started a new chain) re-reads the
+    chain's identity once. At most ``attempts`` tries per submission.
+    """
+
+    def __init__(self, attempts: int = NONCE_ATTEMPTS) -> None:
+        self.attempts = attempts
+        self._next: dict[str, int] = {}
+
+    def known(self, signer: str) -> int | None:
+        """The signer's next nonce, or None when it must be read from the chain first."""
+        return self._next.get(signer)
+
+    def take(self, signer: str, on_chain: int | None = None) -> int:
+        """The nonce to sign with now, counted as used (seeded with ``on_chain`` if new)."""
+        if signer not in self._next:
+            if on_chain is None:
+                raise ValueError(f"no nonce known for {signer}: read it from the chain")
+            self._next[signer] = on_chain
+        nonce = self._next[signer]
+        self._next[signer] = nonce + 1
+        return nonce
+
+    def forget(self, signer: str | None = None) -> None:
+        """Drop the counter of one signer (or all): the next submission reads the chain."""
+        if signer is None:
+            self._next.clear()
+        else:
+            self._next.pop(signer, None)
+
+    def refused(self, signer: str, nonce: int) -> None:
+        """The extrinsic signed with ``nonce`` was refused at the door: not consumed."""
+        if self._next.get(signer) == nonce + 1:
+            self._next[signer] = nonce
+
+    def resynced(self, signer: str, refused_nonce: int, code: str, on_chain: int) -> None:
+        """Set the counter after a nonce refusal, from the chain's current nonce."""
+        self._next[signer] = max(on_chain, refused_nonce + 1) if code == "stale_nonce" \
+            else on_chain
+
+    def after_refusal(self, signer: str, nonce: int, error: LedgerError, attempt: int,
+                      identity_read_again: bool) -> str | None:
+        """What to do after the extrinsic signed with ``nonce`` was refused at the door on
+        try ``attempt`` (1-based): ``"nonce"`` (re-sync the counter with
+        :meth:`resynced`), ``"identity"`` (re-read the chain's identity; the counter is
+        dropped) or None (give up: raise). The refused nonce is not consumed."""
+        self.refused(signer, nonce)
+        if error.code == "wrong_genesis" and not identity_read_again:
+            self.forget(signer)
+            return "identity"
+        if error.code in RESYNC_CODES and attempt < self.attempts:
+            return "nonce"
+        return None
+
+
+def _timeout(timeout: float | None) -> httpx.Timeout:
+    return httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S)
+
+
+_HEADERS = {"accept": "application/json"}
+_JSON = {"content-type": "application/json"}
+
+
+# ---- the sync face ----------------------------------------------------------------------
 
 
 class LedgerClient:
-    """The ledger API over HTTP. Use as a context manager, or call :meth:`close`.
+    """The ledger API over HTTP, blocking. Use as a context manager, or call :meth:`close`.
 
     ``url`` defaults to :func:`default_ledger_url`; a URL that is not ``http(s)://HOST``
     raises ``ValueError`` at once rather than a confusing transport error later.
     """
 
-    def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 nonces: NoncePolicy | None = None) -> None:
         self.url = _check_url(url or default_ledger_url())
         self.timeout = timeout
-        self._http = httpx.Client(
-            base_url=self.url, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
-            headers={"accept": "application/json"},
-        )
+        self.nonces = nonces if nonces is not None else NoncePolicy()
+        self._http = httpx.Client(base_url=self.url, timeout=_timeout(timeout),
+                                  headers=_HEADERS)
         self._identity: ChainIdentity | None = None
 
     def close(self) -> None:
@@ -178,79 +394,34 @@ class LedgerClient:
 
     # ---- transport ----------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Json:
+    def request(self, method: str, path: str, **kwargs: Any) -> Json:
         """One request; the JSON object it returns, or the matching exception."""
         try:
             response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise LedgerUnreachable(
-                f"cannot reach the ledger at {self.url}: {_reason(exc)} "
-                "(is `subnetlab ledger serve` running? set --ledger or SUBNETLAB_LEDGER)"
-            ) from None
-        except httpx.TimeoutException:
-            raise LedgerUnreachable(
-                f"the ledger at {self.url} did not answer {method} {path} within "
-                f"{self.timeout:g} s"
-            ) from None
         except httpx.HTTPError as exc:
-            raise LedgerUnreachable(
-                f"cannot talk to the ledger at {self.url}: {_reason(exc)}"
-            ) from None
-        return self._decode(method, path, response)
+            raise unreachable(self.url, method, path, self.timeout, exc) from None
+        return decode(self.url, method, path, response)
 
-    def _decode(self, method: str, path: str, response: httpx.Response) -> Json:
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Json:
+        """``GET path``, decoded: for routes without a method of their own."""
+        return self.request("GET", path, params=params)
+
+    def text(self, path: str) -> str:
+        """A plain-text answer (``/metrics``); LedgerError when it is not 200."""
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise LedgerError(
-                "bad_response",
-                f"{method} {path} answered HTTP {response.status_code} without a JSON object; "
-                f"is {self.url} a subnetlab ledger?",
-                status=response.status_code,
-            )
-        if response.status_code >= 400:
-            error = body.get("error")
-            error = error if isinstance(error, dict) else {}
-            raise LedgerError(
-                str(error.get("code") or f"http_{response.status_code}"),
-                str(error.get("message") or response.reason_phrase),
-                error.get("field") if isinstance(error.get("field"), str) else None,
-                response.status_code,
-            )
-        return body
-
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> Json:
-        return self._request("GET", path, params=params)
-
-    def _expect(self, body: Json, path: str, **fields: type | tuple[type, ...]) -> Json:
-        """``body`` if it has these fields with these types, else LedgerError bad_response.
-
-        Callers index these fields directly; a server that is not a subnetlab ledger (or
-        another version of it) must fail with a sentence, not a KeyError traceback.
-        """
-        for name, kind in fields.items():
-            value = body.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise LedgerError(
-                    "bad_response",
-                    f"GET {path} answered without a valid {name!r}; is {self.url} a "
-                    "subnetlab ledger?",
-                )
-        return body
+            response = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, "GET", path, self.timeout, exc) from None
+        if response.status_code != 200:
+            decode(self.url, "GET", path, response)
+        return response.text
 
     # ---- queries ------------------------------------------------------------------------
 
     def chain(self) -> Json:
         """``GET /v1/chain``: chain id, height, genesis hash, faucet, sudo, block time."""
-        info = self._expect(self._get("/v1/chain"), "/v1/chain",
-                            chain_id=str, genesis_hash=str, block=int, block_time=(int, float))
-        try:
-            self._identity = chain_identity(info)
-        except ValueError as exc:
-            raise LedgerError("bad_response", f"{exc}; is {self.url} a subnetlab ledger?"
-                              ) from None
+        info = self.get(CHAIN_ROUTE)
+        self._identity = identity_of(self.url, info)
         return info
 
     def identity(self) -> ChainIdentity:
@@ -270,12 +441,12 @@ class LedgerClient:
 
     def account(self, address: str) -> Json:
         """``GET /v1/accounts/{ss58}``: balance and nonce (rao), stake positions."""
-        path = f"/v1/accounts/{quote(address, safe='')}"
-        return self._expect(self._get(path), path, balance=int, nonce=int, stake=list)
+        path = account_route(address)
+        return expect(self.url, self.get(path), path, balance=int, nonce=int, stake=list)
 
     def faucet(self) -> Json:
         """``GET /v1/faucet``: settings, what it paid lately, the work asked for (or null)."""
-        return self._expect(self._get("/v1/faucet"), "/v1/faucet", block=int)
+        return expect(self.url, self.get(FAUCET_ROUTE), FAUCET_ROUTE, block=int)
 
     def nonce(self, address: str) -> int:
         """The account's next on-chain nonce."""
@@ -283,19 +454,19 @@ class LedgerClient:
 
     def subnets(self) -> list[Json]:
         """``GET /v1/subnets``: every subnet's info."""
-        return list(self._expect(self._get("/v1/subnets"), "/v1/subnets", subnets=list)
+        return list(expect(self.url, self.get(SUBNETS_ROUTE), SUBNETS_ROUTE, subnets=list)
                     ["subnets"])
 
     def subnet(self, netuid: int) -> Json:
         """``GET /v1/subnets/{netuid}``: owner, hyperparameters, size, epochs."""
-        path = f"/v1/subnets/{int(netuid)}"
-        return self._expect(self._get(path), path, hyperparameters=dict, epochs_run=int,
-                            last_epoch_block=int, next_epoch_block=int)
+        path = subnet_route(netuid)
+        return expect(self.url, self.get(path), path, hyperparameters=dict, epochs_run=int,
+                      last_epoch_block=int, next_epoch_block=int)
 
     def metagraph(self, netuid: int) -> Json:
         """``GET /v1/subnets/{netuid}/metagraph``: ``{"netuid", "block", "neurons"}``."""
-        path = f"/v1/subnets/{int(netuid)}/metagraph"
-        return self._expect(self._get(path), path, neurons=list)
+        path = subnet_route(netuid, "/metagraph")
+        return expect(self.url, self.get(path), path, neurons=list)
 
     def weights(
         self, netuid: int, hotkey: str | None = None, uid: int | None = None
@@ -309,34 +480,35 @@ class LedgerClient:
         hotkey that is not a neuron of the subnet raises :class:`LedgerError`
         ``unknown_uid`` / ``unknown_hotkey`` (404), naming the field.
         """
-        path = f"/v1/subnets/{int(netuid)}/weights"
-        params = {k: v for k, v in (("hotkey", hotkey), ("uid", uid)) if v is not None}
-        return self._expect(self._get(path, params or None), path, block=int, rows=list)
+        path = subnet_route(netuid, "/weights")
+        return expect(self.url, self.get(path, filters(hotkey=hotkey, uid=uid)), path,
+                      block=int, rows=list)
 
     def latest_block(self) -> Json:
         """``GET /v1/blocks/latest``: the newest block header."""
-        return self._get("/v1/blocks/latest")
+        return self.get(LATEST_BLOCK_ROUTE)
 
     def block(self, number: int) -> Json:
         """``GET /v1/blocks/{n}``: a header plus its extrinsics and receipts."""
-        return self._get(f"/v1/blocks/{int(number)}")
+        return self.get(block_route(number))
 
     def receipt(self, extrinsic_hash: str) -> Json:
         """``GET /v1/extrinsics/{hash}``: pending, included or failed (with code)."""
-        return self._get(f"/v1/extrinsics/{quote(extrinsic_hash, safe='')}")
+        return self.get(receipt_route(extrinsic_hash))
 
     def commits(self, netuid: int, hotkey: str | None = None) -> list[Json]:
         """``GET /v1/subnets/{netuid}/commits``: weight commits still to be revealed."""
-        params = {} if hotkey is None else {"hotkey": hotkey}
-        path = f"/v1/subnets/{int(netuid)}/commits"
-        return list(self._expect(self._get(path, params), path, commits=list)["commits"])
+        path = subnet_route(netuid, "/commits")
+        return list(expect(self.url, self.get(path, filters(hotkey=hotkey)), path,
+                           commits=list)["commits"])
 
     def evidence(
         self, netuid: int, hotkey: str | None = None, epoch: int | None = None
     ) -> list[Json]:
         """``GET /v1/evidence/{netuid}``: committed evidence digests, optionally filtered."""
-        params = {k: v for k, v in (("hotkey", hotkey), ("epoch", epoch)) if v is not None}
-        return list(self._get(f"/v1/evidence/{int(netuid)}", params)["digests"])
+        path = evidence_route(netuid)
+        return list(expect(self.url, self.get(path, filters(hotkey=hotkey, epoch=epoch)),
+                           path, digests=list)["digests"])
 
     # ---- submission ---------------------------------------------------------------------
 
@@ -347,18 +519,23 @@ class LedgerClient:
         A refusal at the door raises :class:`LedgerError`; an included-but-failed receipt
         is returned as is (see :meth:`submit` for the raising variant).
         """
-        return self._request(
-            "POST", "/v1/extrinsics", params={"wait": "inclusion"} if wait else None,
-            content=extrinsic.to_json(), headers={"content-type": "application/json"},
+        return self.request(
+            "POST", EXTRINSICS_ROUTE, params={"wait": "inclusion"} if wait else None,
+            content=extrinsic.to_json(), headers=_JSON,
         )
 
     def submit_batch(self, extrinsics: list[Extrinsic]) -> list[Json]:
-        """``POST /v1/extrinsics/batch``: one result per extrinsic, in order."""
-        body = {"extrinsics": [ext.model_dump(mode="json") for ext in extrinsics]}
-        return list(self._request("POST", "/v1/extrinsics/batch", json=body)["results"])
+        """``POST /v1/extrinsics/batch``: one result per extrinsic, in order (each a
+        ``{"hash", "status"}`` or an ``{"error": {...}}`` refusal of that one)."""
+        return self.submit_encoded_batch(encode_batch(extrinsics))
+
+    def submit_encoded_batch(self, body: bytes) -> list[Json]:
+        """:meth:`submit_batch` for a body made by :func:`encode_batch` in advance."""
+        answer = self.request("POST", BATCH_ROUTE, content=body, headers=_JSON)
+        return list(expect(self.url, answer, BATCH_ROUTE, results=list)["results"])
 
     def wait_for_receipt(
-        self, extrinsic_hash: str, timeout: float = INCLUSION_TIMEOUT_S
+        self, extrinsic_hash: str, timeout: float = INCLUSION_TIMEOUT_S, poll_s: float = 0.25
     ) -> Json:
         """Poll the receipt until it is no longer pending; LedgerError ``timeout`` if it
         stays pending for ``timeout`` seconds."""
@@ -371,42 +548,46 @@ class LedgerClient:
                 raise LedgerError(
                     "timeout", f"extrinsic {extrinsic_hash} is still pending after {timeout:g} s"
                 )
-            time.sleep(0.25)
+            time.sleep(poll_s)
 
-    def sign(self, keypair: Keypair, call: str, params: dict[str, Any], nonce: int) -> Extrinsic:
-        """Sign ``call(params)`` as ``keypair`` for this ledger's chain."""
+    def sign(self, keypair: Keypair, call: str, params: dict[str, Any],
+             nonce: int | None = None) -> Extrinsic:
+        """Sign ``call(params)`` as ``keypair`` for this ledger's chain, with ``nonce`` or
+        the next one of the :class:`NoncePolicy` (for batches)."""
+        if nonce is None:
+            signer = keypair.ss58_address
+            known = self.nonces.known(signer)
+            nonce = self.nonces.take(signer, self.nonce(signer) if known is None else None)
         return sign_extrinsic(keypair, call, params, nonce, self.identity())
 
     def submit(
         self, keypair: Keypair, call: str, params: dict[str, Any], wait: bool = True
     ) -> Json:
-        """Sign with the account's next nonce, submit, and (with ``wait``) return the
-        receipt of the including block.
+        """Sign with the signer's next nonce (:class:`NoncePolicy`), submit, and (with
+        ``wait``) return the receipt of the including block.
 
         Raises :class:`LedgerError` when the ledger refuses the extrinsic or includes it as
-        failed (``code`` is the chain's). The on-chain nonce does not count this signer's
-        extrinsics still waiting for a block, so a ``stale_nonce`` refusal is retried with
-        the next nonce a few times. A ``wrong_genesis`` refusal (the ledger started a new
-        chain since this client read its identity) is retried once, signed for the chain
-        the ledger names now. Without ``wait``, returns ``{"hash", "status"}``.
+        failed (``code`` is the chain's). Nonce refusals re-sync the counter and retry, a
+        ``wrong_genesis`` refusal is retried once, signed for the chain the ledger names
+        now. Without ``wait``, returns ``{"hash", "status"}``.
         """
-        nonce = self.nonce(keypair.ss58_address)
-        attempts_left = _NONCE_ATTEMPTS
+        signer = keypair.ss58_address
         identity_read_again = False
+        attempt = 0
         while True:
-            extrinsic = self.sign(keypair, call, params, nonce)
+            attempt += 1
+            extrinsic = self.sign(keypair, call, params)
             try:
                 result = self.submit_extrinsic(extrinsic, wait=wait)
             except LedgerError as exc:
-                if exc.code == "wrong_genesis" and not identity_read_again:
-                    identity_read_again = True
-                    self._identity = None
-                    nonce = self.nonce(keypair.ss58_address)
-                    continue
-                attempts_left -= 1
-                if exc.code != "stale_nonce" or attempts_left == 0:
+                action = self.nonces.after_refusal(signer, extrinsic.nonce, exc, attempt,
+                                                   identity_read_again)
+                if action is None:
                     raise
-                nonce += 1
+                if action == "identity":
+                    identity_read_again, self._identity = True, None
+                else:
+                    self.nonces.resynced(signer, extrinsic.nonce, exc.code, self.nonce(signer))
                 continue
             return self._settle(result) if wait else result
 
@@ -429,10 +610,185 @@ class LedgerClient:
         receipt = result
         if receipt.get("status") == "pending":
             receipt = self.wait_for_receipt(str(receipt["hash"]))
-        if receipt.get("status") == "failed":
-            raise LedgerError(
-                str(receipt.get("code") or "failed"),
-                str(receipt.get("message") or "the extrinsic failed in its block"),
-                receipt.get("field"),
-            )
+        return raise_if_failed(receipt)
+
+
+# ---- the async face ---------------------------------------------------------------------
+
+
+class AsyncLedgerClient:
+    """The same client for asyncio: neurons (writer, follower, reads) and the operator.
+
+    Routes, decoding, errors and the nonce policy are the core's; one signer's
+    submissions are serialised by a lock of its own, so its counter is never raced while
+    different signers submit side by side.
+    """
+
+    def __init__(self, url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 nonces: NoncePolicy | None = None) -> None:
+        self.url = _check_url(url or default_ledger_url())
+        self.timeout = timeout
+        self.nonces = nonces if nonces is not None else NoncePolicy()
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=_timeout(timeout),
+                                       headers=_HEADERS)
+        self._identity: ChainIdentity | None = None
+        self._signers: dict[str, asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLedgerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Json:
+        """One request; the JSON object it returns, or the matching exception."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, method, path, self.timeout, exc) from None
+        return decode(self.url, method, path, response)
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Json:
+        """``GET path``, decoded: for routes without a method of their own."""
+        return await self.request("GET", path, params=params)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    async def chain(self) -> Json:
+        """``GET /v1/chain`` (and the chain's identity, cached)."""
+        info = await self.get(CHAIN_ROUTE)
+        self._identity = identity_of(self.url, info)
+        return info
+
+    async def identity(self) -> ChainIdentity:
+        """The chain extrinsics are signed for (fetched once; again after wrong_genesis)."""
+        if self._identity is None:
+            await self.chain()
+        assert self._identity is not None
+        return self._identity
+
+    @property
+    def known_identity(self) -> ChainIdentity | None:
+        """The identity read so far, without asking the ledger."""
+        return self._identity
+
+    async def nonce(self, address: str) -> int:
+        """The account's next on-chain nonce."""
+        path = account_route(address)
+        return int(expect(self.url, await self.get(path), path, nonce=int)["nonce"])
+
+    async def account(self, address: str) -> Json:
+        """``GET /v1/accounts/{ss58}``: balance and nonce (rao), stake positions."""
+        path = account_route(address)
+        return expect(self.url, await self.get(path), path, balance=int, nonce=int, stake=list)
+
+    async def faucet(self) -> Json:
+        """``GET /v1/faucet``: settings, what it paid lately, the work asked for (or null)."""
+        return expect(self.url, await self.get(FAUCET_ROUTE), FAUCET_ROUTE, block=int)
+
+    async def subnets(self) -> list[Json]:
+        """``GET /v1/subnets``: every subnet's info."""
+        return list(expect(self.url, await self.get(SUBNETS_ROUTE), SUBNETS_ROUTE,
+                           subnets=list)["subnets"])
+
+    async def subnet(self, netuid: int) -> Json:
+        """``GET /v1/subnets/{netuid}``: owner, hyperparameters, size, epochs."""
+        path = subnet_route(netuid)
+        return expect(self.url, await self.get(path), path, hyperparameters=dict,
+                      epochs_run=int, last_epoch_block=int, next_epoch_block=int)
+
+    async def metagraph(self, netuid: int) -> Json:
+        """``GET /v1/subnets/{netuid}/metagraph``."""
+        path = subnet_route(netuid, "/metagraph")
+        return expect(self.url, await self.get(path), path, neurons=list)
+
+    async def commits(self, netuid: int, hotkey: str | None = None) -> list[Json]:
+        """``GET /v1/subnets/{netuid}/commits``: weight commits still to be revealed."""
+        path = subnet_route(netuid, "/commits")
+        return list(expect(self.url, await self.get(path, filters(hotkey=hotkey)), path,
+                           commits=list)["commits"])
+
+    async def evidence(self, netuid: int, hotkey: str | None = None,
+                       epoch: int | None = None) -> list[Json]:
+        """``GET /v1/evidence/{netuid}``: committed evidence digests, optionally filtered."""
+        path = evidence_route(netuid)
+        found = await self.get(path, filters(hotkey=hotkey, epoch=epoch))
+        return list(expect(self.url, found, path, digests=list)["digests"])
+
+    async def blocks(self, on_open: Callable[[], None] | None = None) -> AsyncIterator[Json]:
+        """``GET /v1/stream/blocks``: each new block header, as the ledger seals it.
+
+        ``on_open`` is called once the ledger accepted the stream (a follower is connected
+        before the first block comes). The stream has no read timeout (a block may take
+        long); it ends with :class:`LedgerUnreachable` when the connection breaks.
+        """
+        try:
+            async with self._http.stream("GET", BLOCK_STREAM_ROUTE,
+                                         timeout=_timeout(None)) as stream:
+                if stream.status_code != 200:
+                    await stream.aread()
+                    decode(self.url, "GET", BLOCK_STREAM_ROUTE, stream)
+                if on_open is not None:
+                    on_open()
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        header = json.loads(line[6:])
+                        if isinstance(header, dict):
+                            yield header
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, "GET", BLOCK_STREAM_ROUTE, None, exc) from None
+
+    # ---- submission ---------------------------------------------------------------------
+
+    async def submit(self, keypair: Keypair, call: str, params: dict[str, Any]) -> Json:
+        """Sign with the signer's next nonce, submit, wait for inclusion; the receipt.
+
+        The same rules as :meth:`LedgerClient.submit` (one :class:`NoncePolicy`);
+        raises :class:`LedgerError` with the chain's code when refused or failed.
+        """
+        signer = keypair.ss58_address
+        async with self._signers.setdefault(signer, asyncio.Lock()):
+            identity_read_again = False
+            attempt = 0
+            while True:
+                attempt += 1
+                identity = await self.identity()
+                known = self.nonces.known(signer)
+                nonce = self.nonces.take(signer,
+                                         await self.nonce(signer) if known is None else None)
+                extrinsic = sign_extrinsic(keypair, call, params, nonce, identity)
+                try:
+                    result = await self.request(
+                        "POST", EXTRINSICS_ROUTE, params={"wait": "inclusion"},
+                        content=extrinsic.to_json(), headers=_JSON)
+                except LedgerError as exc:
+                    action = self.nonces.after_refusal(signer, nonce, exc, attempt,
+                                                       identity_read_again)
+                    if action is None:
+                        raise
+                    if action == "identity":
+                        identity_read_again, self._identity = True, None
+                    else:
+                        self.nonces.resynced(signer, nonce, exc.code, await self.nonce(signer))
+                    continue
+                return raise_if_failed(await self._settle(result))
+
+    async def _settle(self, receipt: Json) -> Json:
+        """Poll a receipt the ledger still answered pending until a block holds it."""
+        deadline = time.monotonic() + INCLUSION_TIMEOUT_S
+        while receipt.get("status") == "pending":
+            if time.monotonic() >= deadline:
+                raise LedgerError("timeout", f"extrinsic {receipt.get('hash')} is still "
+                                  f"pending after {INCLUSION_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.25)
+            receipt = await self.get(receipt_route(str(receipt["hash"])))
         return receipt

@@ -44,11 +44,19 @@ def faucet_params(
 ) -> dict[str, int]:
     """The params of a `faucet` call by `account`: {} when the faucet asks for no work,
     else the `pow_block` and `pow_nonce` of a solved proof over the newest sealed block."""
-    work = _work(client.faucet(), client.url)
+    return solve_faucet_work(client.faucet(), client.url, client.chain_id(), account, progress)
+
+
+def solve_faucet_work(
+    info: dict[str, Any], url: str, chain_id: str, account: str,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """:func:`faucet_params` from a ``GET /v1/faucet`` answer already read: CPU work only,
+    so an asyncio caller (the operator) runs it in a thread with no client in it."""
+    work = _work(info, url)
     if work is None:
         return {}
     block, digest, difficulty = work
-    chain_id = client.chain_id()
     expected = 1 << difficulty
     start = 0
     while True:

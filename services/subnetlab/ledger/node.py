@@ -24,8 +24,11 @@ receipts are reported, so a restart on a store that lost it is refused (`memory.
 
 Crash-only: when a block cannot be persisted (or block production fails in any other way),
 the in-memory state is ahead of the store and cannot be trusted. The node stops: it
-refuses everything with 503 `not_ready`, answers its waiters the same, and its process
-exits non-zero, so a supervisor restarts it and it replays the stored chain.
+refuses everything (`not_ready`, a 503 at the API's edge), answers its waiters the same,
+and its process exits non-zero, so a supervisor restarts it and it replays the stored chain.
+
+The node speaks in codes (`Refused`), never in HTTP statuses: the routes (`routes.py`)
+and the one map from code to status (`edge.py`) are the API around it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from subnetlab.chain.codec import from_snapshot, state_root, to_snapshot
-from subnetlab.chain.errors import ChainError, ErrorCode
+from subnetlab.chain.errors import ChainError
 from subnetlab.chain.execution import OpenedBlock, Receipt, apply_extrinsics, open_block
 from subnetlab.chain.extrinsic import BadSigner, Extrinsic, MalformedExtrinsic, SigningParts
 from subnetlab.chain.model import ChainState, Genesis
@@ -80,11 +83,15 @@ more than checking them in process."""
 
 
 class Refused(Exception):  # noqa: N818 (a verdict, not a fault)
-    """An extrinsic refused at the door: nothing was queued, nothing changed."""
+    """An extrinsic refused at the door: nothing was queued, nothing changed.
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    `code` says why (a `ChainError` code, or the door's own: `too_large`, `not_ready`,
+    `bad_signature`, `already_known`, ...); which HTTP status that is, the API's edge
+    decides (`edge.status_of`), so the node stays free of HTTP.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.field = field
@@ -240,7 +247,7 @@ class LedgerNode:
 
     def not_ready(self) -> Refused:
         """The refusal for everything once block production stopped (see `stop`)."""
-        return Refused(503, "not_ready",
+        return Refused("not_ready",
                        f"the ledger stopped producing blocks and must restart: {self.failure}")
 
     # --- admission ---------------------------------------------------------------------
@@ -264,32 +271,32 @@ class LedgerNode:
         if self.failure is not None:
             raise self.not_ready()
         if size > MAX_EXTRINSIC_BYTES:
-            raise Refused(413, "too_large",
+            raise Refused("too_large",
                           f"extrinsic is {size} bytes; at most {MAX_EXTRINSIC_BYTES}", "body")
         try:
             ext = (
                 Extrinsic.from_json(body) if isinstance(body, bytes) else Extrinsic.from_dict(body)
             )
         except MalformedExtrinsic as exc:
-            raise Refused(400, exc.code, str(exc), exc.field) from None
+            raise Refused(exc.code, str(exc), exc.field) from None
         if ext.chain_id != self.genesis.chain_id:
-            raise Refused(400, "wrong_chain",
+            raise Refused("wrong_chain",
                           f"signed for chain '{ext.chain_id}', this is '{self.genesis.chain_id}'",
                           "chain_id")
         if ext.genesis_hash != self.genesis_hash:
-            raise Refused(400, "wrong_genesis",
+            raise Refused("wrong_genesis",
                           f"signed for the chain with genesis {ext.genesis_hash}, this chain's "
                           f"genesis is {self.genesis_hash} (GET /v1/chain): an extrinsic of "
                           "another chain, or of this chain id before it started again",
                           "genesis_hash")
         if ext.call not in CALLS:
-            raise Refused(400, "unknown_call",
+            raise Refused("unknown_call",
                           f"'{ext.call}' is not a call of this chain; known: "
                           + ", ".join(sorted(CALLS)), "call")
         try:
             return _Checked(ext, ext.signing_parts())
         except BadSigner as exc:
-            raise Refused(400, exc.code, str(exc), "signer") from None
+            raise Refused(exc.code, str(exc), "signer") from None
 
     def _admit_checked(self, checked: _Checked, signature_ok: bool) -> tuple[Extrinsic, str]:
         """The rest of `admit`, once the signature's verdict is known."""
@@ -298,18 +305,18 @@ class LedgerNode:
         ext, digest = checked.ext, checked.parts.hash
         if not signature_ok:
             exc = ext.bad_signature()
-            raise Refused(401, exc.code, str(exc), "signature")
+            raise Refused(exc.code, str(exc), "signature")
         if digest in self.pending_hashes or digest in self.receipts:
-            raise Refused(409, "already_known",
+            raise Refused("already_known",
                           f"extrinsic {digest} was already submitted (the same signed bytes)",
                           "signature")
         on_chain = self.state.nonce(ext.signer)
         expected = on_chain + self.pending_per_signer.get(ext.signer, 0)
         if ext.nonce < expected:
-            raise Refused(409, "stale_nonce",
+            raise Refused("stale_nonce",
                           f"nonce {ext.nonce} is already used; next is {expected}", "nonce")
         if ext.nonce > expected:
-            raise Refused(409, "future_nonce",
+            raise Refused("future_nonce",
                           f"nonce {ext.nonce} leaves a gap; next is {expected}", "nonce")
         memo: ParseMemo = {}
         self._dry_run(ext, on_chain, memo)
@@ -335,8 +342,8 @@ class LedgerNode:
         `PARSE_SLICE_CHARS` of body, checking every `ADMIT_SLICE` items. The block timer
         fires on time and blocks are sealed in between, instead of after the whole batch.
         The body is decoded completely before anything is admitted, so a body that is not
-        valid JSON is refused whole (`Refused` 400 `malformed_batch`, as is one with more
-        than `MAX_BATCH` items, 413 `too_large`), and nothing is queued.
+        valid JSON is refused whole (`Refused` `malformed_batch`, as is one with more
+        than `MAX_BATCH` items, `too_large`), and nothing is queued.
 
         First every item gets the checks that read no chain state, and the signatures
         of those that pass go to the signature worker (`signatures`, when there is one
@@ -389,7 +396,7 @@ class LedgerNode:
         try:
             for item, size, offset in iter_items(raw):
                 if len(items) == MAX_BATCH:
-                    raise Refused(413, "too_large",
+                    raise Refused("too_large",
                                   f"more than {MAX_BATCH} extrinsics; at most {MAX_BATCH}",
                                   "extrinsics")
                 items.append((item, size))
@@ -397,7 +404,7 @@ class LedgerNode:
                     await asyncio.sleep(0)
                     pause_at = offset + PARSE_SLICE_CHARS
         except MalformedBatchError as exc:
-            raise Refused(400, "malformed_batch", exc.message, exc.field) from None
+            raise Refused("malformed_batch", exc.message, exc.field) from None
         return items
 
     def _dry_run(self, ext: Extrinsic, on_chain_nonce: int, memo: ParseMemo) -> None:
@@ -409,13 +416,13 @@ class LedgerNode:
         registration limits are judged for the right block. Planning validates everything
         and writes nothing. Extrinsics queued before this one are not taken into account,
         so one can still fail in its block (its receipt then says why); everything wrong
-        on its own is refused here, with a 4xx. What the plan parsed is kept in `memo`
+        on its own is refused here, with its code. What the plan parsed is kept in `memo`
         for the block's plan of the same extrinsic.
         """
         try:
             check_signed(self.state, ext.signer, on_chain_nonce, ext.call, ext.params, memo)
         except ChainError as exc:
-            raise Refused(status_for(exc.code), exc.code, exc.message, exc.field) from None
+            raise Refused(exc.code, exc.message, exc.field) from None
 
     # --- blocks ------------------------------------------------------------------------
 
@@ -569,7 +576,7 @@ class LedgerNode:
     async def wait_for(self, digest: str, timeout: float) -> dict[str, Any] | None:
         """Wait until the extrinsic is in a stored block, or the timeout passes.
 
-        Raises `Refused` (503 `not_ready`) when block production stops meanwhile.
+        Raises `Refused` (`not_ready`) when block production stops meanwhile.
         """
         if self.failure is not None:
             raise self.not_ready()
@@ -592,24 +599,6 @@ class LedgerNode:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self.subscribers.discard(queue)
-
-
-_STATUS = {
-    ErrorCode.NOT_SUDO: 403,
-    ErrorCode.NOT_OWNER: 403,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.TOO_MANY_REGISTRATIONS: 429,
-    ErrorCode.FAUCET_BUDGET_EXHAUSTED: 429,
-    ErrorCode.FAUCET_POW_EXPIRED: 409,
-    ErrorCode.STALE_NONCE: 409,
-    ErrorCode.FUTURE_NONCE: 409,
-    ErrorCode.ALREADY_REGISTERED: 409,
-}
-
-
-def status_for(code: str) -> int:
-    """HTTP status of a refused call: 403 permission, 429 rate, 409 conflict, else 400."""
-    return _STATUS.get(ErrorCode(code), 400) if code in ErrorCode._value2member_map_ else 400
 
 
 def receipt_view(number: int, receipt: Receipt) -> dict[str, Any]:

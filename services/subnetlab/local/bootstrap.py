@@ -1,20 +1,21 @@
 """Setting up a chain for an experiment: a subnet, its neurons, their stake, fast.
 
-Extrinsics are signed with locally tracked nonces and sent in batches, and only the last
-of each batch is waited for: registering hundreds of neurons takes a few blocks, not one
-block each.
+Extrinsics are signed with the ledger client's local nonce counter and sent in batches,
+and only the last of each batch is waited for: registering hundreds of neurons takes a
+few blocks, not one block each.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import httpx
-
-from subnetlab.chain.extrinsic import Extrinsic, chain_identity, sign_extrinsic
+from subnetlab.chain.extrinsic import Extrinsic
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerClient, LedgerClientError, LedgerError
+
+SETUP_BATCH = 500
+"""Extrinsics per ``POST /v1/extrinsics/batch`` while setting up."""
 
 
 class SetupError(RuntimeError):
@@ -22,62 +23,68 @@ class SetupError(RuntimeError):
 
 
 class SetupClient:
-    """Batch submission with local nonces: for setting up a chain quickly (bench, `up`)."""
+    """Batch submission over :class:`LedgerClient`: for setting up a chain quickly (bench,
+    `up`); every ledger failure comes out as :class:`SetupError`, naming the step."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=60)
         try:
-            info = self.http.get("/v1/chain").json()
-            self.chain = chain_identity(info)
-        except httpx.HTTPError as exc:
-            raise SetupError(f"cannot reach the ledger at {url}: {exc}") from exc
-        except ValueError as exc:
+            self.ledger = LedgerClient(url, timeout=60)
+            info = self.ledger.chain()
+        except LedgerError as exc:
             raise SetupError(f"the ledger at {url}: {exc}") from exc
+        except (LedgerClientError, ValueError) as exc:
+            raise SetupError(str(exc)) from exc
         self.block_time: float = float(info["block_time"])
-        self.nonces: dict[str, int] = {}
-
-    def nonce(self, key: Keypair) -> int:
-        if key.ss58_address not in self.nonces:
-            account = self.http.get(f"/v1/accounts/{key.ss58_address}").json()
-            self.nonces[key.ss58_address] = int(account["nonce"])
-        value = self.nonces[key.ss58_address]
-        self.nonces[key.ss58_address] = value + 1
-        return value
+        self.started_at = int(info["block"])
+        """The chain's height when this client connected (also right at block 0)."""
 
     def sign(self, key: Keypair, call: str, params: dict[str, Any]) -> Extrinsic:
-        return sign_extrinsic(key, call, params, self.nonce(key), self.chain)
-
-    def send(self, batch: list[Extrinsic]) -> list[dict[str, Any]]:
-        body = {"extrinsics": [e.model_dump(mode="json") for e in batch]}
-        response = self.http.post("/v1/extrinsics/batch", json=body)
-        response.raise_for_status()
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
+        """Sign with the key's next nonce (counted locally: batches are not yet included)."""
+        try:
+            return self.ledger.sign(key, call, params)
+        except LedgerClientError as exc:
+            raise SetupError(f"signing {call}: {exc}") from exc
 
     def run_setup(self, extrinsics: list[Extrinsic], what: str) -> None:
         """Submit and wait until every one is included; any failure stops the bench."""
-        for start in range(0, len(extrinsics), 500):
-            for result in self.send(extrinsics[start : start + 500]):
-                if "error" in result:
-                    raise SetupError(f"setup ({what}) refused: {result['error']}")
+        try:
+            for start in range(0, len(extrinsics), SETUP_BATCH):
+                for result in self.ledger.submit_batch(extrinsics[start : start + SETUP_BATCH]):
+                    if "error" in result:
+                        raise SetupError(f"setup ({what}) refused: {result['error']}")
+        except LedgerClientError as exc:
+            raise SetupError(f"setup ({what}): {exc}") from exc
         for ext in extrinsics[-1:]:
             self.wait(ext.hash, what)
 
     def wait(self, digest: str, what: str, timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            receipt: dict[str, Any] = self.http.get(f"/v1/extrinsics/{digest}").json()
-            if receipt.get("status") == "included":
-                return receipt
-            if receipt.get("status") == "failed":
-                raise SetupError(f"setup ({what}) failed: {receipt}")
-            time.sleep(self.block_time / 2)
-        raise SetupError(f"setup ({what}) not included within {timeout:.0f}s")
+        """The receipt of ``digest`` once included; SetupError if it failed or timed out."""
+        try:
+            receipt = self.ledger.wait_for_receipt(digest, timeout, poll_s=self.block_time / 2)
+        except LedgerError as exc:
+            if exc.code == "timeout":
+                raise SetupError(f"setup ({what}) not included within {timeout:.0f}s") from None
+            raise SetupError(f"setup ({what}): {exc}") from exc
+        except LedgerClientError as exc:
+            raise SetupError(f"setup ({what}): {exc}") from exc
+        if receipt.get("status") != "included":
+            raise SetupError(f"setup ({what}) failed: {receipt}")
+        return receipt
 
     def latest_block(self) -> int:
-        return int(self.http.get("/v1/blocks/latest").json()["number"])
+        """The newest block's number."""
+        return int(self.ledger.latest_block()["number"])
 
+    def subnets(self) -> list[dict[str, Any]]:
+        """Every subnet's info."""
+        try:
+            return self.ledger.subnets()
+        except LedgerClientError as exc:
+            raise SetupError(str(exc)) from exc
 
+    def close(self) -> None:
+        """Close the ledger client's connections."""
+        self.ledger.close()
 
 
 def created_subnet(subnets: Iterable[Mapping[str, Any]], owner: str, after_block: int,
@@ -112,11 +119,19 @@ def bootstrap_subnet(
     """
     staked = [*validators, *((m, 0) if isinstance(m, Keypair) else m for m in miners)]
     client = SetupClient(url)
-    started = int(client.http.get("/v1/chain").json()["block"])  # also right at block 0
+    try:
+        return _bootstrap(client, owner, hyperparameters, staked)
+    finally:
+        client.close()
+
+
+def _bootstrap(client: SetupClient, owner: Keypair, hyperparameters: dict[str, Any],
+               staked: list[tuple[Keypair, int]]) -> int:
+    """The steps of :func:`bootstrap_subnet`, on a client the caller closes."""
+    started = client.started_at
     client.run_setup([client.sign(owner, "create_subnet", {"hyperparameters": hyperparameters})],
                      "create_subnet")
-    netuid = created_subnet(client.http.get("/v1/subnets").json()["subnets"],
-                            owner.ss58_address, started)
+    netuid = created_subnet(client.subnets(), owner.ss58_address, started)
     if netuid is None:
         raise SetupError("create_subnet was included but no new subnet of this owner exists")
     client.run_setup(

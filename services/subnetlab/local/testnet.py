@@ -28,6 +28,8 @@ import httpx
 from subnetlab.chain.model import FaucetConfig, Genesis
 from subnetlab.chain.units import TOKEN, rao
 from subnetlab.keys.keypair import Keypair
+from subnetlab.ledger.client import LedgerClient, LedgerClientError
+from subnetlab.ledger.documents import uid_of
 from subnetlab.ledger.genesis import DEV_ACCOUNTS, DEV_BALANCE
 from subnetlab.ledger.memory import new_salt
 from subnetlab.ledger.redis_server import EmbeddedRedis
@@ -271,7 +273,7 @@ class Testnet:
             self.write_run_info()
         try:
             self._read_ledger()
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (LedgerClientError, ValueError, KeyError, TypeError) as exc:
             problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if self.ledger_problem is None:
                 self.note(f"ledger at {self.ledger_url} not answering ({problem}); retrying")
@@ -295,21 +297,19 @@ class Testnet:
         return moved
 
     def _read_ledger(self) -> None:
-        for run in self.subnets:
-            response = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}", timeout=10)
-            response.raise_for_status()
-            epoch = int(response.json()["epochs_run"])
-            response = httpx.get(f"{self.ledger_url}/v1/subnets/{run.netuid}/metagraph",
-                                 timeout=10)
-            response.raise_for_status()
-            metagraph = response.json()
-            by_hotkey = {n["hotkey"]: n for n in metagraph["neurons"]}
-            for neuron in run.neurons:
-                neuron.uid = uid_in(by_hotkey, neuron.key)
-            if epoch != run.last_epoch:
-                run.last_epoch = epoch
-                run.history.append({"epoch": epoch, "block": metagraph["block"],
-                                    "neurons": metagraph["neurons"]})
+        with LedgerClient(self.ledger_url, timeout=10) as ledger:
+            for run in self.subnets:
+                self._record(run, int(ledger.subnet(run.netuid)["epochs_run"]),
+                             ledger.metagraph(run.netuid))
+
+    def _record(self, run: SubnetRun, epoch: int, metagraph: dict[str, Any]) -> None:
+        """Note each neuron's uid, and the metagraph when an epoch completed."""
+        for neuron in run.neurons:
+            neuron.uid = uid_of(metagraph, neuron.key.ss58_address)
+        if epoch != run.last_epoch:
+            run.last_epoch = epoch
+            run.history.append({"epoch": epoch, "block": metagraph["block"],
+                                "neurons": metagraph["neurons"]})
 
     def organic_loop(self) -> None:
         """Organic customers: `organic_rate` requests/s spread over the validators."""
@@ -366,11 +366,6 @@ class Testnet:
                 "neurons": [neuron_summary(n, by_hotkey) for n in run.neurons],
             })
         return {"subnets": subnets, "events": self.events}
-
-
-def uid_in(by_hotkey: dict[str, dict[str, Any]], key: Keypair) -> int | None:
-    row = by_hotkey.get(key.ss58_address)
-    return None if row is None else int(row["uid"])
 
 
 def hotkey_summary(key: Keypair, row: dict[str, Any] | None) -> dict[str, Any]:

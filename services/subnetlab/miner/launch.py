@@ -16,17 +16,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from subnetlab.engines import Backend, OpenAIBackend, SimBackend, SimModel, VllmBackend
 from subnetlab.keys import InvalidAddress, Keypair, ss58_decode
+from subnetlab.ledger.client import (
+    AsyncLedgerClient,
+    LedgerClientError,
+    LedgerError,
+    subnet_route,
+)
 from subnetlab.miner.server import Miner
-from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+from subnetlab.neuron.flags import MINER_FLAGS, SIM_FLAGS, default_of, from_flags
 from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT, MAX_PROMPT_BODY_BYTES
 from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
+from subnetlab.specs import MinerSpec, SimBackendSpec
 from subnetlab.tasks import KINDS, parse_kind_values
 from subnetlab.urls import check_http_url
 
@@ -41,13 +46,13 @@ __all__ = [
     "parse_blacklist",
     "parse_task_accuracy",
     "publish",
+    "sim_spec",
 ]
 
 BACKENDS = ("sim", "openai", "vllm")
 DEFAULT_RATE = RateLimit().rate
 DEFAULT_BURST = RateLimit().burst
 MAX_QUEUE = 256
-_SIM = SimModel()
 
 
 class LaunchError(RuntimeError):
@@ -71,7 +76,7 @@ class MinerOptions:
     blacklist: tuple[str, ...] = ()
     rate_limit: float | None = None
     rate_burst: float | None = None
-    concurrency: int = 8
+    concurrency: int = default_of(MinerSpec, ("concurrency",))
     max_body_bytes: int = MAX_PROMPT_BODY_BYTES
 
 
@@ -95,9 +100,7 @@ def check_options(o: MinerOptions) -> None:
     given = [flag for flag, value in sim_only.items() if value is not None]
     if given and o.backend != "sim":
         raise ValueError(f"{', '.join(given)} apply only to --backend sim, not {o.backend}")
-    _check_number("--accuracy", o.accuracy, lo=0.0, hi=1.0)
-    _check_number("--ttft", o.ttft, lo=0.0, hi=60.0)
-    _check_number("--tokens-per-s", o.tokens_per_s, lo=0.0, hi=1e6, open_lo=True)
+    sim_spec(o)  # the sim flags' ranges are SimBackendSpec's
     if o.task_accuracy is not None:
         parse_task_accuracy(o.task_accuracy)
     if o.behaviour == "passthrough" and o.backend != "openai":
@@ -120,21 +123,24 @@ def check_options(o: MinerOptions) -> None:
     if o.rate_burst is not None and o.rate_limit == 0:
         raise ValueError("--rate-burst applies only with a --rate-limit above 0 "
                          "(0 turns rate limiting off)")
-    if o.concurrency < 1:
-        raise ValueError(f"--concurrency {o.concurrency}: must be at least 1")
+    from_flags(MinerSpec, MINER_FLAGS, {"concurrency": o.concurrency})
     if not 1 <= o.max_body_bytes <= MAX_BODY_BYTES_LIMIT:
         raise ValueError(f"--max-body-bytes {o.max_body_bytes}: must be in "
                          f"[1, {MAX_BODY_BYTES_LIMIT}]")
 
 
-def _check_number(flag: str, value: float | None, lo: float, hi: float,
-                  open_lo: bool = False) -> None:
+def _check_number(flag: str, value: float | None, lo: float, hi: float) -> None:
     if value is None:
         return
-    low_ok = value > lo if open_lo else value >= lo
-    if not (math.isfinite(value) and low_ok and value <= hi):
-        bracket = "(" if open_lo else "["
-        raise ValueError(f"{flag} {value}: must be a number in {bracket}{lo:g}, {hi:g}]")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{flag} {value}: must be a number in [{lo:g}, {hi:g}]")
+
+
+def sim_spec(o: MinerOptions) -> SimBackendSpec:
+    """The sim engine's settings: the flags given, `SimBackendSpec`'s defaults for the
+    others; a `ValueError` names the flag (`--ttft -1.0: must be at least 0`)."""
+    given = [flag for flag in SIM_FLAGS if getattr(o, flag.param) is not None]
+    return from_flags(SimBackendSpec, given, {f.param: getattr(o, f.param) for f in given})
 
 
 def parse_task_accuracy(text: str) -> dict[str, float]:
@@ -176,10 +182,10 @@ def _rate_limit(o: MinerOptions) -> RateLimit | None:
 def _backend(o: MinerOptions, name: str) -> Backend:
     model = o.model or "default"
     if o.backend == "sim":
+        sim = sim_spec(o)
         return SimBackend(SimModel(
-            ttft_s=_SIM.ttft_s if o.ttft is None else o.ttft,
-            tokens_per_s=_SIM.tokens_per_s if o.tokens_per_s is None else o.tokens_per_s,
-            default_accuracy=_SIM.default_accuracy if o.accuracy is None else o.accuracy,
+            ttft_s=sim.ttft_seconds, tokens_per_s=sim.tokens_per_second,
+            default_accuracy=sim.accuracy,
             accuracy=parse_task_accuracy(o.task_accuracy) if o.task_accuracy else {},
         ), name=name)
     assert o.backend_url is not None  # check_options
@@ -207,33 +213,26 @@ async def publish(ledger: str, netuid: int, keys: Sequence[Keypair], ip: str,
     """Check the ledger and the subnet, publish each hotkey's axon at `ip:port`, and return
     the subnet's metagraph (the guard's first view); raise :class:`LaunchError`."""
     try:
-        async with httpx.AsyncClient(base_url=ledger, timeout=30) as http:
-            found = await http.get(f"/v1/subnets/{netuid}")
-            if found.status_code == 404:
-                raise LaunchError(f"--netuid {netuid}: no such subnet on the ledger at {ledger}")
-            _expect_ok(found, ledger)
+        async with AsyncLedgerClient(ledger, timeout=30) as client:
+            try:
+                await client.subnet(netuid)
+            except LedgerError as exc:
+                if exc.status == 404:
+                    raise LaunchError(f"--netuid {netuid}: no such subnet on the ledger at "
+                                      f"{ledger}") from None
+                raise LaunchError(f"the ledger at {ledger} (--ledger) answered {exc.status} "
+                                  f"to GET {subnet_route(netuid)}") from None
             for key in keys:
-                writer = ChainWriter(ledger, key)
                 try:
-                    await writer.submit("serve_axon", {"netuid": netuid, "ip": ip,
-                                                       "port": port, "protocol": "http"})
-                except ExtrinsicError as exc:
+                    await client.submit(key, "serve_axon", {"netuid": netuid, "ip": ip,
+                                                            "port": port, "protocol": "http"})
+                except LedgerError as exc:
                     raise LaunchError(f"serve_axon refused for {key.ss58_address} on subnet "
                                       f"{netuid} (--ledger {ledger}): {exc.code}: "
                                       f"{exc.message}") from None
-                finally:
-                    await writer.aclose()
-            graph = await http.get(f"/v1/subnets/{netuid}/metagraph")
-            _expect_ok(graph, ledger)
-            metagraph: dict[str, Any] = graph.json()
-            return metagraph
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError) as exc:
+            return await client.metagraph(netuid)
+    except (LedgerClientError, ValueError) as exc:
         reason = str(exc) or type(exc).__name__
         raise LaunchError(f"cannot reach the ledger at {ledger} (--ledger): {reason}") from None
 
 
-def _expect_ok(response: httpx.Response, ledger: str) -> None:
-    """One line for a ledger that answers, but not with 200 (httpx's own message has two)."""
-    if response.status_code != 200:
-        raise LaunchError(f"the ledger at {ledger} (--ledger) answered "
-                          f"{response.status_code} to GET {response.request.url.path}")

@@ -61,8 +61,8 @@ from subnetlab.protocol.epistula import HEADER_NAMES
 from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
 from subnetlab.protocol.sse import DONE, ChunkWriter, error_event, wants_usage
+from subnetlab.specs import MINER_BEHAVIOURS
 
-MINER_BEHAVIOURS = ("honest", "lazy", "copycat", "passthrough", "sybil")
 LAZY_ANSWER = "42"
 UNKNOWN_CALLER = "unknown"
 """The `caller` label of a request whose sender is not a registered, verified hotkey."""

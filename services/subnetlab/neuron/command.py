@@ -9,6 +9,7 @@ ledger is, which port, which key file, where the model server listens) is passed
 
 from __future__ import annotations
 
+from subnetlab.neuron.flags import MINER_FLAGS, SIM_FLAGS, VALIDATOR_FLAGS, to_flags
 from subnetlab.specs import KeySource, NeuronSpec, TaskMix
 
 
@@ -55,7 +56,8 @@ def key_args(source: KeySource, default_dev_key: str, sybils: int = 0) -> list[s
 
 
 def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) -> list[str]:
-    """The subcommand and the flags that follow from the spec alone.
+    """The subcommand and the flags that follow from the spec alone: the spec's settings
+    through the flag tables of `neuron.flags` (what the commands parse back into the spec).
 
     `backend_url` is where a `vllm` or `openai` miner reaches its model server (a sidecar
     on a cluster, a local server with `up`); it is required for those backends, and a
@@ -65,11 +67,9 @@ def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) 
         assert spec.miner is not None  # NeuronSpec fills it in for miners
         backend = spec.miner.backend
         args = ["miner", "serve", "--behaviour", spec.behaviour,
-                "--concurrency", str(spec.miner.concurrency)]
+                *to_flags(spec.miner, MINER_FLAGS)]
         if backend.type == "sim":
-            args += ["--backend", "sim", "--accuracy", str(backend.accuracy),
-                     "--ttft", str(backend.ttft_seconds),
-                     "--tokens-per-s", str(backend.tokens_per_second)]
+            args += ["--backend", "sim", *to_flags(backend, SIM_FLAGS)]
         else:
             if not backend_url:
                 raise ValueError(f"miner.backend.url: a {backend.type} miner needs the URL "
@@ -81,12 +81,7 @@ def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) 
         return args
     assert spec.validator is not None  # NeuronSpec fills it in for validators
     v = spec.validator
-    args = ["validator", "run", "--behaviour", spec.behaviour,
-            "--sample-size", str(v.sample_size), "--timeout", str(v.timeout_seconds),
-            "--interval", str(v.interval_seconds), "--strategy", v.gateway.strategy,
-            "--fan-out", str(v.gateway.fan_out),
-            "--spot-check-rate", str(v.gateway.spot_check_rate),
-            "--spot-check-others", str(v.gateway.spot_check_others),
+    args = ["validator", "run", "--behaviour", spec.behaviour, *to_flags(v, VALIDATOR_FLAGS),
             "--tasks", task_mix_arg(tasks)]
     if v.cabal:
         args += ["--cabal", ",".join(map(str, v.cabal))]

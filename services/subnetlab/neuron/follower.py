@@ -9,13 +9,12 @@ the stream breaks, it reconnects with exponential backoff and says so in the log
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from subnetlab.ledger.client import AsyncLedgerClient, LedgerClientError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +34,9 @@ class ChainFollower:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _last_refresh: int = -(10**9)
 
-    async def refresh(self, client: httpx.AsyncClient) -> Metagraph:
+    async def refresh(self, client: AsyncLedgerClient) -> Metagraph:
         """Fetch the metagraph now and hand it to the callback."""
-        response = await client.get(f"/v1/subnets/{self.netuid}/metagraph")
-        response.raise_for_status()
-        metagraph: Metagraph = response.json()
+        metagraph = await client.metagraph(self.netuid)
         self.metagraph = metagraph
         self._last_refresh = int(metagraph.get("block", self.latest_block))
         if self.on_metagraph is not None:
@@ -51,25 +48,21 @@ class ChainFollower:
     async def run(self) -> None:
         """Follow blocks forever (cancel the task to stop)."""
         backoff = 0.5
-        async with httpx.AsyncClient(base_url=self.ledger_url, timeout=None) as client:
+        async with AsyncLedgerClient(self.ledger_url) as client:
             while True:
                 try:
                     await self.refresh(client)
-                    async with client.stream("GET", "/v1/stream/blocks") as stream:
-                        stream.raise_for_status()
-                        self.connected.set()
+                    async for header in client.blocks(on_open=self.connected.set):
                         backoff = 0.5
-                        async for line in stream.aiter_lines():
-                            if line.startswith("data: "):
-                                await self._on_block(client, json.loads(line[6:]))
-                except (httpx.HTTPError, ValueError) as exc:
+                        await self._on_block(client, header)
+                except (LedgerClientError, ValueError) as exc:
                     self.connected.clear()
                     log.warning("block stream from %s lost (%s); retrying in %.1fs",
                                 self.ledger_url, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
 
-    async def _on_block(self, client: httpx.AsyncClient, header: dict[str, Any]) -> None:
+    async def _on_block(self, client: AsyncLedgerClient, header: dict[str, Any]) -> None:
         self.latest_block = int(header["number"])
         if self.latest_block - self._last_refresh >= self.refresh_blocks:
             await self.refresh(client)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from subnetlab.chain.weights import weights_commit_hash
-from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+from subnetlab.ledger.client import LedgerError
+from subnetlab.neuron.chain_writer import ChainWriter
 from subnetlab.validator.health import Health
 from subnetlab.validator.ledger_reads import LedgerReads
 from subnetlab.validator.metrics import ValidatorMetrics
@@ -73,7 +74,7 @@ class CommitReveal:
                 await self.writer.submit("reveal_weights", {
                     "netuid": self.reads.netuid, "uids": reveal["uids"],
                     "weights": reveal["weights"], "salt": reveal["salt"], "version_key": 0})
-            except ExtrinsicError as exc:
+            except LedgerError as exc:
                 if exc.code == "reveal_too_early":
                     continue
                 self.pending.remove(reveal)

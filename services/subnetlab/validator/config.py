@@ -1,15 +1,28 @@
-"""A validator's settings, checked once when they are made so the loop never meets a bad one."""
+"""A validator's settings, checked once when they are made so the loop never meets a bad one.
+
+The settings a `ValidatorSpec` holds take their defaults and rules from that model
+(`from_spec` builds the config from a spec plus the runner's endpoints)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from subnetlab.keys.keypair import Keypair
+from subnetlab.neuron.flags import SpecFlag, bounds_of, from_flags
+from subnetlab.specs import ValidatorSpec
 from subnetlab.tasks import TASK_KINDS
 from subnetlab.validator.weights import BEHAVIOURS, DEFAULT_ALPHA
 
-MIN_INTERVAL_S = 0.05
-"""The shortest round interval: below it a validator only burns its miners' rate limit."""
+MIN_INTERVAL_S: float = bounds_of(ValidatorSpec, ("interval_seconds",))["ge"]
+"""The shortest round interval (`ValidatorSpec.interval_seconds`'s lower bound): below it a
+validator only burns its miners' rate limit."""
+
+_SPEC = ValidatorSpec()
+_SPEC_FIELDS = (SpecFlag("sample_size", ("sample_size",)),
+                SpecFlag("timeout_s", ("timeout_seconds",)),
+                SpecFlag("round_interval_s", ("interval_seconds",)))
+"""The config's attributes that are `ValidatorSpec` fields: their defaults and ranges are
+the spec's, and errors name the attribute."""
 
 
 @dataclass
@@ -19,24 +32,31 @@ class ValidatorConfig:
     ledger_url: str
     redis_url: str
     behaviour: str = "honest"
-    sample_size: int = 4
-    timeout_s: float = 5.0
-    round_interval_s: float = 1.0
+    sample_size: int = _SPEC.sample_size
+    timeout_s: float = _SPEC.timeout_seconds
+    round_interval_s: float = _SPEC.interval_seconds
     alpha: float = DEFAULT_ALPHA
     cabal: frozenset[int] = frozenset()
     task_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TASK_KINDS, 1.0))
     seed: int | None = None
 
+    @classmethod
+    def from_spec(cls, spec: ValidatorSpec, keypair: Keypair, netuid: int, ledger_url: str,
+                  redis_url: str, behaviour: str,
+                  task_weights: dict[str, float] | None = None) -> ValidatorConfig:
+        """The validator a spec describes, with the runner's endpoints and key."""
+        return cls(keypair, netuid, ledger_url, redis_url, behaviour, spec.sample_size,
+                   spec.timeout_seconds, spec.interval_seconds, cabal=frozenset(spec.cabal),
+                   task_weights=dict.fromkeys(TASK_KINDS, 1.0) if task_weights is None
+                   else task_weights)
+
     def __post_init__(self) -> None:
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour {self.behaviour!r} is not one of {', '.join(BEHAVIOURS)}")
-        if self.sample_size < 1:
-            raise ValueError(f"sample_size must be at least 1, got {self.sample_size}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
-        if not self.round_interval_s >= MIN_INTERVAL_S:
-            raise ValueError(f"round_interval_s must be at least {MIN_INTERVAL_S}, got "
-                             f"{self.round_interval_s}")
+        # The spec's settings are checked by the spec's model: its rules, not a copy of them.
+        from_flags(ValidatorSpec, _SPEC_FIELDS, {"sample_size": self.sample_size,
+                                                 "timeout_s": self.timeout_s,
+                                                 "round_interval_s": self.round_interval_s})
         unknown = set(self.task_weights) - set(TASK_KINDS)
         if unknown:
             raise ValueError(f"unknown task kinds {sorted(unknown)}; known: "

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from subnetlab.neuron.chain_writer import ExtrinsicError
+from subnetlab.ledger.client import LedgerError
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.validator.commit_reveal import CommitReveal
 from subnetlab.validator.config import ValidatorConfig
@@ -70,7 +70,7 @@ class WeightSetter:
         self.stage.now = Stage.WEIGHTS
         try:
             chain = await self.chain.submit(snapshot.weights, epoch, hyper)
-        except ExtrinsicError as exc:
+        except LedgerError as exc:
             self.board.restore(snapshot)
             log.warning("weights not set: epoch=%d code=%s message=%s", epoch, exc.code,
                         exc.message)

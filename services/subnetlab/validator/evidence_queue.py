@@ -14,7 +14,8 @@ from typing import Any
 
 import redis
 
-from subnetlab.neuron.chain_writer import ChainWriter, ExtrinsicError
+from subnetlab.ledger.client import LedgerError
+from subnetlab.neuron.chain_writer import ChainWriter
 from subnetlab.validator.evidence import store_evidence
 from subnetlab.validator.health import Health
 from subnetlab.validator.ledger_reads import LedgerReads
@@ -22,8 +23,8 @@ from subnetlab.validator.stage import Stage, StageMarker
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_REFUSALS = frozenset({"not_ready", "rate_limited", "nonce", "insufficient_balance",
-                                "None"})
+TRANSIENT_REFUSALS = frozenset({"not_ready", "rate_limited", "stale_nonce", "future_nonce",
+                                "insufficient_balance", "bad_response"})
 """Ledger refusals of `commit_evidence` that a later try can get past: the document stays
 queued. Any other refusal would be refused again."""
 MAX_PENDING_EVIDENCE = 64
@@ -68,7 +69,7 @@ class EvidenceQueue:
                 await self.writer.submit("commit_evidence", {
                     "netuid": self.reads.netuid, "epoch": document["epoch"],
                     "digest": digest})
-            except ExtrinsicError as exc:
+            except LedgerError as exc:
                 if exc.code in TRANSIENT_REFUSALS:
                     log.info("evidence commit deferred: epoch=%d code=%s", document["epoch"],
                              exc.code)

@@ -51,6 +51,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from subnetlab.engines import Completion, prompt_text
+from subnetlab.neuron.flags import SpecFlag, from_flags
 from subnetlab.protocol.bodies import (
     MAX_PROMPT_BODY_BYTES,
     BodyError,
@@ -59,6 +60,7 @@ from subnetlab.protocol.bodies import (
     read_capped,
 )
 from subnetlab.protocol.sse import DONE, ChunkWriter, wants_usage
+from subnetlab.specs import GatewaySpec
 from subnetlab.validator.health import one_line
 from subnetlab.validator.miners import MinerAnswer, sample
 from subnetlab.validator.organic import OrganicService
@@ -152,33 +154,49 @@ class Served:
         return self.reference is not None
 
 
+_GATEWAY = GatewaySpec()
+"""`GatewaySpec`'s defaults: the gateway's settings are the spec's, written there once."""
+
+
 @dataclass
 class GatewayConfig:
+    """The gateway's settings: `GatewaySpec`'s (strategy, fan-out, spot-checks), checked by
+    that model, plus what the runner gives (API keys, the body cap)."""
+
     api_keys: frozenset[str]
-    default_strategy: str = "broadcast"
-    fan_out: int = 3
-    spot_check_rate: float = 0.1
+    default_strategy: str = _GATEWAY.strategy
+    fan_out: int = _GATEWAY.fan_out
+    spot_check_rate: float = _GATEWAY.spot_check_rate
     spot_check_threshold: float = DEFAULT_THRESHOLD
-    spot_check_others: int = 2
+    spot_check_others: int = _GATEWAY.spot_check_others
     max_body_bytes: int = MAX_PROMPT_BODY_BYTES
     """The body cap of `/v1/chat/completions` (413 `too_large` past it)."""
+
+    @classmethod
+    def from_spec(cls, spec: GatewaySpec, api_keys: frozenset[str],
+                  max_body_bytes: int = MAX_PROMPT_BODY_BYTES) -> GatewayConfig:
+        """The gateway a validator's spec describes, with the runner's keys and body cap."""
+        return cls(api_keys, spec.strategy, spec.fan_out, spec.spot_check_rate,
+                   spot_check_others=spec.spot_check_others, max_body_bytes=max_body_bytes)
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
-        if self.default_strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.default_strategy!r} is not one of "
-                             f"{', '.join(STRATEGIES)}")
         if not self.api_keys:
             raise ValueError("the gateway needs at least one API key (unauthenticated calls "
                              "are refused)")
-        if not 0.0 <= self.spot_check_rate <= 1.0:
-            raise ValueError(f"spot_check_rate must be in [0, 1], got {self.spot_check_rate}")
-        if self.fan_out < 1:
-            raise ValueError(f"fan_out must be at least 1, got {self.fan_out}")
-        if not 1 <= self.spot_check_others <= 8:
-            raise ValueError(f"spot_check_others must be in [1, 8], got "
-                             f"{self.spot_check_others}")
+        # The spec's settings are checked by the spec's model: its rules, not a copy of them.
+        from_flags(GatewaySpec, _GATEWAY_FIELDS, {
+            "default_strategy": self.default_strategy, "fan_out": self.fan_out,
+            "spot_check_rate": self.spot_check_rate,
+            "spot_check_others": self.spot_check_others})
+
+
+_GATEWAY_FIELDS = (SpecFlag("default_strategy", ("strategy",)), SpecFlag("fan_out", ("fan_out",)),
+                   SpecFlag("spot_check_rate", ("spot_check_rate",)),
+                   SpecFlag("spot_check_others", ("spot_check_others",)))
+"""`GatewayConfig`'s attributes and the `GatewaySpec` fields they hold (errors name the
+attribute)."""
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

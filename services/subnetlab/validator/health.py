@@ -16,7 +16,7 @@ import httpx
 import redis
 
 from subnetlab.engines import EngineError
-from subnetlab.neuron.chain_writer import ExtrinsicError
+from subnetlab.ledger.client import LedgerError, LedgerUnreachable
 
 MAX_BACKOFF_S = 10.0
 
@@ -30,10 +30,13 @@ def dependency_of(exc: BaseException) -> str:
     reference (the reference model), or internal."""
     if isinstance(exc, redis.RedisError):
         return "redis"
-    if isinstance(exc, httpx.HTTPError | LedgerUnavailableError):
+    if isinstance(exc, httpx.HTTPError | LedgerUnavailableError | LedgerUnreachable):
         return "ledger"
-    if isinstance(exc, ExtrinsicError):
-        return "ledger" if exc.code in ("not_ready", "None") else "chain"
+    if isinstance(exc, LedgerError):
+        # A refusal with the chain's code blames the chain; a ledger not ready, answering
+        # 5xx or not answering JSON blames the ledger.
+        unwell = exc.code in ("not_ready", "bad_response") or (exc.status or 0) >= 500
+        return "ledger" if unwell else "chain"
     if isinstance(exc, EngineError):
         return "reference"
     return "internal"

@@ -69,7 +69,7 @@ class Validator:
         self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=5,
                                           socket_connect_timeout=5)
         self.http = http if http is not None else httpx.AsyncClient(timeout=config.timeout_s)
-        self.reads = LedgerReads(self.writer.http, config.netuid, config.hotkey)
+        self.reads = LedgerReads(self.writer.client, config.netuid, config.hotkey)
         self.grader = Grader(self.reference, self.health, self.metrics)
         self.board = Scoreboard(self.metrics)
         self.scoring = ScoringRound(config, self.follower, self.http, self.grader, self.board,

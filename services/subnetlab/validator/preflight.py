@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import redis
+
+from subnetlab.ledger.client import AsyncLedgerClient, LedgerError, LedgerUnreachable
 
 
 class PreflightError(RuntimeError):
@@ -22,25 +23,23 @@ class PreflightError(RuntimeError):
 async def check_ledger(ledger_url: str, netuid: int, wait_s: float) -> None:
     """The ledger answers and holds subnet `netuid`; waits up to `wait_s` for it."""
     try:
-        url = httpx.URL(ledger_url)
-    except httpx.InvalidURL as exc:
-        raise PreflightError(f"--ledger {ledger_url}: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise PreflightError(f"--ledger {ledger_url}: must look like http://HOST:PORT")
+        client = AsyncLedgerClient(ledger_url, timeout=5)
+    except ValueError:
+        raise PreflightError(f"--ledger {ledger_url}: must look like http://HOST:PORT") from None
     deadline = time.monotonic() + wait_s
     reason = "no answer"
-    async with httpx.AsyncClient(base_url=ledger_url, timeout=5) as http:
+    async with client:
         while True:
             try:
-                response = await http.get(f"/v1/subnets/{netuid}")
-                if response.status_code == 200:
-                    return
-                if response.status_code == 404:
+                await client.subnet(netuid)
+                return
+            except LedgerError as exc:
+                if exc.status == 404:
                     raise PreflightError(f"--netuid {netuid}: no such subnet on the ledger at "
-                                         f"{ledger_url}")
-                reason = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                reason = str(exc) or type(exc).__name__
+                                         f"{ledger_url}") from None
+                reason = f"HTTP {exc.status}"
+            except LedgerUnreachable as exc:
+                reason = str(exc)
             if time.monotonic() >= deadline:
                 raise PreflightError(f"--ledger {ledger_url}: unreachable after {wait_s:g} s "
                                      f"({reason})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from subnetlab.engines import (
     Backend,
@@ -20,11 +20,12 @@ from subnetlab.engines import (
     SimModel,
     VllmBackend,
 )
+from subnetlab.specs import ReferenceBackend
 from subnetlab.urls import check_http_url
 from subnetlab.validator.health import Health
 from subnetlab.validator.metrics import ValidatorMetrics
 
-REFERENCE_BACKENDS = ("sim", "openai", "vllm")
+REFERENCE_BACKENDS: tuple[str, ...] = get_args(ReferenceBackend)
 
 
 def simulated_oracle() -> SimBackend:

@@ -13,9 +13,10 @@ from typing import Any
 
 from subnetlab.chain.yuma import max_upscale_u16
 from subnetlab.protocol.metagraph import occupied
+from subnetlab.specs import VALIDATOR_BEHAVIOURS
 from subnetlab.validator.miners import miners_of
 
-BEHAVIOURS = ("honest", "weight-copier", "cabal", "lazy")
+BEHAVIOURS = VALIDATOR_BEHAVIOURS
 DEFAULT_ALPHA = 0.1
 
 
