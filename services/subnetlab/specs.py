@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -381,6 +381,43 @@ class ValidatorSpec(_Model):
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
 
 
+class MinerWords(NamedTuple):
+    """How a caller names what the miner rules talk about: the spec's fields, or flags."""
+
+    behaviour: str = "behaviour"
+    backend: str = "backend type"
+    sybil_needs: str = "how many further hotkeys its engine serves, at least 1"
+
+
+SPEC_WORDS = MinerWords()
+"""The Neuron spec's words for `miner_problem`."""
+
+
+def miner_problem(behaviour: str, backend: str, copy_from: bool, sybil: bool,
+                  words: MinerWords = SPEC_WORDS) -> tuple[str, str] | None:
+    """Which setting does not fit the miner `behaviour`, and why: `("copy_from" | "sybil" |
+    "backend", reason)`, or None.
+
+    One rule for a Neuron's `miner` settings and `miner serve`'s flags (the CEL rules on
+    `NeuronSpec` say it to the API server): a copycat needs the engine it copies, a sybil its
+    further hotkeys, a passthrough miner an openai upstream; settings given to another
+    behaviour would be silently ignored, so they are refused. `words` names the fields.
+    """
+    b = words.behaviour
+    if behaviour == "copycat" and not copy_from:
+        return "copy_from", f"{b} copycat needs it (the engine URL it copies)"
+    if behaviour != "copycat" and copy_from:
+        return "copy_from", f"only applies to {b} copycat, not {behaviour}"
+    if behaviour == "sybil" and not sybil:
+        return "sybil", f"{b} sybil needs it ({words.sybil_needs})"
+    if behaviour != "sybil" and sybil:
+        return "sybil", f"only applies to {b} sybil, not {behaviour}"
+    if behaviour == "passthrough" and backend != "openai":
+        return "backend", (f"{b} passthrough forwards to an upstream API: it needs "
+                           f"{words.backend} openai (with its url and model), not {backend}")
+    return None
+
+
 def cabal_problem(behaviour: str, cabal: Collection[int],
                   behaviour_field: str = "behaviour") -> str | None:
     """Why the `cabal` uids do not fit the validator `behaviour` (None: they do).
@@ -496,6 +533,11 @@ def _one_of(values: Iterable[str]) -> str:
     return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
+_MINER_FIELDS = {"copy_from": "miner.copyFrom", "sybil": "miner.sybilHotkeys",
+                 "backend": "miner.backend.type"}
+"""`miner_problem`'s settings as a Neuron's field paths."""
+
+
 class NeuronSpec(_Model):
     model_config = ConfigDict(json_schema_extra=_schema_rules(
         cel(f"self.role == 'miner' ? self.behaviour in {_one_of(MINER_BEHAVIOURS)} "
@@ -551,20 +593,11 @@ class NeuronSpec(_Model):
             if self.validator is not None:
                 raise FieldError("validator", "a miner takes `miner` settings, not `validator`")
             self.miner = self.miner or MinerSpec()
-            if self.behaviour == "copycat" and not self.miner.copy_from:
-                raise FieldError("miner.copyFrom", "behaviour copycat needs it (the engine URL "
-                                 "it copies)")
-            if self.behaviour != "copycat" and self.miner.copy_from:
-                raise FieldError("miner.copyFrom", "only applies to behaviour copycat")
-            if self.behaviour == "sybil" and self.miner.sybil_hotkeys is None:
-                raise FieldError("miner.sybilHotkeys", "behaviour sybil needs it (how many "
-                                 "further hotkeys its engine serves, at least 1)")
-            if self.behaviour != "sybil" and self.miner.sybil_hotkeys is not None:
-                raise FieldError("miner.sybilHotkeys", "only applies to behaviour sybil")
-            if self.behaviour == "passthrough" and self.miner.backend.type != "openai":
-                raise FieldError("miner.backend.type", "behaviour passthrough forwards to an "
-                                 "upstream API: it needs backend type openai (with its url and "
-                                 f"model), not {self.miner.backend.type}")
+            if misfit := miner_problem(self.behaviour, self.miner.backend.type,
+                                       self.miner.copy_from is not None,
+                                       self.miner.sybil_hotkeys is not None):
+                field, reason = misfit
+                raise FieldError(_MINER_FIELDS[field], reason)
         else:
             if self.miner is not None:
                 raise FieldError("miner", "a validator takes `validator` settings, not `miner`")

@@ -16,7 +16,7 @@ Stable interface:
 
 ``cluster`` (package: the node is stopped once tests/e2e is done, not at the end of the
     whole run) -> :class:`Cluster`
-    ``.kubectl(*args, check=True, input=None, timeout=120)``, ``.ledger_get(path)``,
+    ``.kubectl(*args, check=True, input=None, timeout=120)``, ``.chain`` (a `LedgerClient`),
     ``.helm(*args)``, ``.image``, ``.release``, ``.release_ns``, ``.env``
 ``demo`` (package) -> str
     a namespace running manifests/examples/default.yaml, every Neuron Ready; shared by the
@@ -35,12 +35,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from subnetlab.ledger.client import LedgerClient
 from tests.k8s.conftest import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,10 +102,10 @@ class Cluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def ledger_get(self, path: str) -> Any:
-        response = httpx.get(f"{self.ledger}{path}", timeout=10.0)
-        response.raise_for_status()
-        return response.json()
+    @cached_property
+    def chain(self) -> LedgerClient:
+        """The ledger, through the one ledger client (closed with the fixture)."""
+        return LedgerClient(self.ledger, timeout=10.0)
 
 
 def _exports(text: str) -> dict[str, str]:
@@ -133,9 +134,12 @@ def cluster() -> Iterator[Cluster]:
             pytest.fail("KUBECONFIG and SUBNETLAB_E2E_IMAGE are set, so the e2e tests use that "
                         "cluster: SUBNETLAB_LEDGER must be its ledger's URL reachable from here "
                         "(e.g. kubectl port-forward svc/subnetlab-ledger 9944)", pytrace=False)
-        yield Cluster(kubeconfig=str(given[0]), ledger=ledger, image=str(given[1]),
-                      release=os.environ.get("SUBNETLAB_E2E_RELEASE", "subnetlab"),
-                      release_ns=os.environ.get("SUBNETLAB_E2E_RELEASE_NS", "subnetlab"))
+        given_cluster = Cluster(
+            kubeconfig=str(given[0]), ledger=ledger, image=str(given[1]),
+            release=os.environ.get("SUBNETLAB_E2E_RELEASE", "subnetlab"),
+            release_ns=os.environ.get("SUBNETLAB_E2E_RELEASE_NS", "subnetlab"))
+        yield given_cluster
+        given_cluster.chain.close()
         return
     status = subprocess.run(["bash", str(CLUSTER_SH), "status"], capture_output=True, text=True,
                             check=False)
@@ -156,6 +160,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield cl
     finally:
+        cl.chain.close()
         if cl.started_here and os.environ.get("SUBNETLAB_E2E_KEEP") != "1":
             subprocess.run(["bash", str(CLUSTER_SH), "down"], capture_output=True, text=True,
                            timeout=600, check=False)
@@ -239,10 +244,10 @@ def in_cluster_python(cluster: Cluster, namespace: str, code: str, timeout: floa
 
 def wait_epochs(cluster: Cluster, netuid: int, count: int, timeout: float) -> dict[str, Any]:
     """Wait until the ledger has run `count` more epochs of `netuid`; its subnet record."""
-    start = int(cluster.ledger_get(f"/v1/subnets/{netuid}")["epochs_run"])
+    start = int(cluster.chain.subnet(netuid)["epochs_run"])
 
     def advanced() -> dict[str, Any] | None:
-        info: dict[str, Any] = cluster.ledger_get(f"/v1/subnets/{netuid}")
+        info: dict[str, Any] = cluster.chain.subnet(netuid)
         return info if int(info["epochs_run"]) >= start + count else None
 
     info = eventually(advanced, timeout, f"{count} epochs of subnet {netuid}")

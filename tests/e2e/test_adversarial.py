@@ -85,7 +85,7 @@ def test_every_behaviour_runs_and_is_paid_accordingly(cluster: Cluster, adversar
     assert len(sybil.get("sybilUids", [])) == 2
 
     def paid() -> dict[str, float] | None:
-        graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+        graph = cluster.chain.metagraph(netuid)["neurons"]
         values = {name: float(graph[n["status"]["uid"]]["incentive"])
                   for name, n in by_name.items() if n["spec"]["role"] == "miner"}
         earning = ("honest-miner-0", "honest-miner-1", "passthrough-miner", "sybil-miner")
@@ -96,5 +96,5 @@ def test_every_behaviour_runs_and_is_paid_accordingly(cluster: Cluster, adversar
     assert values["lazy-miner"] == 0.0
     # the copier sets weights like anyone else: it holds a permit and earns dividends
     copier = neuron_named(cluster, adversarial, "copier-validator")["status"]
-    graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+    graph = cluster.chain.metagraph(netuid)["neurons"]
     assert graph[copier["uid"]]["validator_permit"]

@@ -36,7 +36,7 @@ def test_every_neuron_ready_and_epochs_advance(cluster: Cluster, demo: str) -> N
     info = wait_epochs(cluster, netuid, 2, timeout=300)
     assert info["n"] >= DEFAULT_NEURONS
     # every Neuron's uid is registered on the in-cluster ledger under its hotkey
-    graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+    graph = cluster.chain.metagraph(netuid)["neurons"]
     for name, neuron in _by_name(cluster, demo).items():
         status = neuron["status"]
         assert graph[status["uid"]]["hotkey"] == status["hotkey"], name
@@ -46,7 +46,7 @@ def test_lazy_miner_earns_nothing_and_honest_miners_earn(cluster: Cluster, demo:
     netuid = netuid_of(cluster, demo)
 
     def incentives() -> dict[str, float] | None:
-        graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+        graph = cluster.chain.metagraph(netuid)["neurons"]
         uids = {name: n["status"]["uid"] for name, n in _by_name(cluster, demo).items()
                 if n["spec"]["role"] == "miner"}
         values = {name: float(graph[uid]["incentive"]) for name, uid in uids.items()}

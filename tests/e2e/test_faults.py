@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
+from subnetlab.ledger.client import LedgerClientError
 from tests.e2e.conftest import (
     DEFAULT_NEURONS,
     Cluster,
@@ -80,8 +80,8 @@ def test_deleted_miner_pod_is_replaced_and_earns_again(cluster: Cluster, demo: s
     start = wait_epochs(cluster, netuid, 1, timeout=120)["epochs_run"]
 
     def earning() -> bool:
-        graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
-        info = cluster.ledger_get(f"/v1/subnets/{netuid}")
+        graph = cluster.chain.metagraph(netuid)["neurons"]
+        info = cluster.chain.subnet(netuid)
         return info["epochs_run"] > start and float(graph[uid]["incentive"]) > 0
 
     eventually(earning, 300, "miner-0's incentive to be positive after its pod came back")
@@ -90,8 +90,8 @@ def test_deleted_miner_pod_is_replaced_and_earns_again(cluster: Cluster, demo: s
 def test_ledger_pod_restart_keeps_every_block(cluster: Cluster, demo: str) -> None:
     ns, release = cluster.release_ns, cluster.release
     netuid = netuid_of(cluster, demo)
-    height = int(cluster.ledger_get("/v1/chain")["block"])
-    block = cluster.ledger_get(f"/v1/blocks/{height}")
+    height = int(cluster.chain.chain()["block"])
+    block = cluster.chain.block(height)
     operator_restarts = _restarts(cluster, ns, "app.kubernetes.io/component=operator")
     validator_restarts = _restarts(cluster, demo, "subnetlab.io/role=validator")
     pods = cluster.get_json("pods", "-n", ns, "-l", "app.kubernetes.io/component=ledger")["items"]
@@ -102,13 +102,13 @@ def test_ledger_pod_restart_keeps_every_block(cluster: Cluster, demo: str) -> No
 
     def serving() -> bool:
         try:
-            return int(cluster.ledger_get("/v1/chain")["block"]) > height
-        except httpx.HTTPError:  # connection refused while the pod starts
+            return int(cluster.chain.chain()["block"]) > height
+        except LedgerClientError:  # refused or not ready while the pod starts
             return False
 
     eventually(serving, 300, "the restarted ledger to serve blocks past the old height")
     # `persisted_at` is the old process's own measurement, not part of the block
-    after = cluster.ledger_get(f"/v1/blocks/{height}")
+    after = cluster.chain.block(height)
     assert {k: v for k, v in after.items() if k != "persisted_at"} == {
         k: v for k, v in block.items() if k != "persisted_at"}, "block changed after restart"
     verify = cluster.kubectl("exec", "-n", ns, f"deployment/{release}-ledger", "--",
@@ -152,7 +152,7 @@ def test_deleting_the_subnet_releases_everything(cluster: Cluster) -> None:
         netuid = netuid_of(cluster, namespace)
         owner = cluster.get_json("subnet.subnetlab.io", "demo", "-n", namespace)["status"]["owner"]
         hotkeys = [n["status"]["hotkey"] for n in neurons(cluster, namespace)]
-        staked = {p["hotkey"] for p in cluster.ledger_get(f"/v1/accounts/{owner}")["stake"]}
+        staked = {p["hotkey"] for p in cluster.chain.account(owner)["stake"]}
         assert staked & set(hotkeys), "the owner's stake should sit on the neurons' hotkeys"
         cluster.kubectl("delete", "subnet.subnetlab.io", "demo", "-n", namespace,
                         "--wait=true", "--timeout=300s", timeout=320)
@@ -160,9 +160,9 @@ def test_deleting_the_subnet_releases_everything(cluster: Cluster) -> None:
             def gone(kind: str = kind) -> bool:
                 return not cluster.get_json(kind, "-n", namespace)["items"]
             eventually(gone, 180, f"every {kind} in {namespace} to be gone")
-        graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+        graph = cluster.chain.metagraph(netuid)["neurons"]
         registered = {row["hotkey"] for row in graph if not row.get("vacant")}
         assert not registered & set(hotkeys), "a deleted Neuron's hotkey is still registered"
         # the owner's stake came back: no position left on any of those hotkeys
-        staked = {p["hotkey"] for p in cluster.ledger_get(f"/v1/accounts/{owner}")["stake"]}
+        staked = {p["hotkey"] for p in cluster.chain.account(owner)["stake"]}
         assert not staked & set(hotkeys), "stake is still on a deleted Neuron's hotkey"

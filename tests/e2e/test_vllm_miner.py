@@ -149,7 +149,7 @@ def test_the_vllm_miner_earns(cluster: Cluster, vllm_net: VllmNet) -> None:
     wait_epochs(cluster, netuid, 1, timeout=300)
 
     def incentive() -> float:
-        graph = cluster.ledger_get(f"/v1/subnets/{netuid}/metagraph")["neurons"]
+        graph = cluster.chain.metagraph(netuid)["neurons"]
         return float(graph[uid]["incentive"])
 
     value = eventually(incentive, 420, "the vLLM miner's incentive to be positive")

@@ -1099,5 +1099,11 @@ def test_a_sybil_registers_each_hotkey_serves_them_from_one_pod_and_releases_the
     assert alice_stake_on(ledger, st["hotkey"]) == 0
     released = [e["message"] for e in events(plane, ns)
                 if e["involvedObject"]["name"] == "sy" and e["reason"] == "Deregistered"]
-    assert len(released) == 3, released  # 1 shrink + 2 deletion
+    # Each hotkey left exactly once (1 shrink + 2 deletion). A finalizer pass that kopf runs
+    # again (its progress patch lost to a concurrent status write) repeats nothing on the
+    # chain: it only reports, for a hotkey already gone, that it holds no uid any more.
+    left_once = [m for m in released if " left netuid " in m]
+    assert sorted(m.split(" left netuid ")[0].split()[-1] for m in left_once) == sorted(
+        hotkeys), released
+    assert all(" holds no uid on netuid " in m for m in released if m not in left_once), released
 

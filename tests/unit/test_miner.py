@@ -89,6 +89,26 @@ def test_options_that_do_not_apply_or_are_out_of_range_are_refused(
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(("options", "line"), [
+    (MinerOptions(behaviour="copycat"),
+     "--copy-from: --behaviour copycat needs it (the engine URL it copies)"),
+    (MinerOptions(behaviour="lazy", copy_from="http://x"),
+     "--copy-from http://x: only applies to --behaviour copycat, not lazy"),
+    (MinerOptions(behaviour="sybil"), "--sybil-key: --behaviour sybil needs it (a NAME for "
+                                      "each further hotkey the same engine serves; repeat the "
+                                      "flag)"),
+    (MinerOptions(sybil_keys=("b", "c")), "--sybil-key b,c: only applies to --behaviour sybil, "
+                                          "not honest"),
+    (MinerOptions(behaviour="passthrough", backend="vllm", backend_url="http://x"),
+     "--backend vllm: --behaviour passthrough forwards to an upstream API: it needs --backend "
+     "openai (with its url and model), not vllm"),
+])
+def test_the_behaviour_rules_are_the_specs_said_in_flags(options: MinerOptions,
+                                                         line: str) -> None:
+    """`specs.miner_problem` is the one rule for a Neuron's miner settings and these flags."""
+    assert _message(options) == line
+
+
 def test_options_that_apply_are_accepted() -> None:
     for options in (
         MinerOptions(),

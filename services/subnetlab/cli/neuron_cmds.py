@@ -13,7 +13,14 @@ from pydantic import BaseModel
 
 from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
 from subnetlab.cli.server_options import DrainSeconds, LogLevel, resolve_redis
-from subnetlab.cli.shared import DEFAULT_LEDGER_URL, LedgerUrl, Netuid, NetuidArg
+from subnetlab.cli.shared import (
+    DEFAULT_LEDGER_URL,
+    HotkeyName,
+    LedgerUrl,
+    Netuid,
+    NetuidArg,
+    NeuronWallet,
+)
 from subnetlab.cli.signer import DevKey
 from subnetlab.keys.keypair import Keypair
 from subnetlab.neuron.flags import VALIDATOR_FLAGS, default_of, from_flags, range_text
@@ -31,9 +38,6 @@ from subnetlab.specs import (
 miner_app = typer.Typer(help="Run a miner.", no_args_is_help=True, cls=OneLineGroup)
 validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True, cls=OneLineGroup)
 
-Wallet = Annotated[str | None, typer.Option("--wallet", "--name", metavar="NAME",
-                                            help="Wallet name (as on the chain commands).")]
-Hotkey = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
 Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
 
@@ -80,8 +84,8 @@ def miner_serve(
     netuid: Netuid = 1,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     dev_key: DevKey = None,
-    wallet: Wallet = None,
-    hotkey: Hotkey = "default",
+    wallet: NeuronWallet = None,
+    hotkey: HotkeyName = "default",
     host: Host = "127.0.0.1",
     port: Port = 8091,
     external_host: Annotated[
@@ -204,8 +208,8 @@ def validator_run(
     netuid: Netuid = 1,
     ledger: LedgerUrl = DEFAULT_LEDGER_URL,
     dev_key: DevKey = None,
-    wallet: Wallet = None,
-    hotkey: Hotkey = "default",
+    wallet: NeuronWallet = None,
+    hotkey: HotkeyName = "default",
     redis_url: Annotated[
         str | None, typer.Option("--redis-url", help="Evidence store; default: embedded.")
     ] = None,

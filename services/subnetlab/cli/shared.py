@@ -45,6 +45,7 @@ __all__ = [
     "LedgerUrl",
     "Netuid",
     "NetuidArg",
+    "NeuronWallet",
     "WalletName",
     "ask_password",
     "check_address",
@@ -56,16 +57,27 @@ __all__ = [
     "progress",
     "report",
     "submit",
+    "wallet_option",
     "whole_number",
 ]
 
 console = Console(highlight=False, soft_wrap=True)
 _status_console = Console(stderr=True, highlight=False)
 
-WalletName = Annotated[
-    str, typer.Option("--name", "--wallet",
-                      help="Wallet name (a folder under $SUBNETLAB_HOME/wallets).")
-]
+def wallet_option(help_tail: str = "", show_default: bool = True) -> Any:
+    """The one `--name`/`--wallet` option: its spelling and help are written here only; what
+    a command does without one (a default wallet, a dev key instead, an error) differs, and
+    only `help_tail` says so."""
+    return typer.Option("--name", "--wallet", metavar="NAME", show_default=show_default,
+                        help=f"Wallet name (a folder under $SUBNETLAB_HOME/wallets).{help_tail}")
+
+
+WalletName = Annotated[str, wallet_option()]
+"""A wallet command's wallet (`default` when not given)."""
+NeuronWallet = Annotated[str | None, wallet_option(" Or --dev-key; one of the two is needed.",
+                                                   show_default=False)]
+"""A neuron's wallet: no default, since a neuron with neither a wallet nor a dev key is an
+error, not the `default` wallet by surprise."""
 HotkeyName = Annotated[str, typer.Option("--hotkey", help="Hotkey name in the wallet.")]
 
 

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from subnetlab.cli.errors import checked, fail
-from subnetlab.cli.shared import ask_password
+from subnetlab.cli.shared import ask_password, wallet_option
 from subnetlab.keys.keypair import Keypair
 from subnetlab.keys.ss58 import is_valid_ss58
 from subnetlab.ledger.client import LedgerClient
@@ -35,11 +35,8 @@ from subnetlab.wallet import (
 DEFAULT_WALLET = "default"
 
 SignerWallet = Annotated[
-    str | None,
-    typer.Option("--name", "--wallet", metavar="NAME", show_default=False,
-                 help="Wallet name (a folder under $SUBNETLAB_HOME/wallets). "
-                      f"\\[default: {DEFAULT_WALLET}]"),
-]
+    str | None, wallet_option(f" \\[default: {DEFAULT_WALLET}]", show_default=False)]
+"""A signer's wallet: None tells "not given" from `default`, so --dev-key can exclude it."""
 DevKey = Annotated[
     str | None,
     typer.Option("--dev-key", metavar="NAME", show_default=False,

@@ -31,7 +31,7 @@ from subnetlab.protocol.guard import RequestGuard
 from subnetlab.protocol.limits import RateLimit
 from subnetlab.protocol.metagraph import StaticMetagraph
 from subnetlab.protocol.priority import StakePriorityGate
-from subnetlab.specs import MinerSpec, SimBackendSpec
+from subnetlab.specs import MinerSpec, MinerWords, SimBackendSpec, miner_problem
 from subnetlab.tasks import KINDS, parse_kind_values
 from subnetlab.urls import check_http_url
 
@@ -103,20 +103,8 @@ def check_options(o: MinerOptions) -> None:
     sim_spec(o)  # the sim flags' ranges are SimBackendSpec's
     if o.task_accuracy is not None:
         parse_task_accuracy(o.task_accuracy)
-    if o.behaviour == "passthrough" and o.backend != "openai":
-        raise ValueError(f"--behaviour passthrough forwards to an upstream API: it needs "
-                         f"--backend openai --backend-url URL, not --backend {o.backend}")
-    if o.behaviour == "copycat" and not o.copy_from:
-        raise ValueError("--behaviour copycat needs --copy-from URL (the engine it copies)")
-    if o.behaviour != "copycat" and o.copy_from is not None:
-        raise ValueError(f"--copy-from applies only to --behaviour copycat, "
-                         f"not {o.behaviour}")
+    _check_behaviour(o)
     check_http_url("--copy-from", o.copy_from)
-    if o.behaviour == "sybil" and not o.sybil_keys:
-        raise ValueError("--behaviour sybil needs --sybil-key NAME (each further hotkey the "
-                         "same engine serves)")
-    if o.behaviour != "sybil" and o.sybil_keys:
-        raise ValueError(f"--sybil-key applies only to --behaviour sybil, not {o.behaviour}")
     parse_blacklist(o.blacklist)
     _check_number("--rate-limit", o.rate_limit, lo=0.0, hi=1e9)
     _check_number("--rate-burst", o.rate_burst, lo=1.0, hi=1e9)
@@ -127,6 +115,25 @@ def check_options(o: MinerOptions) -> None:
     if not 1 <= o.max_body_bytes <= MAX_BODY_BYTES_LIMIT:
         raise ValueError(f"--max-body-bytes {o.max_body_bytes}: must be in "
                          f"[1, {MAX_BODY_BYTES_LIMIT}]")
+
+
+_FLAG_WORDS = MinerWords(behaviour="--behaviour", backend="--backend",
+                         sybil_needs="a NAME for each further hotkey the same engine "
+                                     "serves; repeat the flag")
+
+
+def _check_behaviour(o: MinerOptions) -> None:
+    """The spec's miner rules (`specs.miner_problem`), said in flags: `--copy-from URL: only
+    applies to --behaviour copycat, not honest`."""
+    problem = miner_problem(o.behaviour, o.backend, o.copy_from is not None,
+                            bool(o.sybil_keys), _FLAG_WORDS)
+    if problem is None:
+        return
+    field, reason = problem
+    flag, value = {"copy_from": ("--copy-from", o.copy_from),
+                   "sybil": ("--sybil-key", ",".join(o.sybil_keys)),
+                   "backend": ("--backend", o.backend)}[field]
+    raise ValueError(f"{flag} {value}: {reason}" if value else f"{flag}: {reason}")
 
 
 def _check_number(flag: str, value: float | None, lo: float, hi: float) -> None:
