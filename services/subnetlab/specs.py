@@ -248,9 +248,14 @@ _SIM = SimModel()
 """The simulated engine's own defaults: a sim backend's, written once (in `engines`)."""
 
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+"""A chance, 0 to 1: a sim engine's accuracy (overall, or per task kind on the command
+line)."""
+
+
 class SimBackendSpec(_Model):
     type: Literal["sim"] = "sim"
-    accuracy: float = Field(_SIM.default_accuracy, ge=0, le=1)
+    accuracy: Probability = _SIM.default_accuracy
     ttft_seconds: float = Field(_SIM.ttft_s, ge=0, le=60)
     tokens_per_second: float = Field(_SIM.tokens_per_s, gt=0, le=1e6)
 
@@ -310,6 +315,8 @@ class OpenAIBackendSpec(_Model):
 
 Backend = Annotated[SimBackendSpec | VllmBackendSpec | OpenAIBackendSpec,
                     Field(discriminator="type")]
+BackendType = Literal["sim", "openai", "vllm"]
+"""A miner backend's `type`: where its answers come from (`miner serve --backend`)."""
 
 
 MAX_SYBIL_HOTKEYS = 64
@@ -317,7 +324,9 @@ MAX_SYBIL_HOTKEYS = 64
 
 class MinerSpec(_Model):
     backend: Backend = Field(default_factory=SimBackendSpec)
-    copy_from: HttpUrl | None = Field(None, description="copycat: the engine URL it copies.")
+    copy_from: EngineUrl | None = Field(
+        None, description=f"copycat: the engine URL it copies ({LOCAL_SIM_ENGINE}: the simulated "
+        "engine `subnetlab up` starts).")
     sybil_hotkeys: int | None = Field(
         None, ge=1, le=MAX_SYBIL_HOTKEYS,
         description="sybil: how many further hotkeys the same engine serves, each registered "
@@ -642,7 +651,7 @@ class Network(BaseModel):
         return SpecError(f"{self.where(resource)}: {field}: {reason}")
 
 
-_UNION_TAGS = {"backend": {"sim", "vllm", "openai"}}
+_UNION_TAGS = {"backend": set(get_args(BackendType))}
 """Discriminated unions by field: pydantic puts the tag in an error's location
 (`backend.openai.url`); the spec's path has no such step (`backend.url`)."""
 assert _UNION_TAGS["backend"] == {m.model_fields["type"].default for m in (

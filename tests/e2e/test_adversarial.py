@@ -1,11 +1,11 @@
 """The adversarial example on a real cluster.
 
 Every behaviour of manifests/examples/adversarial.yaml runs as pods: a weight-copying
-validator, a lazy miner, a sybil (one engine, three registered hotkeys) and a passthrough
-miner. The example's passthrough URL `local-sim-engine` names the engine `subnetlab up`
-starts; on a cluster the test runs that same engine (`subnetlab engine serve`) as a
-Deployment and Service and points the passthrough miner at it, as a user would with any
-OpenAI-compatible endpoint.
+validator, a lazy miner, a sybil (one engine, three registered hotkeys), a passthrough
+miner and a copycat. The example's URL `local-sim-engine` (the passthrough's backend, the
+engine the copycat copies) names the engine `subnetlab up` starts; on a cluster the test
+runs that same engine (`subnetlab engine serve`) as a Deployment and Service and points
+both miners at it, as a user would with any OpenAI-compatible endpoint.
 """
 
 from __future__ import annotations
@@ -57,12 +57,17 @@ def _engine(image: str) -> str:
 
 
 def _example_on_cluster(namespace: str) -> str:
-    """adversarial.yaml with the passthrough miner pointed at the in-cluster engine."""
+    """adversarial.yaml with the passthrough miner, and the engine the copycat copies,
+    pointed at the in-cluster engine."""
     docs = list(yaml.safe_load_all((REPO / "manifests/examples/adversarial.yaml").read_text()))
+    url = f"http://{ENGINE}.{namespace}.svc:8200"
     for doc in docs:
-        backend = doc.get("spec", {}).get("miner", {}).get("backend", {})
+        miner = doc.get("spec", {}).get("miner", {})
+        backend = miner.get("backend", {})
         if backend.get("url") == "local-sim-engine":
-            backend["url"] = f"http://{ENGINE}.{namespace}.svc:8200"
+            backend["url"] = url
+        if miner.get("copyFrom") == "local-sim-engine":
+            miner["copyFrom"] = url
     return yaml.safe_dump_all(docs)
 
 
@@ -88,10 +93,11 @@ def test_every_behaviour_runs_and_is_paid_accordingly(cluster: Cluster, adversar
         graph = cluster.chain.metagraph(netuid)["neurons"]
         values = {name: float(graph[n["status"]["uid"]]["incentive"])
                   for name, n in by_name.items() if n["spec"]["role"] == "miner"}
-        earning = ("honest-miner-0", "honest-miner-1", "passthrough-miner", "sybil-miner")
+        earning = ("honest-miner-0", "honest-miner-1", "passthrough-miner", "copycat-miner",
+                   "sybil-miner")
         return values if all(values[m] > 0 for m in earning) else None
 
-    values = eventually(paid, 420, "the honest, passthrough and sybil miners to earn")
+    values = eventually(paid, 420, "the honest, passthrough, copycat and sybil miners to earn")
     assert values is not None
     assert values["lazy-miner"] == 0.0
     # the copier sets weights like anyone else: it holds a permit and earns dividends

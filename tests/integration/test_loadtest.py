@@ -103,6 +103,8 @@ def test_organic_load_figures_match_the_gateways(testnet: tuple[Path, Path]) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout)
     after = organic_samples(urls)
+    assert isinstance(result["testnet"]["seed"], int)
+    assert any("sim engines" in item for item in result["testnet"]["simulated"])
     print(json.dumps({s: {k: v for k, v in r.items() if k != "metrics"}
                       for s, r in result["strategies"].items()}))
 
@@ -191,6 +193,11 @@ def test_table_output_and_bad_inputs_send_nothing(testnet: tuple[Path, Path]) ->
                       "spot-check", "--duration", "2", "--users", "1", timeout=300)
     assert table.returncode == 0, table.stderr[-3000:]
     assert "spot-check" in table.stdout and "N+V mean" in table.stdout
+    # what the testnet was: its seed (run.json's) and its simulated and real parts
+    seed = json.loads((run_dir / "run.json").read_text())["seed"]
+    assert f"testnet seed: {seed}" in table.stdout
+    assert "simulated: inference: sim engines" in table.stdout
+    assert "real: chain: the ledger process" in table.stdout
 
 
 def test_request_rules() -> None:

@@ -9,7 +9,8 @@ figures; the official OpenAI Python client talks to a miner through a signing tr
 a passthrough miner forwards to its upstream; an upstream that breaks off mid-stream ends
 the miner's stream with an error event (a 502 when nothing was sent yet), and each stream
 is counted by how it ended; `/metrics` shows backend seconds, tokens and the queue depth
-of the requests made; and every way the command can fail to start is one `error:` line,
+of the requests made; every answer, whole or streamed (a broken one too), is signed by the
+hotkey it was asked of; and every way the command can fail to start is one `error:` line,
 no traceback.
 """
 
@@ -41,7 +42,8 @@ from subnetlab.engines import sum_metric
 from subnetlab.keys.keypair import Keypair
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.processes import Child, Supervisor
-from subnetlab.protocol.epistula import sign_request
+from subnetlab.protocol.answers import AnswerRejected, check_answer, split_stream
+from subnetlab.protocol.epistula import UUID, sign_request
 from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import LedgerProcess, free_port, wait_until
 from tests.integration.test_cli_offline import one_error_line
@@ -269,7 +271,9 @@ def _counted(net: Net, miner: str, caller: str, outcome: str) -> float:
 
 
 def _data_lines(response: httpx.Response) -> list[str]:
-    return [line.removeprefix("data: ") for line in response.iter_lines() if line]
+    """The `data:` events (not the signature comment that ends a miner's stream)."""
+    return [line.removeprefix("data: ") for line in response.iter_lines()
+            if line.startswith("data: ")]
 
 
 def _events(url: str, caller: Keypair, signed_for: str, body: dict[str, Any]
@@ -421,6 +425,46 @@ def test_a_copycat_answers_with_the_engine_it_copies_and_claims_no_compute(net: 
     assert sum_metric(after, tokens) == sum_metric(before, tokens) == 0
     ok = (VALIDATOR.ss58_address, "ok")
     assert _requests(after)[ok] - _requests(before).get(ok, 0.0) == 2
+
+
+# ---- signed answers ---------------------------------------------------------------------------
+
+
+def _raw_stream(url: str, signed_for: str, body: dict[str, Any]) -> tuple[bytes, bytes, str]:
+    """(request bytes, the whole stream's bytes, request uuid) of one signed stream."""
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **sign_request(VALIDATOR, raw, signed_for)}
+    with httpx.stream("POST", url, content=raw, headers=headers, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        return raw, response.read(), headers[UUID]
+
+
+def test_every_answer_is_signed_by_the_hotkey_it_was_asked_of(net: Net) -> None:
+    """Whole answers carry the signature in headers (a sybil signs with each hotkey it is
+    asked of); a stream, whole or broken off by its backend, ends with the signature
+    comment over every byte before it. A byte changed, or another requester, fails."""
+    for key in (SYBIL_A, SYBIL_B):
+        response = _post(net.url("sybil"), VALIDATOR, key.ss58_address, _chat())
+        assert response.status_code == 200, response.text
+        request = response.request
+        signed = check_answer(response.headers, response.content, request.headers[UUID],
+                              request.content, VALIDATOR.ss58_address, key.ss58_address)
+        assert signed.signed_by == key.ss58_address and signed.valid()
+        with pytest.raises(AnswerRejected) as other:
+            check_answer(response.headers, response.content, request.headers[UUID],
+                         request.content, LIMITED.ss58_address, key.ss58_address)
+        assert other.value.reason == "bad_signature"
+    for name, key, body in (("honest", HONEST, _chat(stream=True)),
+                            ("faulty", FAULTY, _chat(BREAK, stream=True))):
+        raw, stream, request_uuid = _raw_stream(net.url(name), key.ss58_address, body)
+        payload, signature = split_stream(stream)
+        assert payload.endswith(b"data: [DONE]\n\n")
+        headers = {"Epistula-Answer-Signed-By": key.ss58_address}
+        assert check_answer(headers, payload, request_uuid, raw, VALIDATOR.ss58_address,
+                            key.ss58_address, signature=signature).valid()
+        with pytest.raises(AnswerRejected):
+            check_answer(headers, payload.replace(b"data:", b"data: ", 1), request_uuid, raw,
+                         VALIDATOR.ss58_address, key.ss58_address, signature=signature)
 
 
 # ---- a backend that fails, and a client that leaves ------------------------------------------

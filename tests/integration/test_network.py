@@ -44,6 +44,7 @@ from subnetlab.local.processes import Child, Supervisor
 from subnetlab.protocol.epistula import sign_request
 from subnetlab.tasks import OPEN, generate
 from subnetlab.validator.evidence import final_moving, load_evidence, store_evidence
+from subnetlab.validator.scoring import task_score
 from subnetlab.validator.weights import honest_weights
 from tests.integration.chainclient import read_ledger
 from tests.integration.conftest import (
@@ -265,8 +266,12 @@ def test_audit_says_which_side_differs_when_chain_and_evidence_disagree(net: Net
     assert honest_document is not None
     # The liar has no evidence of its own before this, so its moving scores must start
     # empty (the audit checks moving_before against the prior evidence): it replays the
-    # honest validator's records from nothing and claims the weights that gives.
-    document = {**honest_document, "moving_before": {}}
+    # honest validator's records from nothing and claims the weights that gives. The
+    # answers were signed for the honest validator, not the liar (the audit would say so:
+    # test_audit_names_answers_no_miner_gave_the_validator), so the liar files them in the
+    # old format, which has no signatures: the audit notes it cannot prove them.
+    records = [{k: v for k, v in r.items() if k != "answer"} for r in honest_document["records"]]
+    document = {**honest_document, "moving_before": {}, "records": records, "version": 3}
     document["weights"] = {str(k): v for k, v in honest_weights(final_moving(document)).items()}
     claimed = {int(k): int(v) for k, v in document["weights"].items()}
     uids = sorted(claimed)
@@ -279,6 +284,7 @@ def test_audit_says_which_side_differs_when_chain_and_evidence_disagree(net: Net
         print("chain differs:", verdict["reasons"])
         assert code == 1 and verdict["differs"] == ["chain"] and verdict["evidence_ok"]
         assert any(r.startswith("chain (row, set in block") for r in verdict["reasons"])
+        assert any("cannot prove" in note for note in verdict["notes"]), verdict["notes"]
 
         wait_until(lambda: epochs_run(net, net.netuid) > first, 60, "the next epoch")
         top = max(uids, key=lambda u: claimed[u])
@@ -290,6 +296,45 @@ def test_audit_says_which_side_differs_when_chain_and_evidence_disagree(net: Net
         assert code == 1 and verdict["differs"] == ["evidence"] and verdict["chain_ok"]
         # Its second document starts afresh again instead of continuing the first: noted.
         assert any("start afresh" in note for note in verdict["notes"]), verdict["notes"]
+
+
+def test_audit_names_answers_no_miner_gave_the_validator(net: Net) -> None:
+    """A copying validator (the test, signing as "liar") files an honest validator's
+    evidence as its own, one answer made up: its weights follow from its records and the
+    chain holds them, so only the miners' signatures can tell. `subnetlab audit` fails it
+    (exit 1, the evidence differs) and names the made-up answer (its uid and miner) and
+    each answer that was given to another validator."""
+    wait_for_epochs(net, 3)
+    honest = Keypair.dev("net-v1").ss58_address
+    entry = max((d for d in evidence(net, net.netuid) if d["hotkey"] == honest),
+                key=lambda d: d["epoch"])
+    honest_document = load_evidence(redis_lib.Redis.from_url(net.redis_url), entry["digest"])
+    assert honest_document is not None and honest_document["version"] == 4
+    # the made-up answer: a wrong one (the lazy miner's) turned right, its score made to fit,
+    # so rescoring finds nothing wrong
+    wrong = [r for r in honest_document["records"] if r["kind"] != OPEN and r.get("answer")
+             and r["response"] != generate(r["kind"], int(r["seed"])).expected]
+    assert wrong, "no wrong verifiable answer to make right"
+    made_up = wrong[0]
+    right = generate(made_up["kind"], int(made_up["seed"])).expected
+    score = task_score(generate(made_up["kind"], int(made_up["seed"])), right,
+                       float(made_up["latency_s"]), float(honest_document["timeout_s"]))
+    records = [{**r, "response": right, "score": score} if r is made_up else r
+               for r in honest_document["records"]]
+    document = {**honest_document, "moving_before": {}, "records": records}
+    document["weights"] = {str(k): v for k, v in honest_weights(final_moving(document)).items()}
+    with LedgerClient(net.ledger_url) as client:
+        wait_until(lambda: epochs_run(net, net.netuid) > entry["epoch"] + 2, 60, "epochs")
+        claimed = {int(k): int(v) for k, v in document["weights"].items()}
+        epoch = _liar_commits(net, client, document, claimed)
+    code, verdict = run_audit(net, net.netuid, Keypair.dev("net-liar").ss58_address, epoch)
+    print("fabricated:", verdict["reasons"])
+    assert code == 1 and "evidence" in verdict["differs"]
+    unsigned = [r for r in verdict["reasons"] if "not signed by its miner" in r]
+    assert any(f"uid {made_up['uid']} ({made_up['hotkey']})" in r
+               and "not the answer in the signed body" in r for r in unsigned), unsigned
+    assert not any("recomputes" in r for r in verdict["reasons"])  # only signatures tell
+    assert any(f"given to {honest}" in r for r in unsigned), unsigned
 
 
 def _post(miner: Child, caller: Keypair, signed_for: str, body: bytes,

@@ -71,7 +71,8 @@ def servers() -> Iterator[Servers]:
     guard = RequestGuard(MINER.ss58_address, callers, rate_limit=None)
     model = SimModel(ttft_s=0.0, tokens_per_s=1e6, default_accuracy=1.0)
     miner_app = create_miner_app(Miner(MINER.ss58_address, SimBackend(model, "fuzz"), guard,
-                                       StakePriorityGate(4, 16), max_body_bytes=64 * 1024))
+                                       StakePriorityGate(4, 16), max_body_bytes=64 * 1024,
+                                       keys=(MINER,)))
     config = ValidatorConfig(VALIDATOR, 1, "http://127.0.0.1:1", "redis://127.0.0.1:1/0",
                              seed=7, timeout_s=5.0, sample_size=1,
                              task_weights={"arithmetic": 1.0})

@@ -314,6 +314,9 @@ def test_the_adversarial_example_with_a_wallet_miner(tmp_path: Path,
     assert neurons["passthrough-miner"]["behaviour"] == "passthrough"
     assert neurons["passthrough-miner"]["uid"] is not None
     assert neurons["passthrough-miner"]["incentive"] > 0  # it forwards to a right engine
+    copycat = neurons["copycat-miner"]
+    assert copycat["behaviour"] == "copycat" and copycat["uid"] is not None
+    assert copycat["incentive"] > 0  # it relays a right engine's answers as its own
     assert neurons["copier-validator"]["behaviour"] == "weight-copier"
     assert neurons["copier-validator"]["uid"] is not None
     assert neurons["copier-validator"]["dividends"] > 0  # the attack pays: it copies consensus
@@ -332,7 +335,7 @@ def test_the_adversarial_example_with_a_wallet_miner(tmp_path: Path,
     assert sybil["restarts"] == 0
     assert "passthrough" in done.stdout and "weight-copier" in done.stdout
     assert "sybil-miner sybil 2" in done.stdout  # the view: a line per hotkey
-    assert "registering and staking 8 neurons (and 2 sybil hotkeys): done" in done.stdout
+    assert "registering and staking 9 neurons (and 2 sybil hotkeys): done" in done.stdout
 
 
 def test_detach_and_down(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def miner_app(cap: int = CAP) -> tuple[FastAPI, Miner]:
     guard = RequestGuard(MINER.ss58_address, callers, rate_limit=None)
     model = SimModel(ttft_s=0.0, tokens_per_s=1e6, default_accuracy=1.0)
     miner = Miner(MINER.ss58_address, SimBackend(model, "bodies"), guard,
-                  StakePriorityGate(2, 4), max_body_bytes=cap)
+                  StakePriorityGate(2, 4), max_body_bytes=cap, keys=(MINER,))
     return create_miner_app(miner), miner
 
 

@@ -26,7 +26,7 @@ from subnetlab.cli.inputs import (
 )
 from subnetlab.keys.keypair import Keypair
 from subnetlab.ledger.client import MAX_RAO, format_rao, parse_tokens
-from subnetlab.miner.launch import MinerOptions, check_options
+from subnetlab.miner.settings import from_serve_flags
 from subnetlab.specs import NeuronSpec, cabal_problem
 from subnetlab.wallet import HOME_ENV
 
@@ -144,26 +144,26 @@ def test_cabal_rule_is_the_specs(behaviour: str, cabal: list[int], problem: str 
 
 
 @pytest.mark.parametrize(("options", "reason"), [
-    (MinerOptions(backend="openai", backend_url="nonsense"),
+    (dict(backend="openai", backend_url="nonsense"),
      "--backend-url: 'nonsense' must start with http:// or https://"),
-    (MinerOptions(backend="vllm", backend_url="http://a b"),
+    (dict(backend="vllm", backend_url="http://a b"),
      "--backend-url: 'http://a b' has spaces in it"),
-    (MinerOptions(backend="openai", backend_url="http://u:secret@:1"),
+    (dict(backend="openai", backend_url="http://u:secret@:1"),
      "--backend-url: 'http://u:***@:1' names no host"),
-    (MinerOptions(behaviour="copycat", copy_from="ftp://x"),
+    (dict(behaviour="copycat", copy_from="ftp://x"),
      "--copy-from: 'ftp://x' must start with http:// or https://"),
-    (MinerOptions(behaviour="copycat", copy_from="http://engine:99999"),
+    (dict(behaviour="copycat", copy_from="http://engine:99999"),
      "--copy-from: 'http://engine:99999' is not a URL"),
 ])
-def test_miner_url_flags_follow_the_spec_url_rule(options: MinerOptions, reason: str) -> None:
+def test_miner_url_flags_follow_the_spec_url_rule(options: dict[str, str], reason: str) -> None:
     with pytest.raises(ValueError) as info:
-        check_options(options)
+        from_serve_flags(options)
     assert str(info.value).startswith(reason), str(info.value)
 
 
 def test_good_miner_urls_pass() -> None:
-    check_options(MinerOptions(backend="vllm", backend_url="http://127.0.0.1:8000/v1"))
-    check_options(MinerOptions(behaviour="copycat", copy_from="https://engine.example"))
+    from_serve_flags(dict(backend="vllm", backend_url="http://127.0.0.1:8000/v1"))
+    from_serve_flags(dict(behaviour="copycat", copy_from="https://engine.example"))
 
 
 # ---- hyperparameters --------------------------------------------------------------------

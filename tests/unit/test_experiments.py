@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from subnetlab.experiments.cabal import PARAMS as CABAL_PARAMS
+from subnetlab.experiments.catalog import EXPERIMENTS
 from subnetlab.experiments.copier import PARAMS as COPIER_PARAMS
 from subnetlab.experiments.runner import run_points
 from subnetlab.experiments.stats import mean_ci
@@ -107,7 +108,7 @@ def test_run_writes_results_report_and_figure_and_is_reproducible(
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["nope"], "error: NAME: no experiment 'nope'; known: cabal, copier, stake-vs-quality"),
+    (["nope"], f"error: NAME: no experiment 'nope'; known: {', '.join(EXPERIMENTS)}"),
     (["cabal", "--kappa", "2"], "error: --kappa: 2 is outside [0, 1]"),
     (["cabal", "--copiers", "2"], "error: --copiers: unknown flag for experiment cabal"),
     (["cabal", "--jobs", "0"], "error: Invalid value for '--jobs'"),
@@ -135,6 +136,6 @@ def test_list_names_the_claims_and_flags(cli: CliRun) -> None:
     proc = cli("experiment", "list", "--json")
     assert proc.returncode == 0, proc.stderr
     listed = {e["name"]: e for e in map(json.loads, proc.stdout.splitlines())}
-    assert list(listed) == ["cabal", "copier", "stake-vs-quality"]
-    assert [e["claim"] for e in listed.values()] == [2, 3, 5]
+    assert list(listed) == list(EXPERIMENTS)
+    assert [e["claim"] for e in listed.values()] == sorted(e.claim for e in EXPERIMENTS.values())
     assert "--kappa" in listed["cabal"]["flags"]

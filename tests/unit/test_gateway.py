@@ -112,7 +112,8 @@ def sim_miner(name: str, model: SimModel = FAST, blacklist: tuple[str, ...] = ()
     key = Keypair.dev(name)
     callers = StaticMetagraph({VALIDATOR.ss58_address: CallerInfo(0, 1e12, True)})
     guard = RequestGuard(key.ss58_address, callers, blacklist=blacklist)
-    return Miner(key.ss58_address, SimBackend(model, name), guard, StakePriorityGate(4, 16))
+    return Miner(key.ss58_address, SimBackend(model, name), guard, StakePriorityGate(4, 16),
+                 keys=(key,))
 
 
 def neuron(uid: int, hotkey: str, url: str) -> dict[str, Any]:

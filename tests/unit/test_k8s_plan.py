@@ -80,3 +80,13 @@ def test_the_local_sim_engine_is_refused_on_a_cluster_and_nothing_else() -> None
     assert cluster_backend_problem(spec("http://engine:8000")) is None
     for other in ({"subnet": "s", "role": "miner"}, {"subnet": "s", "role": "validator"}):
         assert cluster_backend_problem(NeuronSpec.model_validate(other)) is None
+
+
+def test_a_copycat_of_the_local_sim_engine_is_refused_on_a_cluster() -> None:
+    def copycat(url: str) -> NeuronSpec:
+        return NeuronSpec.model_validate({"subnet": "s", "role": "miner",
+                                          "behaviour": "copycat", "miner": {"copyFrom": url}})
+    assert cluster_backend_problem(copycat("local-sim-engine")) == (
+        "spec.miner.copyFrom: local-sim-engine is the engine `subnetlab up` starts; on a "
+        "cluster give the copied engine's http:// or https:// URL")
+    assert cluster_backend_problem(copycat("http://engine:8000")) is None

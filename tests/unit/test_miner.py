@@ -25,14 +25,9 @@ from subnetlab.engines import (
     reported_engine_seconds,
 )
 from subnetlab.keys import Keypair
-from subnetlab.miner.launch import (
-    MinerOptions,
-    build_miner,
-    check_options,
-    parse_blacklist,
-    parse_task_accuracy,
-)
+from subnetlab.miner.launch import build_miner
 from subnetlab.miner.server import UNKNOWN_CALLER, Miner, caller_label
+from subnetlab.miner.settings import MinerSettings, SimSettings, from_serve_flags
 from subnetlab.protocol.epistula import sign_request, wall_clock_ms
 from subnetlab.protocol.guard import Refusal, RequestGuard
 from subnetlab.protocol.limits import RateLimit
@@ -45,65 +40,78 @@ KEY = Keypair.dev("test-miner-a")
 SYBIL = Keypair.dev("test-miner-b")
 
 
-def _message(options: MinerOptions) -> str:
+def _message(flags: dict[str, Any]) -> str:
+    """The error `miner serve` gives for these flag values (by parameter name)."""
     with pytest.raises(ValueError) as info:
-        check_options(options)
+        from_serve_flags(flags)
     return str(info.value)
 
 
-# ---- options: every flag that does not apply, or is out of range, is refused ------------
+# ---- settings: every flag that does not apply, or is out of range, is refused -----------
 
 
 @pytest.mark.parametrize(("options", "flags"), [
-    (MinerOptions(behaviour="passthrough"), ("--behaviour passthrough", "--backend sim")),
-    (MinerOptions(behaviour="passthrough", backend="vllm", backend_url="http://x"),
+    (dict(behaviour="passthrough"), ("--behaviour passthrough", "--backend sim")),
+    (dict(behaviour="passthrough", backend="vllm", backend_url="http://x"),
      ("--behaviour passthrough", "--backend vllm")),
-    (MinerOptions(copy_from="http://x"), ("--copy-from", "copycat")),
-    (MinerOptions(behaviour="copycat"), ("--behaviour copycat", "--copy-from")),
-    (MinerOptions(backend_url="http://x"), ("--backend-url", "sim")),
-    (MinerOptions(backend="openai"), ("--backend openai", "--backend-url")),
-    (MinerOptions(model="m"), ("--model",)),
-    (MinerOptions(backend="openai", backend_url="http://x", accuracy=0.5, ttft=0.1),
+    (dict(copy_from="http://x"), ("--copy-from", "copycat")),
+    (dict(behaviour="copycat"), ("--behaviour copycat", "--copy-from")),
+    (dict(backend_url="http://x"), ("--backend-url", "sim")),
+    (dict(backend="openai"), ("--backend openai", "--backend-url")),
+    (dict(model="m"), ("--model",)),
+    (dict(backend="openai", backend_url="http://x", accuracy=0.5, ttft=0.1),
      ("--accuracy, --ttft", "--backend sim")),
-    (MinerOptions(backend="vllm", backend_url="http://x", task_accuracy="string=1"),
+    (dict(backend="vllm", backend_url="http://x", task_accuracy="string=1"),
      ("--task-accuracy", "--backend sim")),
-    (MinerOptions(accuracy=1.5), ("--accuracy 1.5",)),
-    (MinerOptions(accuracy=float("nan")), ("--accuracy nan",)),
-    (MinerOptions(ttft=-1.0), ("--ttft -1",)),
-    (MinerOptions(tokens_per_s=0.0), ("--tokens-per-s 0",)),
-    (MinerOptions(behaviour="sybil"), ("--behaviour sybil", "--sybil-key")),
-    (MinerOptions(sybil_keys=("b",)), ("--sybil-key", "honest")),
-    (MinerOptions(blacklist=("not-an-address",)), ("--blacklist not-an-address",)),
-    (MinerOptions(rate_limit=-1.0), ("--rate-limit -1",)),
-    (MinerOptions(rate_limit=float("inf")), ("--rate-limit inf",)),
-    (MinerOptions(rate_burst=0.5), ("--rate-burst 0.5",)),
-    (MinerOptions(rate_limit=0.0, rate_burst=10.0), ("--rate-burst", "--rate-limit")),
-    (MinerOptions(backend="tpu"), ("--backend tpu",)),
-    (MinerOptions(concurrency=0), ("--concurrency 0",)),
+    (dict(accuracy=1.5), ("--accuracy 1.5",)),
+    (dict(accuracy=float("nan")), ("--accuracy nan",)),
+    (dict(ttft=-1.0), ("--ttft -1",)),
+    (dict(tokens_per_s=0.0), ("--tokens-per-s 0",)),
+    (dict(behaviour="sybil"), ("--behaviour sybil", "--sybil-key")),
+    (dict(sybil_key=("b",)), ("--sybil-key", "honest")),
+    (dict(blacklist=("not-an-address",)), ("--blacklist not-an-address",)),
+    (dict(rate_limit=-1.0), ("--rate-limit -1",)),
+    (dict(rate_limit=float("inf")), ("--rate-limit inf",)),
+    (dict(rate_burst=0.5), ("--rate-burst 0.5",)),
+    (dict(rate_limit=0.0, rate_burst=10.0), ("--rate-burst", "--rate-limit")),
+    (dict(backend="tpu"), ("--backend tpu",)),
+    (dict(concurrency=0), ("--concurrency 0",)),
+    (dict(max_body_bytes=0), ("--max-body-bytes 0", "at least 1")),
+    (dict(max_body_bytes=2**40), ("--max-body-bytes 1099511627776", "at most")),
+    (dict(model=""), ("--model", "at least 1 character")),
+    (dict(behaviour="sybil", sybil_key=[f"k{i}" for i in range(65)]),
+     ("--sybil-key", "at most 64")),
+    (dict(blacklist=[f"{KEY.ss58_address},5Fbad"]), ("--blacklist 5Fbad:",)),
 ])
 def test_options_that_do_not_apply_or_are_out_of_range_are_refused(
-    options: MinerOptions, flags: tuple[str, ...]
+    options: dict[str, Any], flags: tuple[str, ...]
 ) -> None:
     message = _message(options)
     assert all(flag in message for flag in flags), message
     assert "\n" not in message
 
 
+def test_a_url_flag_is_shown_with_its_password_masked() -> None:
+    message = _message(dict(copy_from="http://user:hunter2@engine:8000"))
+    assert message == ("--copy-from http://user:***@engine:8000: only applies to --behaviour "
+                       "copycat, not honest")
+
+
 @pytest.mark.parametrize(("options", "line"), [
-    (MinerOptions(behaviour="copycat"),
+    (dict(behaviour="copycat"),
      "--copy-from: --behaviour copycat needs it (the engine URL it copies)"),
-    (MinerOptions(behaviour="lazy", copy_from="http://x"),
+    (dict(behaviour="lazy", copy_from="http://x"),
      "--copy-from http://x: only applies to --behaviour copycat, not lazy"),
-    (MinerOptions(behaviour="sybil"), "--sybil-key: --behaviour sybil needs it (a NAME for "
+    (dict(behaviour="sybil"), "--sybil-key: --behaviour sybil needs it (a NAME for "
                                       "each further hotkey the same engine serves; repeat the "
                                       "flag)"),
-    (MinerOptions(sybil_keys=("b", "c")), "--sybil-key b,c: only applies to --behaviour sybil, "
+    (dict(sybil_key=("b", "c")), "--sybil-key b,c: only applies to --behaviour sybil, "
                                           "not honest"),
-    (MinerOptions(behaviour="passthrough", backend="vllm", backend_url="http://x"),
+    (dict(behaviour="passthrough", backend="vllm", backend_url="http://x"),
      "--backend vllm: --behaviour passthrough forwards to an upstream API: it needs --backend "
      "openai (with its url and model), not vllm"),
 ])
-def test_the_behaviour_rules_are_the_specs_said_in_flags(options: MinerOptions,
+def test_the_behaviour_rules_are_the_specs_said_in_flags(options: dict[str, Any],
                                                          line: str) -> None:
     """`specs.miner_problem` is the one rule for a Neuron's miner settings and these flags."""
     assert _message(options) == line
@@ -111,19 +119,19 @@ def test_the_behaviour_rules_are_the_specs_said_in_flags(options: MinerOptions,
 
 def test_options_that_apply_are_accepted() -> None:
     for options in (
-        MinerOptions(),
-        MinerOptions(accuracy=1.0, task_accuracy="arithmetic=0,sorting=0.5", ttft=0.0,
+        dict(),
+        dict(accuracy=1.0, task_accuracy="arithmetic=0,sorting=0.5", ttft=0.0,
                      tokens_per_s=10.0),
-        MinerOptions(behaviour="passthrough", backend="openai", backend_url="http://x",
+        dict(behaviour="passthrough", backend="openai", backend_url="http://x",
                      model="m"),
-        MinerOptions(behaviour="copycat", copy_from="http://x", model="m"),
-        MinerOptions(behaviour="lazy", accuracy=0.5),  # a lazy sim miner keeps its flags
-        MinerOptions(behaviour="sybil", sybil_keys=("b",)),
-        MinerOptions(blacklist=(f"{KEY.ss58_address},{SYBIL.ss58_address}",),
+        dict(behaviour="copycat", copy_from="http://x", model="m"),
+        dict(behaviour="lazy", accuracy=0.5),  # a lazy sim miner keeps its flags
+        dict(behaviour="sybil", sybil_key=("b",)),
+        dict(blacklist=(f"{KEY.ss58_address},{SYBIL.ss58_address}",),
                      rate_limit=0.0),
-        MinerOptions(rate_limit=5.0, rate_burst=1.0),
+        dict(rate_limit=5.0, rate_burst=1.0),
     ):
-        check_options(options)
+        from_serve_flags(options)
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
@@ -138,36 +146,55 @@ def test_options_that_apply_are_accepted() -> None:
 ])
 def test_task_accuracy_is_checked(text: str, fragment: str) -> None:
     with pytest.raises(ValueError) as info:
-        parse_task_accuracy(text)
+        from_serve_flags({"task_accuracy": text})
     assert fragment in str(info.value) and str(info.value).startswith("--task-accuracy")
 
 
 def test_task_accuracy_and_blacklist_parse() -> None:
-    assert parse_task_accuracy("arithmetic=0.25, sorting = 1") == {"arithmetic": 0.25,
-                                                                  "sorting": 1.0}
-    assert parse_blacklist([f"{KEY.ss58_address}, {SYBIL.ss58_address}", KEY.ss58_address]
-                           ) == {KEY.ss58_address, SYBIL.ss58_address}
+    sim = from_serve_flags({"task_accuracy": "arithmetic=0.25, sorting = 1"}).sim
+    assert sim is not None and sim.task_accuracy == {"arithmetic": 0.25, "sorting": 1.0}
+    blacklist = from_serve_flags({"blacklist": [f"{KEY.ss58_address}, {SYBIL.ss58_address}",
+                                                KEY.ss58_address]}).blacklist
+    assert set(blacklist) == {KEY.ss58_address, SYBIL.ss58_address} and len(blacklist) == 2
 
 
 def test_build_miner_wires_blacklist_rate_limit_and_sybil_hotkeys() -> None:
-    miner = build_miner(MinerOptions(behaviour="sybil", sybil_keys=("b",),
-                                     blacklist=(SYBIL.ss58_address,), rate_limit=0.0),
+    miner = build_miner(from_serve_flags(dict(behaviour="sybil", sybil_key=("b",),
+                                              blacklist=(SYBIL.ss58_address,), rate_limit=0.0)),
                         KEY, [SYBIL])
     assert miner.hotkeys == (KEY.ss58_address, SYBIL.ss58_address)
     assert miner.guard.recipients == set(miner.hotkeys)
     assert miner.guard.blacklist == {SYBIL.ss58_address}
     with pytest.raises(ValueError, match="--sybil-key"):
-        build_miner(MinerOptions(behaviour="sybil", sybil_keys=("a",)), KEY, [KEY])
+        build_miner(from_serve_flags(dict(behaviour="sybil", sybil_key=("a",))), KEY, [KEY])
+
+
+def test_the_settings_are_one_model_with_the_specs_defaults() -> None:
+    """Made without flags, the settings are the model's defaults (a sim engine with
+    `SimBackendSpec`'s); made directly, they keep the rules, said in flags."""
+    settings = from_serve_flags({})
+    assert settings == MinerSettings() and settings.sim == SimSettings()
+    assert settings.rate == RateLimit() and settings.concurrency == 8
+    assert from_serve_flags({"rate_limit": 0.0}).rate is None
+    remote = from_serve_flags({"backend": "vllm", "backend_url": "http://x", "model": "m"})
+    assert remote.sim is None and remote.model == "m"
+    with pytest.raises(ValueError, match="--behaviour copycat needs it"):
+        MinerSettings(behaviour="copycat")
 
 
 # ---- the sim model ---------------------------------------------------------------------
 
 
-def test_the_sim_model_refuses_impossible_settings() -> None:
-    for bad in ({"ttft_s": -0.1}, {"tokens_per_s": 0.0}, {"default_accuracy": 1.2},
-                {"accuracy": {"arithmetic": -0.1}}, {"accuracy": {"poetry": 0.5}}):
+def test_the_sim_settings_refuse_impossible_engines() -> None:
+    """The sim engine's ranges are `SimBackendSpec`'s: an engine is made from its settings."""
+    for bad in ({"ttft_seconds": -0.1}, {"tokens_per_second": 0.0}, {"accuracy": 1.2},
+                {"task_accuracy": {"arithmetic": -0.1}}, {"task_accuracy": {"poetry": 0.5}}):
         with pytest.raises(ValueError):
-            SimModel(**bad)
+            SimSettings.model_validate(bad)
+    engine = SimSettings(accuracy=0.5, ttft_seconds=0.0, tokens_per_second=10.0,
+                         task_accuracy={"sorting": 1.0}).engine()
+    assert engine == SimModel(ttft_s=0.0, tokens_per_s=10.0, default_accuracy=0.5,
+                              accuracy={"sorting": 1.0})
 
 
 def test_accuracy_per_task_kind_decides_which_kinds_are_answered_right() -> None:
@@ -237,6 +264,8 @@ def _miner(**kwargs: Any) -> Miner:
     guard = RequestGuard(KEY.ss58_address, StaticMetagraph(),
                          also_for=kwargs.pop("also_for", ()))
     fields: dict[str, Any] = {"backend": SimBackend(), "behaviour": "honest", **kwargs}
+    served = {KEY.ss58_address, *fields.get("sybil_hotkeys", ())}
+    fields.setdefault("keys", tuple(k for k in (KEY, SYBIL) if k.ss58_address in served))
     return Miner(KEY.ss58_address, guard=guard, gate=StakePriorityGate(1, 1), **fields)
 
 

@@ -13,7 +13,15 @@ import typer
 
 from subnetlab.cli.neuron_cmds import miner_app, validator_app, validator_spec
 from subnetlab.keys.keypair import Keypair
-from subnetlab.neuron.command import role_args
+from subnetlab.miner.settings import SERVE_FLAGS, MinerSettings, SimSettings, from_serve_flags
+from subnetlab.neuron.command import (
+    copying_from,
+    key_args,
+    key_name,
+    role_args,
+    sybil_count,
+    sybil_key_names,
+)
 from subnetlab.neuron.flags import (
     MINER_FLAGS,
     SIM_FLAGS,
@@ -68,7 +76,7 @@ def test_there_are_examples_with_both_roles_and_several_backends() -> None:
 def test_every_example_spec_round_trips_through_its_flags(path: Path) -> None:
     network = load_specs([path])
     for neuron in network.neurons:
-        spec: NeuronSpec = neuron.spec
+        spec: NeuronSpec = copying_from(neuron.spec, ENGINE)  # as `subnetlab up` runs it
         args = role_args(spec, TaskMix(), ENGINE)
         if spec.role == "validator":
             assert args[:2] == ["validator", "run"]
@@ -76,7 +84,12 @@ def test_every_example_spec_round_trips_through_its_flags(path: Path) -> None:
             assert validator_spec(params) == spec.validator, neuron.metadata.name
         else:
             assert spec.miner is not None and args[:2] == ["miner", "serve"]
-            params = _params(miner_app, "serve", args[2:])
+            name, sybils = neuron.metadata.name, sybil_count(spec)
+            params = _params(miner_app, "serve", [*args[2:], *key_args(spec.wallet, name,
+                                                                       sybils)])
+            remote = None if isinstance(spec.miner.backend, SimBackendSpec) else ENGINE
+            names = sybil_key_names(key_name(spec.wallet, name), sybils)
+            assert from_serve_flags(params) == MinerSettings.from_spec(spec, remote, names)
             assert from_flags(MinerSpec, MINER_FLAGS, params).concurrency == \
                 spec.miner.concurrency
             if isinstance(spec.miner.backend, SimBackendSpec):
@@ -124,9 +137,29 @@ def test_the_commands_defaults_and_ranges_are_the_models(
                 _params(app, name, [flag.flag, "not-a-choice"])
 
 
+def test_miner_serve_takes_its_defaults_and_ranges_from_the_settings_model() -> None:
+    """Every `miner serve` flag spells a `MinerSettings` field: its default is the model's
+    (or None, not given, when giving it matters: the model's default applies), and its
+    range the model's, in the help or, for the servers' shared `--max-body-bytes`, the
+    same bounds."""
+    params = _by_name(_command(miner_app, "serve"))
+    for flag in SERVE_FLAGS:
+        param = params[flag.param]
+        assert flag.flag in param.opts
+        assert param.default in (default_of(MinerSettings, flag.path), None), flag
+        bounds = bounds_of(MinerSettings, flag.path)
+        if param.min is not None or param.max is not None:
+            assert (param.min, param.max) == (bounds["ge"], bounds["le"]), flag
+        elif bounds:
+            help_text = " ".join(str(getattr(param, "help", "")).split())
+            assert range_text(MinerSettings, flag.path) in help_text, flag
+
+
 def test_no_flags_mean_the_models_defaults() -> None:
     assert validator_spec(_params(validator_app, "run", [])) == ValidatorSpec()
     params = _params(miner_app, "serve", [])
+    assert from_serve_flags(params) == MinerSettings()
+    assert MinerSettings().sim == SimSettings()
     assert from_flags(MinerSpec, MINER_FLAGS, params) == MinerSpec()
     given = [flag for flag in SIM_FLAGS if params[flag.param] is not None]
     assert from_flags(SimBackendSpec, given, params) == SimBackendSpec()
@@ -189,6 +222,8 @@ def _leaf_paths(model: type[Any], prefix: tuple[str, ...] = ()) -> set[tuple[str
     paths: set[tuple[str, ...]] = set()
     for name, info in model.model_fields.items():
         inner = info.annotation
+        if type(None) in get_args(inner):  # an optional model: its fields
+            inner = next(arg for arg in get_args(inner) if arg is not type(None))
         if isinstance(inner, type) and hasattr(inner, "model_fields"):
             paths |= _leaf_paths(inner, (*prefix, name))
         else:
@@ -203,3 +238,7 @@ def test_every_setting_of_the_validator_and_sim_specs_has_its_flag() -> None:
     assert _leaf_paths(ValidatorSpec) == {f.path for f in VALIDATOR_FLAGS} | \
         spelled_by_the_command
     assert _leaf_paths(SimBackendSpec) == {f.path for f in SIM_FLAGS} | {("type",)}
+    assert _leaf_paths(MinerSettings) == {f.path for f in SERVE_FLAGS} | {("sim", "type")}
+    # the spec's own miner flags are among `miner serve`'s, spelling the same fields
+    assert {f.flag: f.path for f in MINER_FLAGS}.items() <= \
+        {f.flag: f.path for f in SERVE_FLAGS}.items()

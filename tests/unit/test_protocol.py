@@ -680,9 +680,9 @@ def test_bench_protocol_breakdown_splits_the_signed_extra_into_parts(cli: CliRun
     server_extra = cpu["signed"]["server"] - cpu["plain"]["server"]
     assert sum(breakdown["client_us"].values()) == pytest.approx(client_extra, abs=0.5)
     assert sum(breakdown["server_us"].values()) == pytest.approx(server_extra, abs=0.5)
-    # Only the signed route verifies a signature: the miner's checks cost the server more
-    # than reading the headers alone (one sr25519 verify is ~100 µs; parsing, ~10 µs).
-    assert breakdown["server_us"]["checks"] > breakdown["server_us"]["headers"]
+    # Which part is larger is a measurement, not a property: 200 requests on a busy machine
+    # can put either first (CI once measured checks -59 µs). The figures and the command
+    # that reproduces them are in docs/BENCHMARKS.md, measured over 10,000 requests.
 
 
 def test_bench_protocol_prints_the_breakdown_as_a_table(cli: CliRun) -> None:

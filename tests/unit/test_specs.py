@@ -30,7 +30,7 @@ def test_bundled_examples_load() -> None:
     assert backends == {"vllm"}
     adversarial = load_specs([EXAMPLES / "adversarial.yaml"])
     behaviours = {n.spec.behaviour for n in adversarial.neurons}
-    assert {"lazy", "passthrough", "sybil", "weight-copier"} <= behaviours
+    assert {"lazy", "passthrough", "copycat", "sybil", "weight-copier"} <= behaviours
     sybil = next(n for n in adversarial.neurons if n.spec.behaviour == "sybil")
     assert sybil.spec.miner is not None and sybil.spec.miner.sybil_hotkeys == 2
     assert len(load_specs([EXAMPLES]).subnets) == 3  # a directory loads every file

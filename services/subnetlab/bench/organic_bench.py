@@ -99,12 +99,18 @@ class OrganicResult:
     stream_fraction: float
     warmup: Warmup
     phases: tuple[Phase, ...]
+    run: RunInfo | None = None
+    """The testnet measured (its seed and what was simulated), when known."""
 
     def as_json(self) -> dict[str, Any]:
+        run = self.run
         return {
             "testnet": {"started_here": self.started_here,
                         "gateways": [{"neuron": g.neuron, "netuid": g.netuid, "url": g.url,
-                                      "fan_out": g.fan_out} for g in self.gateways]},
+                                      "fan_out": g.fan_out} for g in self.gateways],
+                        "seed": run.seed if run else None,
+                        "simulated": list(run.simulated) if run else [],
+                        "real": list(run.real) if run else []},
             "users": self.users, "duration_s": self.duration_s,
             "stream_fraction": self.stream_fraction, "warmup": self.warmup.as_json(),
             "strategies": {p.strategy: p.as_json() for p in self.phases},
@@ -177,7 +183,7 @@ def run_organic_bench(
             phases.append(Phase(strategy, stats, counted.get(strategy, StrategyFigures())))
         progress("done", 1.0)
     return OrganicResult(info.gateways, started_here, users, duration_s, stream_fraction,
-                         warmup, tuple(phases))
+                         warmup, tuple(phases), info)
 
 
 @contextmanager

@@ -30,6 +30,12 @@ class RunInfo:
     ledger_url: str
     api_key: str
     gateways: tuple[Gateway, ...]
+    seed: int | None = None
+    """The run's seed; None for a run.json from before `up` wrote one."""
+    simulated: tuple[str, ...] = ()
+    """The parts of the testnet that were simulated, and those that were `real`
+    (`local.provenance.components`), for the bench's output to say."""
+    real: tuple[str, ...] = ()
 
     @property
     def gateway_urls(self) -> tuple[str, ...]:
@@ -82,4 +88,19 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         raise ValueError(f"{path}.api_keys_file: {keys_file}: {exc.strerror}") from None
     if not keys:
         raise ValueError(f"{path}.api_keys_file: {keys_file} holds no key")
-    return RunInfo(ledger, keys[0], gateways)
+    return RunInfo(ledger, keys[0], gateways, *provenance(data, str(path)))
+
+
+def provenance(data: dict[str, Any], where: str
+               ) -> tuple[int | None, tuple[str, ...], tuple[str, ...]]:
+    """(seed, simulated, real) of run.json; absent in a file from before `up` wrote them."""
+    seed = data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(f"{where}.seed: not an integer")
+    lists = []
+    for name in ("simulated", "real"):
+        items = data.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"{where}.{name}: not a list of strings")
+        lists.append(tuple(items))
+    return seed, lists[0], lists[1]

@@ -283,6 +283,19 @@ def bench_organic(
     # a pipe or a log file has no width: give the table room for its nine columns
     console = Console() if sys.stdout.isatty() else Console(width=120)
     console.print(organic_table(result))
+    for line in provenance_lines(result):
+        console.print(line, markup=False, highlight=False)
+
+
+def provenance_lines(result: OrganicResult) -> list[str]:
+    """What the measured testnet was: its seed, and its simulated and real parts."""
+    run = result.run
+    if run is None or (run.seed is None and not run.simulated and not run.real):
+        return ["testnet: no seed or simulated/real parts recorded (a run.json from before "
+                "`subnetlab up` wrote them)"]
+    return [f"testnet seed: {run.seed}",
+            *[f"simulated: {item}" for item in run.simulated],
+            *[f"real: {item}" for item in run.real]]
 
 
 def organic_table(result: OrganicResult) -> Table:

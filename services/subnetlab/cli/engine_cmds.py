@@ -20,15 +20,23 @@ import typer
 
 from subnetlab.cli.errors import OneLineTyper
 from subnetlab.cli.server_options import DrainSeconds
+from subnetlab.neuron.flags import bounds_of, default_of
+from subnetlab.specs import SimBackendSpec
 
 engine_app = OneLineTyper(help="A simulated OpenAI-compatible engine.")
+
+_ACCURACY = bounds_of(SimBackendSpec, ("accuracy",))
+"""The sim engine's accuracy range, a sim backend's (`SimBackendSpec`: written once)."""
 
 
 @engine_app.command("serve")
 def engine_serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8200,
-    accuracy: Annotated[float, typer.Option("--accuracy", min=0, max=1)] = 0.95,
+    accuracy: Annotated[float, typer.Option(
+        "--accuracy", min=_ACCURACY["ge"], max=_ACCURACY["le"],
+        help="Probability of a right answer to a verifiable task.")
+    ] = default_of(SimBackendSpec, ("accuracy",)),
     drain_seconds: DrainSeconds = 5.0,
 ) -> None:
     """Serve /v1/chat/completions from the simulated engine (labelled simulated)."""

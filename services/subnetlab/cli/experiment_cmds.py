@@ -91,24 +91,36 @@ def run_experiment(
         "(default: ./experiments/NAME).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per point.")
                        ] = False,
+    kubernetes: Annotated[str | None, typer.Option(
+        "--kubernetes", metavar="NAMESPACE",
+        help="Run each point as a Kubernetes Job in NAMESPACE (the cluster of $KUBECONFIG), "
+        "--jobs at a time, and gather the rows here.")] = None,
+    image: Annotated[str | None, typer.Option(
+        "--image", help="With --kubernetes: the subnetlab image the Jobs run "
+        "(default: this release's, subnetlab:VERSION).")] = None,
 ) -> None:
     """Run a sweep: every point of the grid, each seed, one self-contained run each."""
     from subnetlab.cli.folders import folder_problem
     from subnetlab.experiments.catalog import EXPERIMENTS
     from subnetlab.experiments.outputs import document, write_sweep
-    from subnetlab.experiments.runner import PointError, run_points
+    from subnetlab.experiments.runner import InOrder, PointError, run_points
     from subnetlab.experiments.sweep import command_line, expand, parse_flags
+    from subnetlab.k8s.point_jobs import namespace_problem
 
     experiment = EXPERIMENTS.get(name)
     if experiment is None:
         fail(f"NAME: no experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    if image is not None and kubernetes is None:
+        fail("--image applies only with --kubernetes NAMESPACE")
+    if kubernetes is not None and (problem := namespace_problem(kubernetes)):
+        fail(f"--kubernetes {kubernetes!r}: {problem}")
     grid = checked(parse_flags, experiment.params, list(ctx.args), quick, name)
     count = seeds or (experiment.quick_seeds if quick else experiment.default_seeds)
     directory = out if out is not None else Path("experiments") / name
     if problem := folder_problem(directory):
         fail(f"--out {directory}: {problem}")
     seed_list = list(range(seed, seed + count))
-    points = expand(grid, seed_list)
+    points = experiment.narrow(expand(grid, seed_list))
     command = command_line(name, experiment.params, grid, count, seed,
                            None if out is None else str(out))
     started = time.monotonic()
@@ -117,11 +129,15 @@ def run_experiment(
                   transient=False) as progress:
         task = progress.add_task(f"{name}: {len(points)} points, {jobs} job(s)",
                                  total=len(points))
+        emit = (lambda row: typer.echo(json.dumps(row))) if as_json else (lambda row: None)
         try:
-            rows = run_points(name, points, jobs,
-                              emit=(lambda row: typer.echo(json.dumps(row))) if as_json
-                              else (lambda row: None),
-                              done=lambda: progress.advance(task))
+            if kubernetes is None:
+                rows = run_points(name, points, jobs, emit=emit,
+                                  done=lambda: progress.advance(task))
+            else:
+                rows = _run_on_kubernetes(name, points, kubernetes, image, jobs,
+                                          InOrder(len(points), emit,
+                                                  lambda: progress.advance(task)))
         except PointError as exc:
             fail(str(exc))
     doc = document(experiment, command, quick, seed_list, {k: list(v) for k, v in grid.items()},
@@ -130,6 +146,62 @@ def run_experiment(
     stderr.print(f"{len(rows)} points in {time.monotonic() - started:.1f} s; wrote "
                  + ", ".join(str(p) for p in written), soft_wrap=True, highlight=False)
     stderr.print(f"verdict: {experiment.verdict(rows)}", soft_wrap=True, highlight=False)
+
+
+def _run_on_kubernetes(name: str, points: list[dict[str, Any]], namespace: str,
+                       image: str | None, jobs: int, rows: Any) -> list[dict[str, Any]]:
+    """The sweep's points as Jobs (`subnetlab.k8s.point_jobs`); a refusal is one line."""
+    import asyncio
+
+    from subnetlab.experiments.runner import PointError
+    from subnetlab.k8s.config import DEFAULT_IMAGE
+    from subnetlab.k8s.kube import Kube
+    from subnetlab.k8s.point_jobs import JobSettings, PointJobError, run_point_jobs
+
+    settings = JobSettings(namespace=namespace, image=image or DEFAULT_IMAGE, parallel=jobs)
+
+    async def run() -> list[dict[str, Any]]:
+        try:
+            kube = Kube.from_environment()
+        except Exception as exc:  # kubernetes.config raises its own types, and OSError
+            raise PointError(f"--kubernetes: no cluster configured ({exc})") from None
+        try:
+            return await run_point_jobs(kube, name, points, settings, rows.finish)
+        except PointJobError as exc:
+            raise PointError(f"experiment {name}: {exc}") from None
+        finally:
+            await kube.aclose()
+
+    result: list[dict[str, Any]] = asyncio.run(run())
+    return result
+
+
+@experiment_app.command("point", hidden=False)
+def run_point(
+    name: Annotated[str, typer.Argument(help="The experiment (see `experiment list`).")],
+    point: Annotated[str, typer.Option(
+        "--point", help="The point as a JSON object: the experiment's fields and `seed`, "
+        "as `experiment run --json` prints them.")],
+) -> None:
+    """Run one point and print its row as JSON: what each Job of `--kubernetes` runs."""
+    from subnetlab.experiments.catalog import EXPERIMENTS
+    from subnetlab.experiments.runner import PointError, run_points
+    from subnetlab.experiments.sweep import point_problem
+
+    experiment = EXPERIMENTS.get(name)
+    if experiment is None:
+        fail(f"NAME: no experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    try:
+        parsed = json.loads(point)
+    except ValueError as exc:
+        fail(f"--point: not JSON ({exc})")
+    if problem := point_problem(experiment.params, parsed):
+        fail(f"--point: {problem}")
+    try:
+        row = run_points(name, [parsed], 1)[0]
+    except PointError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(row))
 
 
 @experiment_app.command("report")

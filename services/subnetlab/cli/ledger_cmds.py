@@ -22,11 +22,11 @@ from subnetlab.cli.errors import OneLineCommand, OneLineTyper, fail
 from subnetlab.cli.server_options import (
     DataDir,
     DrainSeconds,
+    LedgerMaxBodyBytes,
     LogLevel,
     RedisUrl,
     owned_redis,
 )
-from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT
 
 if TYPE_CHECKING:
     from subnetlab.chain.model import Genesis
@@ -137,14 +137,7 @@ def serve(
                      help="Also serve /metrics, and nothing else, on this port (for a "
                      "NetworkPolicy that admits scrapers there but not to the API)."),
     ] = None,
-    max_body_bytes: Annotated[
-        int | None, typer.Option("--max-body-bytes", envvar="SUBNETLAB_LEDGER_MAX_BODY_BYTES",
-                                 min=1, max=MAX_BODY_BYTES_LIMIT,
-                                 help="Largest request body, a batch of extrinsics (one "
-                                      "extrinsic is at most 65536 bytes whatever this says); "
-                                      "a bigger one is refused with 413 too_large (or "
-                                      "$SUBNETLAB_LEDGER_MAX_BODY_BYTES) \\[default: 4194304].")
-    ] = None,
+    max_body_bytes: LedgerMaxBodyBytes = None,
     drain_seconds: DrainSeconds = 5.0,
 ) -> None:
     """Run the chain-ledger: FastAPI under uvicorn, blocks persisted to Redis.

@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
 from subnetlab.cli.errors import OneLineCommand, OneLineGroup, fail
-from subnetlab.cli.server_options import DrainSeconds, LogLevel, resolve_redis
+from subnetlab.cli.server_options import (
+    DrainSeconds,
+    GatewayMaxBodyBytes,
+    LogLevel,
+    MinerMaxBodyBytes,
+    resolve_redis,
+)
 from subnetlab.cli.shared import (
     DEFAULT_LEDGER_URL,
     HotkeyName,
@@ -23,12 +30,13 @@ from subnetlab.cli.shared import (
 )
 from subnetlab.cli.signer import DevKey
 from subnetlab.keys.keypair import Keypair
+from subnetlab.miner.settings import MinerSettings
 from subnetlab.neuron.flags import VALIDATOR_FLAGS, default_of, from_flags, range_text
-from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT, MAX_PROMPT_BODY_BYTES
+from subnetlab.protocol.bodies import MAX_PROMPT_BODY_BYTES
 from subnetlab.specs import (
+    BackendType,
     GatewayStrategy,
     MinerBehaviour,
-    MinerSpec,
     ReferenceBackend,
     SimBackendSpec,
     ValidatorBehaviour,
@@ -41,8 +49,8 @@ validator_app = typer.Typer(help="Run a validator.", no_args_is_help=True, cls=O
 Port = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
 Host = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
 
-_MINER, _VALIDATOR = MinerSpec(), ValidatorSpec()
-"""The specs' defaults: the commands' defaults for the flags that spell spec fields."""
+_M, _VALIDATOR = MinerSettings(), ValidatorSpec()
+"""The models' defaults: the commands' defaults for the flags that spell their fields."""
 
 
 def _spec_help(model: type[BaseModel], path: tuple[str, ...], text: str) -> str:
@@ -55,6 +63,11 @@ def _sim_help(field: str, text: str) -> str:
     """A sim flag's help: its range and default, both `SimBackendSpec`'s."""
     return _spec_help(SimBackendSpec, (field,), f"{text} \\[default: "
                       f"{default_of(SimBackendSpec, (field,)):g}]")
+
+
+def _m_help(field: str, text: str) -> str:
+    """A `miner serve` flag's help with the `MinerSettings` field's range."""
+    return _spec_help(MinerSettings, (field,), text)
 
 
 def _v_help(path: str | tuple[str, ...], text: str) -> str:
@@ -93,8 +106,8 @@ def miner_serve(
                                  help="Address published on chain for callers (default: --host).")
     ] = None,
     backend: Annotated[
-        Literal["sim", "openai", "vllm"], typer.Option("--backend", help="Where answers come from.")
-    ] = "sim",
+        BackendType, typer.Option("--backend", help="Where answers come from.")
+    ] = _M.backend,
     backend_url: Annotated[
         str | None, typer.Option("--backend-url", help="openai/vllm: the server's base URL.")
     ] = None,
@@ -121,7 +134,7 @@ def miner_serve(
     ] = None,
     behaviour: Annotated[
         MinerBehaviour, typer.Option("--behaviour", help="What the miner does (docs/protocol.md)."),
-    ] = "honest",
+    ] = _M.behaviour,
     copy_from: Annotated[
         str | None, typer.Option("--copy-from", help="copycat: the engine URL it copies.")
     ] = None,
@@ -137,47 +150,45 @@ def miner_serve(
             help="Refuse this caller (SS58; repeat or comma-separate): 403 blacklisted.")
     ] = None,
     rate_limit: Annotated[
-        float | None, typer.Option("--rate-limit", help="Requests/s per caller before 429 "
-                                                        "rate_limited; 0 turns it off "
-                                                        "\\[default: 50].")
-    ] = None,
+        float, typer.Option("--rate-limit", help=_m_help(
+            "rate_limit", "Requests/s per caller before 429 rate_limited; 0 turns it off"))
+    ] = _M.rate_limit,
     rate_burst: Annotated[
-        float | None, typer.Option("--rate-burst", help="Requests per caller at once "
-                                                       "\\[default: 100].")
+        float | None, typer.Option("--rate-burst", help=_m_help(
+            "rate_burst", f"Requests per caller at once \\[default: {_M.rate_burst:g}]"))
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", help=_spec_help(MinerSpec, ("concurrency",),
-                                                           "Requests served at once"))
-    ] = _MINER.concurrency,
-    max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", envvar="SUBNETLAB_MINER_MAX_BODY_BYTES",
-                          min=1, max=MAX_BODY_BYTES_LIMIT,
-                          help="Largest request body; a bigger one is refused with 413 "
-                               "too_large (or $SUBNETLAB_MINER_MAX_BODY_BYTES).")
-    ] = MAX_PROMPT_BODY_BYTES,
+        int, typer.Option("--concurrency", help=_m_help("concurrency",
+                                                        "Requests served at once"))
+    ] = _M.concurrency,
+    max_body_bytes: MinerMaxBodyBytes = _M.max_body_bytes,
     drain_seconds: DrainSeconds = 5.0,
     log_level: LogLevel = "info",
 ) -> None:
     """Serve a miner: publish the axon, follow the chain, answer signed requests."""
-    from subnetlab.miner.launch import LaunchError, MinerOptions, build_miner, publish
+    from subnetlab.miner.launch import LaunchError, build_miner, publish
     from subnetlab.miner.server import create_miner_app
+    from subnetlab.miner.settings import from_serve_flags
     from subnetlab.neuron.follower import ChainFollower
     from subnetlab.neuron.listen import listen, serve
     from subnetlab.protocol.metagraph import StaticMetagraph
     from subnetlab.telemetry.logs import configure_logging
 
     configure_logging(log_level)
-    options = MinerOptions(
-        backend=backend, backend_url=backend_url, model=model, accuracy=accuracy,
-        task_accuracy=task_accuracy, ttft=ttft, tokens_per_s=tokens_per_s, behaviour=behaviour,
-        copy_from=copy_from, sybil_keys=tuple(sybil_key or ()), blacklist=tuple(blacklist or ()),
-        rate_limit=rate_limit, rate_burst=rate_burst, concurrency=concurrency,
-        max_body_bytes=max_body_bytes)
+    try:
+        settings = from_serve_flags({
+            "behaviour": behaviour, "backend": backend, "backend_url": backend_url,
+            "model": model, "accuracy": accuracy, "ttft": ttft, "tokens_per_s": tokens_per_s,
+            "task_accuracy": task_accuracy, "copy_from": copy_from, "sybil_key": sybil_key,
+            "blacklist": blacklist, "rate_limit": rate_limit, "rate_burst": rate_burst,
+            "concurrency": concurrency, "max_body_bytes": max_body_bytes})
+    except ValueError as exc:
+        fail(str(exc))
     keypair = load_hotkey(dev_key, wallet, hotkey)
     sybils = [load_hotkey(name, None, hotkey) if dev_key else load_hotkey(None, wallet, name)
-              for name in options.sybil_keys]
+              for name in settings.sybil_keys]
     try:
-        miner = build_miner(options, keypair, sybils)
+        miner = build_miner(settings, keypair, sybils)
         sock = listen(host, port)
     except ValueError as exc:
         fail(str(exc))
@@ -273,13 +284,14 @@ def validator_run(
         float, typer.Option("--ledger-wait", min=0.0, max=600.0,
                             help="Seconds to wait for the ledger at startup.")
     ] = 30.0,
-    max_body_bytes: Annotated[
-        int, typer.Option("--max-body-bytes", envvar="SUBNETLAB_GATEWAY_MAX_BODY_BYTES",
-                          min=1, max=MAX_BODY_BYTES_LIMIT,
-                          help="Gateway: largest request body; a bigger one is refused with "
-                               "413 too_large (or $SUBNETLAB_GATEWAY_MAX_BODY_BYTES).")
-    ] = MAX_PROMPT_BODY_BYTES,
+    max_body_bytes: GatewayMaxBodyBytes = MAX_PROMPT_BODY_BYTES,
     drain_seconds: DrainSeconds = 5.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, max=2**63 - 1,
+                                 help="Seed of the validator's tasks and choices (whom to "
+                                      "ask, spot-checks); `subnetlab up --seed` gives each "
+                                      "validator one. Default: unseeded.")
+    ] = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run a validator: query miners, set weights, commit evidence, serve the gateway."""
@@ -320,8 +332,8 @@ def validator_run(
         fail(str(exc))
     store = resolve_redis(redis_url, None)
     try:
-        config = ValidatorConfig.from_spec(spec, keypair, netuid, ledger, store, behaviour,
-                                           task_weights)
+        config = replace(ValidatorConfig.from_spec(spec, keypair, netuid, ledger, store,
+                                                   behaviour, task_weights), seed=seed)
         asyncio.run(check_ledger(ledger, netuid, ledger_wait))
         check_redis(store)
     except (ValueError, PreflightError) as exc:

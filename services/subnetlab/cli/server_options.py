@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from subnetlab.cli.errors import fail
+from subnetlab.protocol.bodies import MAX_BODY_BYTES_LIMIT
 
 if TYPE_CHECKING:
     from subnetlab.ledger.redis_server import EmbeddedRedis
@@ -42,6 +43,26 @@ DrainSeconds = Annotated[
                              "this many seconds (0-300), then exit (or "
                              "$SUBNETLAB_DRAIN_SECONDS).")
 ]
+
+
+def max_body_bytes_option(envvar: str, what: str = "Largest request body",
+                          default_note: str = "") -> Any:
+    """`--max-body-bytes`, the body cap of a server (`miner serve`, `validator run`'s
+    gateway, `ledger serve`): one flag, one range (1 byte to `MAX_BODY_BYTES_LIMIT`), its
+    own environment variable per server."""
+    return typer.Option("--max-body-bytes", envvar=envvar, min=1, max=MAX_BODY_BYTES_LIMIT,
+                        help=f"{what}; a bigger one is refused with 413 too_large (or "
+                             f"${envvar}){default_note}.")
+
+
+MinerMaxBodyBytes = Annotated[int, max_body_bytes_option("SUBNETLAB_MINER_MAX_BODY_BYTES")]
+GatewayMaxBodyBytes = Annotated[int, max_body_bytes_option(
+    "SUBNETLAB_GATEWAY_MAX_BODY_BYTES", "Gateway: largest request body")]
+LedgerMaxBodyBytes = Annotated[int | None, max_body_bytes_option(
+    "SUBNETLAB_LEDGER_MAX_BODY_BYTES", "Largest request body, a batch of extrinsics (one "
+    "extrinsic is at most 65536 bytes whatever this says)", " \\[default: 4194304]")]
+"""The ledger's: unset means `ledger.node.MAX_BATCH_BYTES` (not imported here: the ledger
+loads only when it is run)."""
 
 
 RedisUrl = Annotated[

@@ -20,6 +20,7 @@ from rich.console import Console
 from subnetlab.cli.errors import fail
 from subnetlab.cli.folders import folder_problem
 from subnetlab.ledger.client import LEDGER_ENV
+from subnetlab.local.provenance import SEED_MAX
 
 DEFAULT_EXAMPLE = "default.yaml"
 
@@ -88,6 +89,12 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", help="Run in the background; stop with `subnetlab down`.")
     ] = False,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, max=SEED_MAX,
+                                 help="Seed of the validators' tasks and choices, the organic "
+                                      "prompts (and so the sim engines' answers); default: a "
+                                      "fresh one, named in the report.")
+    ] = None,
 ) -> None:
     """Start a whole testnet (ledger, miners, validators) from Subnet/Neuron specs.
 
@@ -115,7 +122,7 @@ def up(
         network = (_adhoc_network(miners, validators) if miners is not None and validators
                    else load_specs(files or [_bundled_example()]))
         testnet = Testnet(network, run_dir, 0.25 if fast else 12.0, redis_url, organic_rate,
-                          volatile_redis=volatile_redis)
+                          volatile_redis=volatile_redis, seed=seed)
         testnet.prepare()
     except SpecError as exc:
         fail(str(exc))
@@ -219,7 +226,7 @@ def _run(testnet: Any, duration: float | None, report: Path | None) -> None:
         organic = threading.Thread(target=testnet.organic_loop, daemon=True)
         organic.start()
         console.print(f"testnet up: ledger {testnet.ledger_url}, logs in "
-                      f"{testnet.run_dir / 'logs'}")
+                      f"{testnet.run_dir / 'logs'}, seed {testnet.seed}")
         running_since = time.monotonic()  # --duration counts from here
         with LiveView(console, testnet, running_since) as view:
             while duration is None or time.monotonic() - running_since < duration:

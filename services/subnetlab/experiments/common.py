@@ -38,6 +38,9 @@ class Experiment:
     real: tuple[str, ...]
     default_seeds: int = 3
     quick_seeds: int = 2
+    narrow: Callable[[list[Row]], list[Row]] = lambda points: points
+    """The grid's points that differ in what they run (overhead: a spot-check rate means
+    nothing to broadcast, so one point stands for all of them); default: every point."""
 
 
 def share(part: float, whole: float) -> float:

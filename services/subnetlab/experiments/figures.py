@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from subnetlab.experiments import cabal, stake_quality
+from subnetlab.experiments import cabal, miners, overhead, stake_quality
 from subnetlab.experiments.common import Row, mean
 from subnetlab.experiments.stats import summarise
 from subnetlab.sim.plot_style import looks, new_figure
@@ -109,3 +109,55 @@ def stake_quality_figure(rows: Sequence[Row], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
 
+
+
+def miners_figure(rows: Sequence[Row], path: Path) -> None:
+    """Net profit per operator and detection rate against the spot-check rate, a line per
+    miner type (mean over seeds and every other swept quantity, 95% CI)."""
+    long = miners.long_rows(rows)
+    fig = new_figure(11, 4.2)
+    left, right = fig.subplots(1, 2)
+    _errorbar_lines(left, long, "miner", "spot_check_rate", "profit", "miner")
+    left.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+    left.set(xlabel="spot-check rate", ylabel="net profit per operator (USD/day)",
+             title="emission earned minus cost (cost model defaults)")
+    left.legend(fontsize=8)
+    _errorbar_lines(right, long, "miner", "spot_check_rate", "detection", "miner")
+    right.set(xlabel="spot-check rate", ylabel="share of epochs caught",
+              title="how often spot-checks catch each type", ylim=(-0.05, 1.05))
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+
+
+def overhead_figure(rows: Sequence[Row], path: Path) -> None:
+    """Organic and total ratio against fan-out N (a line per strategy and V, the 1x
+    baseline drawn), and the gateway's latency over one miner called directly."""
+    fig = new_figure(15, 4.4)
+    panels = fig.subplots(1, 3)
+    top_rate = max(r["organic_rate"] for r in rows)
+    lined = [{**r, "line": overhead.line_of(r)} for r in rows]
+    for ax, metric, pick, ylabel, title in (
+        (panels[0], "organic_ratio", lambda r: True, "tokens per delivered organic token",
+         "organic ratio (organic path only)"),
+        (panels[1], "total_ratio", lambda r: r["organic_rate"] == top_rate,
+         "tokens per delivered organic token", f"total ratio (synthetic included), "
+         f"{top_rate:g} requests/s"),
+        (panels[2], "latency_p50_x", lambda r: True, "gateway p50 / one miner's p50",
+         "latency against calling one miner"),
+    ):
+        chosen = [r for r in lined if pick(r) and r.get(metric) is not None]
+        lines = sorted({r["line"] for r in chosen})
+        style = looks(lines)
+        for line in lines:
+            points = sorted(summarise(chosen, ("fan_out",), metric, _equals("line", line)))
+            ax.errorbar([p[0][0] for p in points], [p[1] for p in points],
+                        yerr=[p[2] for p in points], label=line, capsize=3,
+                        **style[line].line_kwargs())
+        ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", label="1x")
+        ax.set(xlabel="fan-out N", ylabel=ylabel, title=title)
+        ax.set_xticks(sorted({r["fan_out"] for r in rows}))
+        ax.legend(fontsize=7)
+    fig.suptitle("N+V overhead (mean over seeds and organic rates, 95% CI)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)

@@ -21,33 +21,46 @@ class PointError(RuntimeError):
     """A point's run raised: the point and the reason, for one error line."""
 
 
+class InOrder:
+    """Rows as they finish, handed on in point order: `emit` gets each row as soon as it
+    and every row before it are in, whatever order the points finish in (worker
+    processes, or Jobs on a cluster), which keeps a parallel sweep's output the same as a
+    serial one's."""
+
+    def __init__(self, count: int, emit: Callable[[Row], None],
+                 done: Callable[[], None]) -> None:
+        self.rows: list[Row | None] = [None] * count
+        self.emit, self.done = emit, done
+        self.emitted = 0
+
+    def finish(self, index: int, row: Row) -> None:
+        self.rows[index] = row
+        self.done()
+        while self.emitted < len(self.rows) and (ready := self.rows[self.emitted]) is not None:
+            self.emit(ready)
+            self.emitted += 1
+
+    def ordered(self) -> list[Row]:
+        return [r for r in self.rows if r is not None]
+
+
 def run_points(name: str, points: Sequence[Row], jobs: int,
                emit: Callable[[Row], None] = lambda row: None,
                done: Callable[[], None] = lambda: None) -> list[Row]:
     """Run every point of experiment `name`; `done` after each finishes, `emit` each row
     in point order as soon as it and all before it are in. Returns the rows in order."""
-    rows: list[Row | None] = [None] * len(points)
-    emitted = 0
-
-    def finish(index: int, row: Row) -> None:
-        nonlocal emitted
-        rows[index] = row
-        done()
-        while emitted < len(rows) and (ready := rows[emitted]) is not None:
-            emit(ready)
-            emitted += 1
-
+    rows = InOrder(len(points), emit, done)
     if jobs <= 1 or len(points) <= 1:
         for index, point in enumerate(points):
-            finish(index, _guarded(name, point))
-        return [r for r in rows if r is not None]
+            rows.finish(index, _guarded(name, point))
+        return rows.ordered()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=context) as pool:
         futures: dict[Future[Row], int] = {
             pool.submit(_guarded, name, point): i for i, point in enumerate(points)}
         for future in as_completed(futures):
-            finish(futures[future], future.result())
-    return [r for r in rows if r is not None]
+            rows.finish(futures[future], future.result())
+    return rows.ordered()
 
 
 def _guarded(name: str, point: Row) -> Row:

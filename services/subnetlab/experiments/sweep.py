@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Value = int | float
+Value = int | float | str
 
 
 class SweepError(ValueError):
@@ -22,11 +22,14 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """One swept quantity: its row field, its flag, its type, bounds and default lists."""
+    """One swept quantity: its row field, its flag, its type, bounds and default lists.
+
+    A quantity that is a name rather than a number (a strategy, an engine) gives its
+    `choices`; its `kind` is then str and the bounds are not used."""
 
     field: str
     flag: str
-    kind: type[int] | type[float]
+    kind: type[int] | type[float] | type[str]
     lo: float
     hi: float
     default: tuple[Value, ...]
@@ -34,8 +37,11 @@ class Param:
     help: str
     lo_open: bool = False
     hi_open: bool = False
+    choices: tuple[str, ...] = ()
 
     def bounds(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
         left = "(" if self.lo_open else "["
         right = ")" if self.hi_open else "]"
         return f"{left}{_show(self.lo)}, {_show(self.hi)}{right}"
@@ -51,8 +57,12 @@ class Param:
         return values
 
     def _one(self, item: str) -> Value:
+        if self.choices:
+            if item not in self.choices:
+                raise SweepError(f"{self.flag}: {item!r} is not {self.bounds()}")
+            return item
         try:
-            value: Value = int(item) if self.kind is int else float(item)
+            value: int | float = int(item) if self.kind is int else float(item)
         except ValueError:
             noun = "an integer" if self.kind is int else "a number"
             raise SweepError(f"{self.flag}: {item!r} is not {noun}") from None
@@ -65,7 +75,9 @@ class Param:
         return value
 
 
-def _show(bound: float) -> str:
+def _show(bound: Value) -> str:
+    if isinstance(bound, str):
+        return bound
     return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
@@ -117,3 +129,27 @@ def command_line(name: str, params: Sequence[Param], grid: dict[str, tuple[Value
     if out:
         parts += ["--out", out]
     return " ".join(parts)
+
+
+def point_problem(params: Sequence[Param], point: Any) -> str | None:
+    """What is wrong with one point given whole (`experiment point --point JSON`): it
+    must be an object with each swept field, within its bounds, and an integer `seed`."""
+    if not isinstance(point, dict):
+        return "must be a JSON object of the experiment's fields and seed"
+    fields = {p.field for p in params} | {"seed"}
+    if missing := sorted(fields - set(point)):
+        return f"missing {', '.join(missing)}"
+    if unknown := sorted(set(point) - fields):
+        return f"unknown field(s) {', '.join(unknown)} (fields: {', '.join(sorted(fields))})"
+    seed = point["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return f"seed: {seed!r} is not a non-negative integer"
+    for p in params:
+        value = point[p.field]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return f"{p.field}: {value!r} is not {p.bounds()}"
+        try:
+            p.parse(_show(value))
+        except SweepError as exc:
+            return f"{p.field}: {str(exc).removeprefix(p.flag + ': ')}"
+    return None

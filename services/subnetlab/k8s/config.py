@@ -32,6 +32,10 @@ class ConfigError(ValueError):
         super().__init__(f"{self.where}: {reason}")
 
 
+DEFAULT_IMAGE = f"subnetlab:{__version__}"
+"""The subnetlab image of this release (`subnetlab image build` tags it so)."""
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     """Everything the operator needs to know that is not in a Subnet or Neuron."""
@@ -40,7 +44,7 @@ class OperatorConfig:
     """Where the operator reaches the ledger."""
     pod_ledger_url: str = ""
     """Where neuron pods reach it (an in-cluster Service URL); default: `ledger_url`."""
-    image: str = f"subnetlab:{__version__}"
+    image: str = DEFAULT_IMAGE
     """Image of the miner and validator containers (it has the `subnetlab` command)."""
     image_pull_policy: str = "IfNotPresent"
     redis_url: str = ""

@@ -37,6 +37,8 @@ log = logging.getLogger("subnetlab.k8s")
 
 SYNC_INTERVAL_S = OperatorConfig.from_env().sync_interval_s
 FINALIZER = f"{GROUP}/finalizer"
+TIMER_EXIT_POLL_S = 1.0
+"""How often kopf checks, during a deletion, whether a sync timer's pass has ended."""
 SUBNETS = (GROUP, VERSION, "subnets")
 NEURONS = (GROUP, VERSION, "neurons")
 
@@ -46,18 +48,30 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])  # type: ignore[arg-type]
 
 
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for this operator (no I/O: the startup handler's first step)."""
+    settings.persistence.finalizer = FINALIZER
+    # kopf's own bookkeeping in annotations: status is ours, with a schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # Events are ours (one per status-changing step); kopf's log lines stay logs.
+    settings.posting.level = logging.CRITICAL
+    settings.peering.standalone = True
+    # No watching of CRDs and namespaces: the CRDs are installed before the operator
+    # starts (the chart does so), and least privilege needs no cluster-wide reads of them.
+    settings.scanning.disabled = True
+    # A sync timer caught mid-pass by a deletion keeps the finalizer on until kopf sees it
+    # exit, and kopf looks again only after this long. kopf's default, 60 s, made a
+    # `kubectl delete --wait` hang a minute whenever a timer tick and the deletion met,
+    # and the finalizer then ran a second time (kopf had dropped its progress meanwhile).
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_S
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Settings, clients and the metrics endpoint, once per operator process."""
     config = memo.get("config") or OperatorConfig.from_env()
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.posting.level = logging.CRITICAL  # events are ours (status-changing steps);
-    settings.peering.standalone = True  # kopf's log lines stay logs
-    # No watching of CRDs and namespaces: the CRDs are installed before the operator
-    # starts (the chart does so), and least privilege needs no cluster-wide reads of them.
-    settings.scanning.disabled = True
+    configure_kopf(settings)
     quiet_libraries(logging.getLogger("subnetlab").isEnabledFor(logging.DEBUG))
     metrics = OperatorMetrics()
     metrics.serve(config.metrics_port)
@@ -132,8 +146,8 @@ async def subnet_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: i
 
 @kopf.timer(*SUBNETS, id="subnet-sync", interval=SYNC_INTERVAL_S,
             initial_delay=SYNC_INTERVAL_S)
-async def subnet_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _sync(memo["op"], body, "Subnet")
+async def subnet_sync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _sync(memo["op"], body, "Subnet", kwargs["stopped"])
 
 
 @kopf.on.delete(*SUBNETS, id="subnet-release")
@@ -159,8 +173,8 @@ async def neuron_changed(body: kopf.Body, diff: kopf.Diff, reason: str, retry: i
 
 @kopf.timer(*NEURONS, id="neuron-sync", interval=SYNC_INTERVAL_S,
             initial_delay=SYNC_INTERVAL_S)
-async def neuron_sync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await _sync(memo["op"], body, "Neuron")
+async def neuron_sync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _sync(memo["op"], body, "Neuron", kwargs["stopped"])
 
 
 @kopf.on.delete(*NEURONS, id="neuron-release")
@@ -174,19 +188,24 @@ async def neuron_deleted(body: kopf.Body, retry: int, runtime: Any, memo: kopf.M
 # ---- the timers ---------------------------------------------------------------------------
 
 
-async def _sync(op: Operator, body: Mapping[str, Any], kind: str) -> None:
+async def _sync(op: Operator, body: Mapping[str, Any], kind: str,
+                stopped: kopf.DaemonStopped) -> None:
     """A periodic pass: status from the ledger, drift corrected. Its failures are already
     in status (the next tick is its retry), so they end here instead of in kopf's log.
 
     The object is read again once the lock is held: the timer's copy is from when it
     fired, and a change handler or the finalizer may have run meanwhile. Reconciling that
     old copy would undo them (register again what the finalizer just deregistered, or
-    make the sybil hotkeys that a lowered `sybilHotkeys` just released).
+    make the sybil hotkeys that a lowered `sybilHotkeys` just released). A timer that kopf
+    stopped meanwhile (the object is being deleted: the lock was the finalizer's) ends
+    without a pass, so the finalizer can come off at once.
     """
-    if _idle(body):
+    if _idle(body) or stopped:
         return
     name, namespace, uid, _ = meta(body)
     async with op.lock(uid):
+        if stopped:
+            return
         try:
             fresh = await op.kube.get(kind, namespace, name)
         except KubeError as exc:

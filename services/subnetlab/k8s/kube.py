@@ -1,4 +1,5 @@
-"""The few Kubernetes API calls the operator makes, as plain JSON over async HTTP.
+"""The few Kubernetes API calls the operator (and `experiment run --kubernetes`) makes, as
+plain JSON over async HTTP.
 
 Why not the generated `kubernetes` client for the calls: its typed models changed shape
 between releases (pydantic models since v35), the operator only needs a handful of verbs
@@ -33,6 +34,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "Event": ("/api/v1", "events"),
     "Deployment": ("/apis/apps/v1", "deployments"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Pod": ("/api/v1", "pods"),
     "Subnet": ("/apis/subnetlab.io/v1alpha1", "subnets"),
     "Neuron": ("/apis/subnetlab.io/v1alpha1", "neurons"),
 }
@@ -180,10 +183,27 @@ class Kube:
         """Merge `status` into the object's status subresource (a null clears a field)."""
         return await self.merge_patch(kind, namespace, name, {"status": status}, sub="status")
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete the object; False when it was already gone."""
+    async def log(self, namespace: str, pod: str, tail_lines: int | None = None) -> str:
+        """A pod's log (its one container's), as text."""
+        params = {"tailLines": str(tail_lines)} if tail_lines is not None else None
+        url = path("Pod", namespace, pod, "log")
         try:
-            await self.request("DELETE", path(kind, namespace, name))
+            response = await self.http.get(url, params=params, headers=self._auth_headers())
+        except httpx.HTTPError as exc:
+            raise KubeError(0, "Unreachable", f"GET {url}: {exc or type(exc).__name__}"
+                            ) from None
+        if response.status_code >= 400:
+            raise KubeError(response.status_code, "Error", response.text[:500])
+        return response.text
+
+    async def delete(self, kind: str, namespace: str, name: str,
+                     propagation: str | None = None) -> bool:
+        """Delete the object (`propagation` "Background": its dependents too, as a Job's
+        pods); False when it was already gone."""
+        options = None if propagation is None else {
+            "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        try:
+            await self.request("DELETE", path(kind, namespace, name), body=options)
         except KubeError as exc:
             if exc.status == 404:
                 return False

@@ -124,10 +124,14 @@ def binding_problem(netuid: int, info: Mapping[str, Any] | None, owner: str,
 
 
 def cluster_backend_problem(spec: NeuronSpec) -> str | None:
-    """Why a Neuron's backend cannot run on a cluster although the spec is valid: the
-    `local-sim-engine` URL names the simulated engine that only `subnetlab up` starts."""
+    """Why a Neuron's backend (or a copycat's copied engine) cannot run on a cluster although
+    the spec is valid: the `local-sim-engine` URL names the simulated engine that only
+    `subnetlab up` starts."""
     backend = spec.miner.backend if spec.miner else None
     if backend is not None and backend.type == "openai" and backend.url == LOCAL_SIM_ENGINE:
         return (f"spec.miner.backend.url: {LOCAL_SIM_ENGINE} is the engine `subnetlab up` "
                 "starts; on a cluster give the engine's http:// or https:// URL")
+    if spec.miner is not None and spec.miner.copy_from == LOCAL_SIM_ENGINE:
+        return (f"spec.miner.copyFrom: {LOCAL_SIM_ENGINE} is the engine `subnetlab up` "
+                "starts; on a cluster give the copied engine's http:// or https:// URL")
     return None

@@ -149,7 +149,13 @@ class NeuronWorkload:
                 "ownerReferences": [self.owner]}
 
 
-def _container_security(read_only_root: bool) -> Body:
+def pod_security() -> Body:
+    """A pod's securityContext under the `restricted` Pod Security Standard."""
+    return {"runAsNonRoot": True, "runAsUser": NON_ROOT, "runAsGroup": NON_ROOT,
+            "fsGroup": NON_ROOT, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security(read_only_root: bool) -> Body:
     """A container's securityContext under the `restricted` Pod Security Standard."""
     return {"runAsNonRoot": True, "runAsUser": NON_ROOT, "runAsGroup": NON_ROOT,
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": read_only_root,
@@ -188,7 +194,7 @@ def _neuron_container(w: NeuronWorkload, backend_url: str | None) -> Body:
         "readinessProbe": _http_probe(w.port_name, "/healthz", 5, 3),
         "livenessProbe": _http_probe(w.port_name, "/healthz", 20, 6),
         "resources": w.spec.resources.as_kubernetes(),
-        "securityContext": _container_security(read_only_root=True),
+        "securityContext": container_security(read_only_root=True),
         "volumeMounts": [{"name": "home", "mountPath": HOME},
                          {"name": "hotkey", "mountPath": KEY_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": TMP}],
@@ -213,7 +219,7 @@ def _vllm_container(backend: VllmBackendSpec) -> Body:
         "readinessProbe": _http_probe("vllm", "/health", 10, 3),
         "livenessProbe": _http_probe("vllm", "/health", 30, 4),
         "resources": {"requests": dict(limits), "limits": limits},
-        "securityContext": _container_security(read_only_root=False),
+        "securityContext": container_security(read_only_root=False),
         "volumeMounts": [{"name": "model-cache", "mountPath": "/cache"},
                          {"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "tmp", "mountPath": TMP}],
@@ -235,9 +241,7 @@ def deployment(w: NeuronWorkload) -> Body:
     ]
     pod: Body = {"automountServiceAccountToken": False, "enableServiceLinks": False,
                  "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": NON_ROOT,
-                                     "runAsGroup": NON_ROOT, "fsGroup": NON_ROOT,
-                                     "seccompProfile": {"type": "RuntimeDefault"}}}
+                 "securityContext": pod_security()}
     if isinstance(backend, VllmBackendSpec):
         containers.append(_vllm_container(backend))
         containers.append(_neuron_container(w, f"http://127.0.0.1:{VLLM_PORT}"))

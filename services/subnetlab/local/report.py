@@ -19,7 +19,13 @@ def write_report(testnet: Testnet, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     summary = testnet.summary()
     write_json(directory / "summary.json", summary)
-    lines = ["# subnetlab run", ""]
+    lines = ["# subnetlab run", "",
+             f"Seed: {summary['seed']} (the same specs with `subnetlab up --seed "
+             f"{summary['seed']}` repeat the validators' tasks and choices, the organic "
+             "prompts and the sim engines' answers; docs/testnet.md, \"Seeds\").", "",
+             "## What was real and what was simulated", "",
+             *[f"- real: {item}" for item in summary["real"]],
+             *[f"- simulated: {item}" for item in summary["simulated"]], ""]
     for run, sub in zip(testnet.subnets, summary["subnets"], strict=True):
         name = sub["name"]
         shares_png = directory / f"{name}-emission-share.png"

@@ -36,8 +36,9 @@ from subnetlab.ledger.redis_server import EmbeddedRedis
 from subnetlab.local.bootstrap import bootstrap_subnet
 from subnetlab.local.preflight import Prepared, dev_key_name, preflight
 from subnetlab.local.processes import Child, ChildEvent, Supervisor, die_with_parent
+from subnetlab.local.provenance import components, neuron_seed, new_seed
 from subnetlab.local.vllm_server import VllmServer, local_config, server_key
-from subnetlab.neuron.command import key_args, role_args, sybil_count
+from subnetlab.neuron.command import copying_from, key_args, role_args, sybil_count
 from subnetlab.specs import LOCAL_SIM_ENGINE, Network, Neuron, Subnet
 from subnetlab.tasks import KINDS, generate
 
@@ -109,6 +110,13 @@ class Testnet:
     vllm_urls: dict[str, str] = field(default_factory=dict)  # model -> local vLLM server
     prepared: Prepared | None = None
     ledger_problem: str | None = None  # why the last poll could not read the ledger
+    seed: int | None = None
+    """The run's seed (`up --seed`; a fresh one when None): validators' tasks and choices,
+    the organic traffic (local/provenance.py says what it fixes and what it does not)."""
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = new_seed()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -126,8 +134,8 @@ class Testnet:
         for owner in self.prepare().owners.values():
             balances.setdefault(owner.ss58_address, DEV_BALANCE)
         emission = self.network.subnets[0].spec.emission.block_emission_tokens
-        # A new salt per run: each run is another chain, so nothing signed for an earlier
-        # run (same keys, same nonces) is valid on this one.
+        # A new salt per run, with or without --seed: each run is another chain, so nothing
+        # signed for an earlier run (same keys, same nonces) is valid on this one.
         return Genesis(balances=balances, sudo=Keypair.dev("alice").ss58_address,
                        faucet=FaucetConfig(), block_emission=int(emission * TOKEN),
                        allow_loopback_axons=True,  # every neuron serves on 127.0.0.1
@@ -187,7 +195,8 @@ class Testnet:
 
     def write_run_info(self) -> None:
         """run.json: the ledger, each validator's gateway and the API key file, so that
-        clients of a detached run (`subnetlab bench organic --run-dir`) can find them.
+        clients of a detached run (`subnetlab bench organic --run-dir`) can find them; the
+        run's seed and its `simulated` and `real` parts, for them to report.
 
         Written first as soon as the ledger answers (`up --detach` prints its URL then),
         with ``"running": false``; again with ``"running": true`` once every neuron has
@@ -199,15 +208,17 @@ class Testnet:
                     if n.gateway_url and n.spec.spec.validator]
         write_json(self.run_dir / RUN_INFO, {
             "ledger_url": self.ledger_url, "api_keys_file": str(self.run_dir / "api-keys"),
-            "gateways": gateways, "running": self.running})
+            "gateways": gateways, "running": self.running, "seed": self.run_seed,
+            **components(self.network)})
 
     def _maybe_start_engine(self, logs: Path, say: Say) -> str | None:
-        wanted = any(n.spec.miner and getattr(n.spec.miner.backend, "url", None)
-                     == LOCAL_SIM_ENGINE for n in self.network.neurons)
+        wanted = any(n.spec.miner and LOCAL_SIM_ENGINE in (
+            getattr(n.spec.miner.backend, "url", None), n.spec.miner.copy_from)
+            for n in self.network.neurons)
         if not wanted:
             return None
         port = self.supervisor.ports.take()
-        say("starting the shared simulated engine (for passthrough miners)")
+        say("starting the shared simulated engine (for passthrough and copycat miners)")
         self.supervisor.start(Child("engine", ["engine", "serve", "--port", str(port)],
                                     logs / "engine.log", f"http://127.0.0.1:{port}/healthz"))
         return f"http://127.0.0.1:{port}"
@@ -229,7 +240,7 @@ class Testnet:
     def _child(self, neuron: NeuronRun, logs: Path, engine_url: str | None) -> Child:
         """The neuron's process: the spec's own flags (shared with the operator's pods,
         `neuron/command.py`) plus what only this runner knows: ports, keys, local URLs."""
-        spec = neuron.spec.spec
+        spec = copying_from(neuron.spec.spec, engine_url)
         name = neuron.spec.metadata.name
         port = self.supervisor.ports.take()  # never one another child was given
         subnet = next(s for s in self.network.subnets if s.metadata.name == spec.subnet)
@@ -248,7 +259,8 @@ class Testnet:
                 "--log-level", "warning"]
         if spec.role == "validator":
             args += ["--redis-url", str(self.redis_url),
-                     "--api-keys-file", str(self.run_dir / "api-keys")]
+                     "--api-keys-file", str(self.run_dir / "api-keys"),
+                     "--seed", str(neuron_seed(self.run_seed, name))]
             neuron.gateway_url = f"http://127.0.0.1:{port}"
         return Child(name, args, logs / f"{name}.log", f"http://127.0.0.1:{port}/healthz",
                      port=port)
@@ -315,7 +327,7 @@ class Testnet:
         """Organic customers: `organic_rate` requests/s spread over the validators."""
         if self.organic_rate <= 0:
             return
-        rng = random.Random(7)
+        rng = random.Random(f"{self.run_seed}:organic")
         client = httpx.Client(timeout=30)
         def gateways() -> list[tuple[int, str]]:  # read each time: a gateway may move
             return [(run.netuid, n.gateway_url) for run in self.subnets for n in run.neurons
@@ -365,7 +377,14 @@ class Testnet:
                 "organic_failures": organic.failures,
                 "neurons": [neuron_summary(n, by_hotkey) for n in run.neurons],
             })
-        return {"subnets": subnets, "events": self.events}
+        return {"seed": self.run_seed, **components(self.network), "subnets": subnets,
+                "events": self.events}
+
+    @property
+    def run_seed(self) -> int:
+        """The run's seed (set when the testnet is made)."""
+        assert self.seed is not None  # __post_init__ fills it in
+        return self.seed
 
 
 def hotkey_summary(key: Keypair, row: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,6 +15,10 @@ does, precisely, is in docs/protocol.md, "Miner behaviours"):
 - sybil: one engine behind several registered hotkeys: the one process answers requests
   signed for any of them (`sybil_hotkeys`), honestly, from the same backend.
 
+Every answer is signed by the hotkey it was asked of (protocol/answers.py): a whole answer
+in its `Epistula-Answer-*` headers, a stream by an SSE comment after `[DONE]` over every
+byte before it; validators refuse unsigned answers and keep the signatures as evidence.
+
 Simulated output is labelled in both forms: a non-streamed answer carries
 `system_fingerprint: "simulated"` and `subnetlab.simulated: true`; a stream carries
 the same `system_fingerprint` on every chunk and the same `subnetlab` block on its last
@@ -31,6 +35,7 @@ the miner reported.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -49,7 +54,15 @@ from subnetlab.engines import (
     StreamUsage,
     count_tokens,
 )
+from subnetlab.keys import Keypair
 from subnetlab.miner.metrics import MinerMetrics
+from subnetlab.protocol.answers import (
+    answer_headers,
+    answer_message,
+    sha256_hex,
+    sign_answer,
+    stream_signature_line,
+)
 from subnetlab.protocol.bodies import (
     MAX_PROMPT_BODY_BYTES,
     BodyError,
@@ -58,7 +71,7 @@ from subnetlab.protocol.bodies import (
     read_capped,
 )
 from subnetlab.protocol.epistula import HEADER_NAMES
-from subnetlab.protocol.guard import Refusal, RequestGuard, busy_refusal
+from subnetlab.protocol.guard import Admission, Refusal, RequestGuard, busy_refusal
 from subnetlab.protocol.priority import QueueFull, StakePriorityGate
 from subnetlab.protocol.sse import DONE, ChunkWriter, error_event, wants_usage
 from subnetlab.specs import MINER_BEHAVIOURS
@@ -103,6 +116,9 @@ class Miner:
     sybil_hotkeys: tuple[str, ...] = ()
     max_body_bytes: int = MAX_PROMPT_BODY_BYTES
     """The body cap of `/v1/chat/completions` (413 `too_large` past it)."""
+    keys: tuple[Keypair, ...] = ()
+    """The keypairs of `hotkeys`: every answer is signed by the hotkey it was asked of
+    (protocol/answers.py), so validators and the audit can prove the miner gave it."""
 
     def __post_init__(self) -> None:
         if self.behaviour not in MINER_BEHAVIOURS:
@@ -123,6 +139,9 @@ class Miner:
             raise ValueError("the guard must accept exactly the miner's hotkeys as recipients")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be at least 1, got {self.max_body_bytes}")
+        if sorted(k.ss58_address for k in self.keys) != sorted(self.hotkeys):
+            raise ValueError("keys must be the keypairs of exactly the miner's hotkeys: it "
+                             "signs its answers with them")
         if self.metrics is None:
             self.metrics = MinerMetrics()
 
@@ -130,6 +149,10 @@ class Miner:
     def hotkeys(self) -> tuple[str, ...]:
         """Every hotkey this process answers for (one, or a sybil's several)."""
         return (self.hotkey, *self.sybil_hotkeys)
+
+    def key_for(self, hotkey: str) -> Keypair:
+        """The keypair that signs answers to requests signed for `hotkey`."""
+        return next(k for k in self.keys if k.ss58_address == hotkey)
 
     async def answer(self, body: dict[str, Any]) -> Completion:
         """The completion this miner's behaviour produces for a request."""
@@ -221,7 +244,8 @@ def create_miner_app(miner: Miner) -> FastAPI:
             if body.get("stream"):
                 # the slot is held until the stream ends, and released by the stream
                 await miner.gate.acquire(admission.stake)
-                return await _start_stream(miner, body, caller, admission.signed_for, metrics)
+                return await _start_stream(miner, body, _StreamSigner.of(miner, admission, raw),
+                                           metrics)
             async with miner.gate.slot(admission.stake):
                 started = time.perf_counter()
                 try:
@@ -232,7 +256,11 @@ def create_miner_app(miner: Miner) -> FastAPI:
                 metrics.backend_seconds.observe(time.perf_counter() - started)
                 metrics.tokens.inc(completion.completion_tokens)
                 metrics.requests.labels(caller=caller, outcome="ok").inc()
-                return JSONResponse(completion_body(completion, admission.signed_for))
+                response = JSONResponse(completion_body(completion, admission.signed_for))
+                signed = sign_answer(miner.key_for(admission.signed_for), bytes(response.body),
+                                     admission.request_uuid, raw, admission.hotkey)
+                response.headers.update(answer_headers(signed))
+                return response
         except QueueFull as exc:
             busy = busy_refusal(exc)
             metrics.requests.labels(caller=caller, outcome=busy.code.value).inc()
@@ -242,20 +270,50 @@ def create_miner_app(miner: Miner) -> FastAPI:
 
 
 @dataclass
+class _StreamSigner:
+    """Signs a stream as it goes out: a running digest of every byte sent, signed after
+    `[DONE]` (the stream rule of protocol/answers.py)."""
+
+    key: Keypair
+    admission: Admission
+    request_sha256: str
+    hasher: Any
+
+    @classmethod
+    def of(cls, miner: Miner, admission: Admission, raw: bytes) -> _StreamSigner:
+        return cls(miner.key_for(admission.signed_for), admission, sha256_hex(raw),
+                   hashlib.sha256())
+
+    @property
+    def hotkey(self) -> str:
+        return self.admission.signed_for
+
+    def sent(self, chunk: bytes) -> bytes:
+        self.hasher.update(chunk)
+        return chunk
+
+    def final_line(self) -> bytes:
+        """The signature comment over everything sent so far."""
+        message = answer_message(self.hasher.hexdigest(), self.admission.request_uuid,
+                                 self.request_sha256, self.admission.hotkey)
+        return stream_signature_line("0x" + self.key.sign(message).hex())
+
+
+@dataclass
 class _Tally:
     """What a stream produced, filled in by `_chunks` once the engine's figures are known."""
 
     tokens: int = 0
 
 
-async def _start_stream(miner: Miner, body: dict[str, Any], caller: str, hotkey: str,
+async def _start_stream(miner: Miner, body: dict[str, Any], signer: _StreamSigner,
                         metrics: MinerMetrics) -> Response:
     """Start a streamed answer (its gate slot already acquired; the stream releases it).
 
     The first chunk is made before the status line goes out, so a backend that fails
     before producing anything gets a 502 with the reason, like a non-streamed request.
     """
-    events = _stream(miner, body, caller, hotkey, metrics)
+    events = _stream(miner, body, signer, metrics)
     try:
         first = await anext(events)
     except Exception as exc:  # the stream has counted it and released the slot
@@ -273,7 +331,7 @@ async def _resume(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncItera
         await rest.aclose()
 
 
-async def _stream(miner: Miner, body: dict[str, Any], caller: str, hotkey: str,
+async def _stream(miner: Miner, body: dict[str, Any], signer: _StreamSigner,
                   metrics: MinerMetrics) -> AsyncGenerator[bytes, None]:
     """The SSE events of one answer, counted once, by how the stream ended.
 
@@ -281,22 +339,26 @@ async def _stream(miner: Miner, body: dict[str, Any], caller: str, hotkey: str,
     first event the exception is raised for `_start_stream`'s 502, after it the stream
     ends with an error event and `[DONE]`; `client_gone` when the client left first (the
     server cancels or closes this generator: neither is an `Exception`). Whatever the end,
-    the gate slot is released.
+    the gate slot is released. Every event goes through `signer`, and a stream that ends
+    (well or with an error event) ends with the signature comment over all of it.
     """
+    caller = signer.admission.hotkey
     started = time.perf_counter()
     tally = _Tally()
     outcome, sent = "client_gone", False
     try:
-        async for chunk in _chunks(miner, body, hotkey, tally):
+        async for chunk in _chunks(miner, body, signer.hotkey, tally):
             sent = True
-            yield chunk
+            yield signer.sent(chunk)
         outcome = "ok"
+        yield signer.final_line()
     except Exception as exc:
         outcome = "backend_error"
         if not sent:
             raise
-        yield error_event(**backend_error(exc))
-        yield DONE
+        yield signer.sent(error_event(**backend_error(exc)))
+        yield signer.sent(DONE)
+        yield signer.final_line()
     finally:
         miner.gate.release()
         metrics.requests.labels(caller=caller, outcome=outcome).inc()

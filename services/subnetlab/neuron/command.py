@@ -10,7 +10,7 @@ ledger is, which port, which key file, where the model server listens) is passed
 from __future__ import annotations
 
 from subnetlab.neuron.flags import MINER_FLAGS, SIM_FLAGS, VALIDATOR_FLAGS, to_flags
-from subnetlab.specs import KeySource, NeuronSpec, TaskMix
+from subnetlab.specs import LOCAL_SIM_ENGINE, KeySource, NeuronSpec, TaskMix
 
 
 def task_mix_arg(tasks: TaskMix) -> str:
@@ -53,6 +53,22 @@ def key_args(source: KeySource, default_dev_key: str, sybils: int = 0) -> list[s
     for sybil in sybil_key_names(name, sybils):
         args += ["--sybil-key", sybil]
     return args
+
+
+def copying_from(spec: NeuronSpec, engine_url: str | None) -> NeuronSpec:
+    """The spec with a copycat's `miner.copyFrom: local-sim-engine` pointed at `engine_url`
+    (the simulated engine `subnetlab up` starts); any other spec is returned as it is.
+
+    Why: `local-sim-engine` is a name only `up` can resolve (like a passthrough's backend
+    `url`), while the miner process needs a URL; a ValueError names the field when there
+    is no engine to point at (on a cluster there is none)."""
+    miner = spec.miner
+    if miner is None or miner.copy_from != LOCAL_SIM_ENGINE:
+        return spec
+    if not engine_url:
+        raise ValueError(f"miner.copyFrom: {LOCAL_SIM_ENGINE} names the engine `subnetlab up` "
+                         "starts; give the copied engine's http:// or https:// URL")
+    return spec.model_copy(update={"miner": miner.model_copy(update={"copy_from": engine_url})})
 
 
 def role_args(spec: NeuronSpec, tasks: TaskMix, backend_url: str | None = None) -> list[str]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from subnetlab.problems import pydantic_reason
+from subnetlab.specs import FieldError
+from subnetlab.urls import shown
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -62,11 +65,14 @@ SIM_FLAGS: tuple[SpecFlag, ...] = (
 
 
 def field_info(model: type[BaseModel], path: Sequence[str]) -> FieldInfo:
-    """The pydantic field at `path` (nested models followed by their annotation)."""
+    """The pydantic field at `path` (nested models followed by their annotation, an
+    optional one, `SimSettings | None`, by the model in it)."""
     info = model.model_fields[path[0]]
     if len(path) == 1:
         return info
     inner = info.annotation
+    if get_origin(inner) in (Union, UnionType):
+        inner = next(arg for arg in get_args(inner) if arg is not type(None))
     assert isinstance(inner, type) and issubclass(inner, BaseModel), (model, path)
     return field_info(inner, path[1:])
 
@@ -117,13 +123,30 @@ _REASONS = {"greater_than_equal": "must be at least {ge:g}", "greater_than": "mu
             "less_than_equal": "must be at most {le:g}", "less_than": "must be below {lt:g}"}
 
 
+def _shown(value: Any, reason: str) -> str:
+    """The value as an error shows it after its flag: lists comma-joined, a password in a
+    URL masked; "" when there is nothing to show or the reason begins by quoting it (a
+    URL's problem does: the value is said once)."""
+    if value is None:
+        return ""
+    text = shown(",".join(map(str, value)) if isinstance(value, list | tuple) else str(value))
+    return "" if not text.strip() or reason.startswith(repr(text)) else text
+
+
 def from_flags(model: type[ModelT], flags: Sequence[SpecFlag], values: Mapping[str, Any],
                extra: Mapping[str, Any] | None = None) -> ModelT:
-    """The model from the flags' `values` (by parameter name) and `extra` fields (snake_case);
-    a `ValueError` names the first bad flag: `--interval 0.01: must be at least 0.05`."""
+    """The model from the flags' `values` (by parameter name; a flag left out, or None, is
+    not given: the model's default applies) and `extra` fields (snake_case); a `ValueError`
+    names the first bad flag: `--interval 0.01: must be at least 0.05`.
+
+    A cross-field rule broken at one field (`specs.FieldError`) is named by that field's
+    flag; at a group of fields (`sim`), by the flags given in it; a bad item of a list
+    flag (`--blacklist`), with that item."""
     data: dict[str, Any] = dict(extra or {})
     by_path = {flag.path: flag for flag in flags}
     for flag in flags:
+        if values.get(flag.param) is None:
+            continue
         node = data
         for name in flag.path[:-1]:
             node = node.setdefault(name, {})
@@ -132,14 +155,26 @@ def from_flags(model: type[ModelT], flags: Sequence[SpecFlag], values: Mapping[s
         return model.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(str(part) for part in error["loc"])
-        reason = _REASONS.get(error["type"], "").format(**error.get("ctx", {})) \
-            or pydantic_reason(error)
-        bad = by_path.get(loc)
-        if bad is None:  # an `extra` field, named as its flag (`--cabal`), or the whole model
-            where = f"--{loc[0].replace('_', '-')}" if loc else model.__name__
-            raise ValueError(f"{where}: {reason}") from None
-        raise ValueError(f"{bad.flag} {values[bad.param]}: {reason}") from None
+    loc = tuple(str(part) for part in error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):  # a rule between fields, reported at one of them
+        loc += tuple(cause.field.split("."))
+    reason = _REASONS.get(error["type"], "").format(**error.get("ctx", {})) \
+        or pydantic_reason(error)
+    for end in range(len(loc), 0, -1):  # the flag of the field, or of the list holding it
+        if (bad := by_path.get(loc[:end])) is not None:
+            value = error["input"] if end < len(loc) else \
+                values.get(bad.param, default_of(model, bad.path))
+            text = _shown(value, reason)
+            raise ValueError(f"{bad.flag} {text}: {reason}" if text else
+                             f"{bad.flag}: {reason}") from None
+    group = [f.flag for f in flags if loc and f.path[:len(loc)] == loc
+             and values.get(f.param) is not None]
+    if group:  # a rule about a group of fields: the flags given in it
+        raise ValueError(f"{', '.join(group)}: {reason}") from None
+    # an `extra` field, named as its flag (`--cabal`), or the whole model
+    where = f"--{loc[0].replace('_', '-')}" if loc else model.__name__
+    raise ValueError(f"{where}: {reason}") from None
 
 
 __all__ = ["MINER_FLAGS", "SIM_FLAGS", "VALIDATOR_FLAGS", "SpecFlag", "bounds_of", "default_of",

@@ -27,9 +27,21 @@ Miner side (one guard and one gate per miner; refresh the view from the ledger's
 
     guard.replace_metagraph(StaticMetagraph.from_neurons(new_rows))  # on each new metagraph
 
+Every answer goes back signed by the miner's hotkey (`sign_answer` + `answer_headers`; a
+stream ends with a signature comment, `split_stream`); the validator checks it with
+`check_answer` (raises AnswerRejected) and keeps the SignedAnswer as evidence.
+
 The exact scheme, the order of checks and the reasons are in ``docs/protocol.md``.
 """
 
+from subnetlab.protocol.answers import (
+    AnswerRejected,
+    SignedAnswer,
+    answer_headers,
+    check_answer,
+    sign_answer,
+    split_stream,
+)
 from subnetlab.protocol.client import encode_json, signed_post
 from subnetlab.protocol.epistula import (
     EPISTULA_VERSION,
@@ -59,6 +71,7 @@ __all__ = [
     "EPISTULA_VERSION",
     "HEADER_NAMES",
     "Admission",
+    "AnswerRejected",
     "CallerInfo",
     "MalformedHeaders",
     "MetagraphView",
@@ -67,15 +80,20 @@ __all__ = [
     "Refusal",
     "RefusalCode",
     "RequestGuard",
+    "SignedAnswer",
     "SignedRequest",
     "StakePriorityGate",
     "StaticMetagraph",
+    "answer_headers",
     "busy_refusal",
+    "check_answer",
     "encode_json",
     "parse_headers",
+    "sign_answer",
     "sign_request",
     "signed_post",
     "signing_message",
+    "split_stream",
     "verify_request",
     "verify_signature",
 ]

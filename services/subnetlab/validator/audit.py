@@ -14,7 +14,8 @@ ledger to find the weights the document says were set, as the chain stores them:
 
 `audit_evidence` is the whole audit: the document against itself, against the validator's
 prior evidence (its `moving_before`), against the registrations on chain (its
-`held_uids`), and against the weights the chain holds.
+`held_uids`), its answers against the miners' signatures (answer_proof.py), and against
+the weights the chain holds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from subnetlab.chain.weights import weights_commit_hash
 from subnetlab.ledger.client import LedgerClient
+from subnetlab.validator.answer_proof import answer_findings
 from subnetlab.validator.evidence import (
     AuditResult,
     PriorEvidence,
@@ -58,8 +60,11 @@ def audit_evidence(client: LedgerClient, netuid: int, hotkey: str, epoch: int, d
     result = audit_document(document, digest)
     reasons, notes = continuity_findings(document,
                                          prior_evidence(client, netuid, hotkey, epoch, load))
-    held_reasons, held_notes = held_findings(document, client.metagraph(netuid)["neurons"])
-    result = result.with_evidence_findings([*reasons, *held_reasons], [*notes, *held_notes])
+    neurons = client.metagraph(netuid)["neurons"]
+    held_reasons, held_notes = held_findings(document, neurons)
+    answer_reasons, answer_notes = answer_findings(document, neurons)
+    result = result.with_evidence_findings([*reasons, *held_reasons, *answer_reasons],
+                                           [*notes, *held_notes, *answer_notes])
     return audit_against_chain(client, netuid, hotkey, document, result)
 
 

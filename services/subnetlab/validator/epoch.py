@@ -26,8 +26,9 @@ from subnetlab.validator.stage import Stage, StageMarker
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_VERSION = 3
-"""3: `held_at_block` (the metagraph block `held_uids` were read at) added."""
+EVIDENCE_VERSION = 4
+"""3: `held_at_block` (the metagraph block `held_uids` were read at) added.
+4: each answered record's `answer`: the miner's signature of it (protocol/answers.py)."""
 
 
 @dataclass

@@ -72,8 +72,9 @@ class Validator:
         self.reads = LedgerReads(self.writer.client, config.netuid, config.hotkey)
         self.grader = Grader(self.reference, self.health, self.metrics)
         self.board = Scoreboard(self.metrics)
+        tasks = random.Random(None if config.seed is None else f"{config.seed}:tasks")
         self.scoring = ScoringRound(config, self.follower, self.http, self.grader, self.board,
-                                    self.metrics, scorer, self.rng, self.stage_marker)
+                                    self.metrics, scorer, self.rng, self.stage_marker, tasks)
         self.commit_reveal = CommitReveal(self.writer, self.reads, self.health, self.metrics)
         self.evidence = EvidenceQueue(self.redis, self.writer, self.reads, self.health,
                                       self.stage_marker)

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 
 from subnetlab.keys.keypair import Keypair
+from subnetlab.protocol.answers import AnswerRejected, check_answer, evidence_form
 from subnetlab.protocol.client import signed_post
+from subnetlab.protocol.epistula import UUID
 from subnetlab.protocol.metagraph import occupied
 
 
@@ -23,7 +25,9 @@ class MinerAnswer:
     """What one miner returned for one request, and what it cost.
 
     `refused`: the miner answered with an error status (it spent no engine time);
-    `simulated`: the miner labelled its answer simulated.
+    `simulated`: the miner labelled its answer simulated. An answer whose miner signature
+    is missing or wrong is a failed answer (`error` "answer_" + the reason): nothing in
+    the evidence could prove the miner gave it.
     """
 
     uid: int
@@ -36,6 +40,9 @@ class MinerAnswer:
     error: str | None = None
     simulated: bool = False
     refused: bool = False
+    signed: dict[str, Any] | None = None
+    """The miner's checked signature of this answer, as the evidence keeps it
+    (protocol/answers.py `evidence_form`); None for a failed answer."""
 
 
 def miners_of(metagraph: dict[str, Any], own_hotkey: str) -> list[dict[str, Any]]:
@@ -77,6 +84,12 @@ async def ask(
         if response.status_code != 200:
             code = response.json().get("error", {}).get("code", str(response.status_code))
             return MinerAnswer(uid, hotkey, "", latency, 0, 0.0, False, code, refused=True)
+        try:
+            signed = check_answer(response.headers, response.content,
+                                  response.request.headers[UUID], response.request.content,
+                                  keypair.ss58_address, hotkey)
+        except AnswerRejected as bad:
+            return MinerAnswer(uid, hotkey, "", latency, 0, None, False, f"answer_{bad.reason}")
         data = response.json()
         usage = data.get("usage") or {}
         extra = data.get("subnetlab") or {}
@@ -86,6 +99,7 @@ async def ask(
             int(usage.get("completion_tokens", 0)),
             float(seconds) if isinstance(seconds, int | float) else None, True,
             simulated=bool(extra.get("simulated")) or data.get("system_fingerprint") == "simulated",
+            signed=evidence_form(signed, response.content),
         )
     except TimeoutError:
         return MinerAnswer(uid, hotkey, "", time.perf_counter() - started, 0, None, False,

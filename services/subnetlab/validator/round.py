@@ -17,6 +17,7 @@ import httpx
 
 from subnetlab.neuron.follower import ChainFollower
 from subnetlab.tasks import OPEN, Task, generate, with_reference
+from subnetlab.validator.answer_proof import round_request
 from subnetlab.validator.config import ValidatorConfig
 from subnetlab.validator.metrics import ValidatorMetrics
 from subnetlab.validator.miners import MinerAnswer, ask, miners_of, sample
@@ -30,8 +31,10 @@ from subnetlab.validator.stage import Stage, StageMarker
 class ScoringRound:
     """Asks and grades; what it learns goes to the scoreboard.
 
-    `rng` is the validator's one seeded generator (shared with the weight policy and the
-    gateway), so a seeded validator asks the same miners the same tasks.
+    `rng` is the validator's seeded generator of choices (shared with the weight policy and
+    the gateway); `tasks` its seeded generator of tasks. A seeded validator asks the same
+    tasks in the same order in every run, and the same miners whenever the metagraph and
+    the order of organic requests are the same.
     """
 
     config: ValidatorConfig
@@ -43,11 +46,17 @@ class ScoringRound:
     scorer: Scorer
     rng: random.Random
     stage: StageMarker
+    tasks: random.Random | None = None
+    """The stream the tasks (kind and seed) come from, apart from `rng` (None: `rng`).
+    Why apart: whom a round asks depends on the metagraph of the moment and the gateway
+    draws from `rng` as customers arrive, so with one stream a seeded validator's tasks
+    would follow the timing of the run; kept apart, its n-th task is the same in every run."""
 
     def new_task(self) -> Task:
+        rng = self.tasks or self.rng
         kinds = list(self.config.task_weights)
-        kind = self.rng.choices(kinds, weights=[self.config.task_weights[k] for k in kinds])[0]
-        return generate(kind, self.rng.randrange(2**31))
+        kind = rng.choices(kinds, weights=[self.config.task_weights[k] for k in kinds])[0]
+        return generate(kind, rng.randrange(2**31))
 
     async def run(self) -> list[MinerAnswer]:
         """Ask a sample of miners one task, score the answers, update moving scores."""
@@ -57,7 +66,7 @@ class ScoringRound:
         if not chosen:
             return []
         task = self.new_task()
-        body = {"model": "subnet", "messages": [{"role": "user", "content": task.prompt}]}
+        body = round_request(task.prompt)
         asks = [ask(self.http, self.config.keypair, n, body, self.config.timeout_s)
                 for n in chosen]
         reference: dict[str, Any] = {}
@@ -90,5 +99,5 @@ class ScoringRound:
             "uid": answer.uid, "hotkey": answer.hotkey, "kind": task.kind,
             "seed": task.seed, "prompt": task.prompt, "response": answer.text,
             "latency_s": answer.latency_s, "score": score, "round": self.board.rounds,
-            **reference,
+            **reference, **({"answer": answer.signed} if answer.signed else {}),
         }
