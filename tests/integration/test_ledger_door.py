@@ -90,6 +90,7 @@ def test_bench_ledger_prints_consistent_figures(tmp_path: Path) -> None:
         figures["p99_inclusion_ms"] / 1000 / figures["block_time_s"], 2), figures
     assert figures["extrinsics_per_second"] > 0, figures
     assert figures["driver_cpu_share"] >= 0, figures
+    assert 0 < figures["query_p50_ms"] <= figures["query_p99_ms"], figures
     # the ledger's own CPU (its process_cpu_seconds_total) over the load, per extrinsic
     assert figures["ledger_cpu_s"] > figures["ledger_worker_cpu_s"] > 0, figures  # it has one
     assert figures["ledger_cpu_ms_per_extrinsic"] == round(

@@ -78,6 +78,10 @@ class LedgerBenchResult:
     that window, not the setup."""
     ledger_worker_cpu_s: float = 0.0
     """The signature worker's part of `ledger_cpu_s`."""
+    query_ms: tuple[float, float] = (0.0, 0.0)
+    """p50 and p99 of `GET /v1/chain` asked one after another on one kept-alive connection
+    once the load is through: what a client waits for a query (44 ms whatever the route
+    until the ledger's socket got TCP_NODELAY; neuron/listen.py `bind_tcp`)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,8 @@ class LedgerBenchResult:
             "ledger_cpu_s": None if self.ledger_cpu_s is None else round(self.ledger_cpu_s, 2),
             "ledger_worker_cpu_s": round(self.ledger_worker_cpu_s, 2),
             "ledger_cpu_ms_per_extrinsic": self.ledger_cpu_ms_per_extrinsic,
+            "query_p50_ms": round(self.query_ms[0], 2),
+            "query_p99_ms": round(self.query_ms[1], 2),
         }
 
     @property
@@ -294,6 +300,8 @@ def run_ledger_bench(
     latencies = sorted((included_at[h] - sent_at[h]) * 1000.0 for h in included_at)
     if not latencies:
         raise BenchError("no extrinsic was included")
+    say("timing queries", 0.95)
+    query_ms = time_queries(chain.ledger)
     last_inclusion = max(included_at.values())
     return LedgerBenchResult(
         offered_rate=rate,
@@ -310,4 +318,20 @@ def run_ledger_bench(
         driver_cpu_share=driver_cpu_share,
         ledger_cpu_s=ledger_cpu,
         ledger_worker_cpu_s=worker_cpu,
+        query_ms=query_ms,
     )
+
+
+QUERIES = 200
+
+
+def time_queries(ledger: LedgerClient, count: int = QUERIES) -> tuple[float, float]:
+    """p50 and p99 milliseconds of `count` queries in a row on the client's connection."""
+    ledger.chain()  # the connection is open before the first timed query
+    times: list[float] = []
+    for _ in range(count):
+        started = time.perf_counter()
+        ledger.chain()
+        times.append((time.perf_counter() - started) * 1000.0)
+    times.sort()
+    return statistics.median(times), times[min(count - 1, int(0.99 * count))]

@@ -112,7 +112,8 @@ def bench_ledger(
         f"(offered {rate:.0f}/s, {result.included} included, {result.refused} refused, "
         f"{result.failed} failed); inclusion p50 {figures['p50_inclusion_ms']} ms, "
         f"p99 {figures['p99_inclusion_ms']} ms = {figures['p99_inclusion_blocks']} blocks "
-        f"of {result.block_time_s}s"
+        f"of {result.block_time_s}s; a query (GET /v1/chain) p50 {figures['query_p50_ms']} "
+        f"ms, p99 {figures['query_p99_ms']} ms"
     )
 
 

@@ -283,10 +283,12 @@ def _serve(url: str, redis_url: str | None, chain: _Chain, sockets: list[socket.
 
 
 def _listen(host: str, port: int, flag: str = "--port") -> socket.socket:
-    """A listening TCP socket on host:port (IPv6 when the host is an IPv6 address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """A TCP socket bound to host:port (IPv6 when the host is an IPv6 address), checked
+    before anything starts; uvicorn listens on it."""
+    from subnetlab.neuron.listen import bind_tcp
+
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        return bind_tcp(host, port)
     except OSError as exc:
         hint = (f"; another process listens there: give another {flag}"
                 if exc.errno == errno.EADDRINUSE else "")

@@ -14,28 +14,42 @@ import errno
 import socket
 from typing import Any
 
-__all__ = ["listen", "serve"]
+__all__ = ["bind_tcp", "listen", "serve"]
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (not yet listening: uvicorn listens on it with
+    its own backlog); `OSError` when the host does not resolve or the bind fails.
+
+    The socket is made with the protocol getaddrinfo names (`IPPROTO_TCP`), never 0:
+    asyncio sets TCP_NODELAY only on accepted connections whose protocol is IPPROTO_TCP,
+    and without it every response on a kept-alive connection waited about 40 ms for the
+    client's delayed ACK (Nagle). `socket.create_server` makes protocol-0 sockets, which
+    is how the ledger answered each request in 44 ms whatever the request."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to `host:port`; `ValueError` naming `--host` (a name that does not
     resolve, an address not on this machine) or `--port` (in use, not allowed)."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
+        return bind_tcp(host, port)
+    except socket.gaierror as exc:
         raise ValueError(f"--host {host}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
     except OSError as exc:
-        sock.close()
         flag = f"--host {host}" if exc.errno == errno.EADDRNOTAVAIL else f"--port {port}"
         raise ValueError(f"{flag}: cannot listen on {host}:{port}: "
                          f"{exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def serve(app: Any, sock: socket.socket, drain_seconds: float) -> None:
