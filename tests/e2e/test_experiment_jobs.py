@@ -63,3 +63,23 @@ def test_a_point_whose_pod_cannot_run_ends_the_sweep_in_one_line_and_leaves_no_j
         left = cluster.get_json("jobs", "-n", namespace, "-l", "subnetlab.io/experiment=cabal")
         assert left["items"] == []
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_real_process_point_runs_its_testnet_inside_the_job(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """overhead starts a ledger, miners and a validator per point: inside the Job's pod,
+    under the restricted profile, they write only to the pod's emptyDirs."""
+    with fresh_namespace(cluster, "expov") as namespace:
+        done = subprocess.run(
+            [sys.executable, "-m", "subnetlab", "experiment", "run", "overhead",
+             "--fan-out", "2", "--strategies", "broadcast", "--validators", "1",
+             "--organic-rates", "2", "--durations", "6", "--seeds", "1", "--json",
+             "--out", str(tmp_path / "out"), "--kubernetes", namespace,
+             "--image", cluster.image],
+            capture_output=True, text=True, env=cluster.env, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert row["requests"] > 0 and row["requests_ok"] == row["requests"], row
+    assert row["expected_organic_ratio"] == 3.0  # broadcast to 2 miners plus the reference
+    assert row["organic_ratio"] == pytest.approx(3.0, rel=0.15), row
+    assert row["latency_p50_ms"] > 0 and row["direct_p50_ms"] > 0, row

@@ -43,6 +43,9 @@ def test_a_point_job_runs_the_point_command_once_under_the_restricted_profile() 
     args = container["args"]
     assert args[:4] == ["experiment", "point", "stake-vs-quality", "--point"]
     assert json.loads(args[4]) == POINT
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {env["SUBNETLAB_HOME"], env["HOME"]} <= mounts  # a real-process point writes there
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and security["capabilities"] == {"drop": ["ALL"]}
 

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from subnetlab.k8s.kube import Body, Kube, KubeError
-from subnetlab.k8s.resources import COMMON_LABELS, container_security, pod_security
+from subnetlab.k8s.resources import (
+    COMMON_LABELS,
+    HOME,
+    TMP,
+    container_security,
+    pod_security,
+)
 
 LABEL_EXPERIMENT = "subnetlab.io/experiment"
 LABEL_SWEEP = "subnetlab.io/sweep"
@@ -63,7 +69,7 @@ def point_job(experiment: str, sweep: str, index: int, point: Row,
               settings: JobSettings) -> Body:
     """The Job that runs one point: no retries (a point is deterministic, a failure is
     reported, not repeated), a deadline, the restricted security profile of every pod the
-    operator makes, a writable /tmp only."""
+    operator makes, writable emptyDirs for $SUBNETLAB_HOME and /tmp only."""
     labels = {**COMMON_LABELS, LABEL_EXPERIMENT: experiment, LABEL_SWEEP: sweep}
     container = {
         "name": "point",
@@ -72,11 +78,15 @@ def point_job(experiment: str, sweep: str, index: int, point: Row,
         "command": ["subnetlab"],
         "args": ["experiment", "point", experiment, "--point",
                  json.dumps(point, sort_keys=True)],
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "MPLCONFIGDIR", "value": "/tmp"}],
+        # As in the neuron pods: a writable $SUBNETLAB_HOME (the ledger and Redis that a
+        # real-process point starts keep their data there) and $HOME, both emptyDirs.
+        "env": [{"name": "SUBNETLAB_HOME", "value": HOME}, {"name": "HOME", "value": TMP},
+                {"name": "MPLCONFIGDIR", "value": TMP}],
         "resources": {"requests": {"cpu": "500m", "memory": "256Mi"},
                       "limits": {"memory": "2Gi"}},
         "securityContext": container_security(read_only_root=True),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "home", "mountPath": HOME},
+                         {"name": "tmp", "mountPath": TMP}],
     }
     return {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -90,7 +100,8 @@ def point_job(experiment: str, sweep: str, index: int, point: Row,
                 "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
                          "enableServiceLinks": False, "securityContext": pod_security(),
                          "containers": [container],
-                         "volumes": [{"name": "tmp", "emptyDir": {}}]},
+                         "volumes": [{"name": "home", "emptyDir": {}},
+                                     {"name": "tmp", "emptyDir": {}}]},
             },
         },
     }
